@@ -1,0 +1,42 @@
+"""What a model builder hands to the solve loop: the CP-SAT model and its handles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from fresh_solver.model import Mode, Problem
+
+
+@dataclass(frozen=True)
+class TaskVars:
+    """The variables of one (job, task). ``presences[k]`` is True when mode ``k`` is chosen
+    (the constant True for a single-mode task)."""
+
+    start: cp_model.IntVar
+    end: cp_model.LinearExprT
+    modes: tuple[Mode, ...]
+    presences: tuple[cp_model.LiteralT, ...]
+    intervals: tuple[cp_model.IntervalVar, ...]
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    kind: str  # "template" or "baseline"
+    problem: Problem
+    model: cp_model.CpModel
+    tasks: dict[tuple[int, int], TaskVars]  # keyed by (job index, task index)
+    build_time_s: float
+
+    @property
+    def size(self) -> dict[str, int]:
+        proto = self.model.proto
+        return {"variables": len(proto.variables), "constraints": len(proto.constraints)}
+
+
+def sink_tasks(problem: Problem, job_index: int) -> list[int]:
+    """Tasks of a job that nothing follows: the job ends when the last of them ends."""
+    template = problem.template_of(problem.jobs[job_index])
+    befores = {p.before for p in template.precedences}
+    return [i for i, t in enumerate(template.tasks) if t.id not in befores]

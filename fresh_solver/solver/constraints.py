@@ -1,0 +1,103 @@
+"""Template model constraints: the scheduling rules, then the template-level strengths."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ortools.sat.python import cp_model
+
+from fresh_solver.model import Problem
+from fresh_solver.solver.built import TaskVars
+
+
+def add_precedences(model: cp_model.CpModel, problem: Problem,
+                    tasks: dict[tuple[int, int], TaskVars]) -> None:
+    for j, job in enumerate(problem.jobs):
+        template = problem.template_of(job)
+        for p in template.precedences:
+            before = tasks[(j, template.task_index[p.before])]
+            after = tasks[(j, template.task_index[p.after])]
+            model.add(after.start >= before.end + p.min_lag)
+
+
+def add_machine_resources(model: cp_model.CpModel, problem: Problem,
+                          tasks: dict[tuple[int, int], TaskVars]) -> None:
+    """No-overlap on unary machines, cumulative on machines with capacity."""
+    intervals = defaultdict(list)
+    for task in tasks.values():
+        for mode, interval in zip(task.modes, task.intervals):
+            intervals[mode.machine].append(interval)
+    for machine in problem.machines:
+        if machine.capacity == 1:
+            model.add_no_overlap(intervals[machine.id])
+        else:
+            demands = [1] * len(intervals[machine.id])
+            model.add_cumulative(intervals[machine.id], demands, machine.capacity)
+
+
+def interchangeable_groups(problem: Problem) -> list[list[int]]:
+    """Job indices grouped by (template, release, due, weight); only groups of two or more."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for j, job in enumerate(problem.jobs):
+        groups[job.group_key].append(j)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def root_task(problem: Problem, job_index: int) -> int:
+    """The task symmetry breaking orders jobs by: the first in topological order."""
+    return problem.template_of(problem.jobs[job_index]).topological_order[0]
+
+
+def add_symmetry_breaking(model: cp_model.CpModel, problem: Problem,
+                          tasks: dict[tuple[int, int], TaskVars]) -> None:
+    """Order interchangeable jobs by the start of their root task.
+
+    Sound: jobs in a group are identical in every respect, so relabelling them in the order of
+    their root starts turns any schedule into one that satisfies the order, with the same
+    objective. When the root task has one mode on a unary machine, the jobs cannot overlap
+    there, so the order is strict by its duration.
+    """
+    for group in interchangeable_groups(problem):
+        t = root_task(problem, group[0])
+        modes = tasks[(group[0], t)].modes
+        unary = len(modes) == 1 and problem.machine_by_id[modes[0].machine].capacity == 1
+        gap = modes[0].duration if unary else 0
+        for a, b in zip(group, group[1:]):
+            model.add(tasks[(b, t)].start >= tasks[(a, t)].start + gap)
+
+
+def add_redundant_makespan_bounds(model: cp_model.CpModel, problem: Problem,
+                                  tasks: dict[tuple[int, int], TaskVars],
+                                  makespan: cp_model.IntVar) -> None:
+    """Head + load + tail bounds per machine, and total work over total capacity.
+
+    Everything that runs on machine m runs after the least head of the tasks that may use it and
+    ends before the makespan less their least tail; its capacity bounds the load in between.
+    CP-SAT's propagators find parts of this, its LP relaxation does not see heads and tails.
+    """
+    load: dict[str, list] = defaultdict(list)
+    heads: dict[str, list[int]] = defaultdict(list)
+    tails: dict[str, list[int]] = defaultdict(list)
+    for (j, t), task in tasks.items():
+        job = problem.jobs[j]
+        template = problem.template_of(job)
+        for mode, presence in zip(task.modes, task.presences):
+            load[mode.machine].append(mode.duration * presence)
+            heads[mode.machine].append(job.release + template.heads[t])
+            tails[mode.machine].append(template.tails[t])
+    for machine in problem.machines:
+        if not load[machine.id]:
+            continue
+        span = makespan - min(heads[machine.id]) - min(tails[machine.id])
+        model.add(machine.capacity * span >= sum(load[machine.id]))
+    total_capacity = sum(m.capacity for m in problem.machines)
+    earliest = min(job.release for job in problem.jobs)
+    model.add(total_capacity * (makespan - earliest) >= sum(sum(v) for v in load.values()))
+
+
+def add_search_strategy(model: cp_model.CpModel, problem: Problem,
+                        tasks: dict[tuple[int, int], TaskVars]) -> None:
+    """Branch on starts, lowest earliest start first: list scheduling inside the search."""
+    order = sorted(tasks, key=lambda key: (problem.jobs[key[0]].release, key[1], key[0]))
+    model.add_decision_strategy([tasks[k].start for k in order], cp_model.CHOOSE_LOWEST_MIN,
+                                cp_model.SELECT_MIN_VALUE)

@@ -1,0 +1,48 @@
+"""The template model's own switches, each measurable on its own (see the core benchmark).
+
+Defaults are what the benchmark showed to help; the parameters layer lets tuning choose them
+together with CP-SAT's parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from fresh_solver.errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which template-level strengths the template model adds to the plain formulation.
+
+    symmetry_breaking: order interchangeable jobs (same template, release, due, weight) by the
+        start of their first task; never across groups, so the optimum is unchanged.
+    redundant_bounds: per-machine head + load + tail lower bounds on the makespan, and a
+        total-work bound, stated as linear constraints over the mode literals.
+    warm_start: a greedy schedule given as a solution hint; for makespan its value also caps
+        the horizon (an optimal schedule is never worse than a feasible one).
+    search_strategy: branch on job start times in group order (lowest start first).
+    """
+
+    symmetry_breaking: bool = True
+    redundant_bounds: bool = True
+    warm_start: bool = True
+    search_strategy: bool = False
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelOptions:
+        known = {f.name for f in fields(cls)}
+        bad = [f"{k}: unknown model option (known: {', '.join(sorted(known))})"
+               for k in data if k not in known]
+        bad += [f"{k}: must be true or false, got {v!r}"
+                for k, v in data.items() if k in known and not isinstance(v, bool)]
+        if bad:
+            raise InputError(bad)
+        return replace(cls(), **data)
+
+
+PLAIN = ModelOptions(False, False, False, False)

@@ -1,0 +1,211 @@
+"""Build a model, solve it with CP-SAT, and report what happened and when.
+
+Times are measured from before the model is built, for both models, so the template model's
+extra work (analysing templates, the greedy warm start) is paid for in every figure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ortools.sat.python import cp_model
+
+from fresh_solver.model import Assignment, Problem, Schedule
+from fresh_solver.params import apply_parameters
+from fresh_solver.solver.baseline import build_baseline_model
+from fresh_solver.solver.built import BuiltModel
+from fresh_solver.solver.checker import check_schedule
+from fresh_solver.solver.options import ModelOptions
+from fresh_solver.solver.template_model import build_template_model
+
+MODELS = ("template", "baseline")
+
+
+@dataclass
+class SolveResult:
+    """Everything one solve tells us. ``improvements`` lists (seconds, objective) pairs."""
+
+    status: str
+    objective: int | None
+    best_bound: float | None
+    wall_time_s: float
+    build_time_s: float
+    time_to_first_s: float | None
+    time_to_best_s: float | None
+    improvements: list[tuple[float, int]]
+    num_workers: int
+    model: str
+    model_size: dict[str, int]
+    stats: dict[str, float]
+    schedule: Schedule | None
+    violations: list[str] | None = None
+    params_source: str = "defaults"
+    options: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def solved(self) -> bool:
+        return self.status in ("OPTIMAL", "FEASIBLE")
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "OPTIMAL"
+
+    @property
+    def gap(self) -> float | None:
+        if self.objective is None or self.best_bound is None:
+            return None
+        return abs(self.objective - self.best_bound) / max(1.0, abs(self.objective))
+
+    @property
+    def valid(self) -> bool | None:
+        """The independent checker's verdict; None when there is no schedule to check."""
+        return None if self.violations is None else not self.violations
+
+    def time_to(self, target: int) -> float | None:
+        """When the incumbent first reached ``target`` (minimisation), or None."""
+        return next((t for t, obj in self.improvements if obj <= target), None)
+
+    def summary(self) -> dict[str, Any]:
+        """The `solve --json` object (DESIGN §5) plus the measurement context."""
+        return {
+            "status": self.status,
+            "objective": self.objective,
+            "best_bound": self.best_bound,
+            "gap": self.gap,
+            "wall_time_s": round(self.wall_time_s, 4),
+            "time_to_first_s": _round(self.time_to_first_s),
+            "time_to_best_s": _round(self.time_to_best_s),
+            "params_source": self.params_source,
+            "valid": self.valid,
+            "model": self.model,
+            "options": self.options,
+            "num_workers": self.num_workers,
+            "build_time_s": round(self.build_time_s, 4),
+            "model_size": self.model_size,
+            "stats": self.stats,
+            "improvements": [[round(t, 4), obj] for t, obj in self.improvements],
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+class _Recorder(cp_model.CpSolverSolutionCallback):
+    """Records every improving solution; optionally stops once a target is reached."""
+
+    def __init__(self, t0: float, stop_at: int | None):
+        super().__init__()
+        self.t0 = t0
+        self.stop_at = stop_at
+        self.improvements: list[tuple[float, int]] = []
+
+    def on_solution_callback(self) -> None:
+        value = round(self.objective_value)
+        if not self.improvements or value < self.improvements[-1][1]:
+            self.improvements.append((time.perf_counter() - self.t0, value))
+        if self.stop_at is not None and value <= self.stop_at:
+            self.stop_search()
+
+
+def build_model(problem: Problem, model: str = "template",
+                options: ModelOptions | None = None) -> BuiltModel:
+    if model == "baseline":
+        return build_baseline_model(problem)
+    if model == "template":
+        return build_template_model(problem, options)
+    raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+
+
+def effective_workers(params: dict[str, Any]) -> int:
+    """CP-SAT's num_workers: the parameter, or all usable cores when it is 0 or unset."""
+    n = params.get("num_workers") or params.get("num_search_workers") or 0
+    return n or len(os.sched_getaffinity(0))
+
+
+def solve(
+    problem: Problem,
+    *,
+    model: str = "template",
+    options: ModelOptions | None = None,
+    params: dict[str, Any] | None = None,
+    time_limit: float = 10.0,
+    seed: int = 0,
+    stop_at: int | None = None,
+    params_source: str = "defaults",
+    check: bool = True,
+) -> SolveResult:
+    """Solve ``problem`` within ``time_limit`` seconds (build time included).
+
+    ``params`` are CP-SAT parameters (validated; unknown names are refused); ``stop_at`` ends
+    the search as soon as an incumbent reaches that objective (time-to-target runs).
+    """
+    params = dict(params or {})
+    options = options or ModelOptions()
+    t0 = time.perf_counter()
+    built = build_model(problem, model, options)
+
+    solver = cp_model.CpSolver()
+    apply_parameters(solver, params)
+    solver.parameters.random_seed = seed
+    remaining = time_limit - (time.perf_counter() - t0)
+    solver.parameters.max_time_in_seconds = max(0.01, min(
+        remaining, params.get("max_time_in_seconds", remaining)))
+    recorder = _Recorder(t0, stop_at)
+    status = solver.solve(built.model, recorder)
+    wall = time.perf_counter() - t0
+
+    status_name = solver.status_name(status)
+    schedule = None
+    objective = best_bound = None
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        objective = round(solver.objective_value)
+        best_bound = solver.best_objective_bound
+        schedule = extract_schedule(built, solver, objective)
+    improvements = recorder.improvements
+    stats = {
+        "conflicts": solver.num_conflicts,
+        "branches": solver.num_branches,
+        "booleans": solver.num_booleans,
+        "deterministic_time": round(solver.deterministic_time, 4),
+        "solver_wall_time_s": round(solver.wall_time, 4),
+        "solver_user_time_s": round(solver.user_time, 4),
+    }
+    return SolveResult(
+        status=status_name,
+        objective=objective,
+        best_bound=best_bound,
+        wall_time_s=wall,
+        build_time_s=built.build_time_s,
+        time_to_first_s=improvements[0][0] if improvements else None,
+        time_to_best_s=improvements[-1][0] if improvements else None,
+        improvements=improvements,
+        num_workers=effective_workers(params),
+        model=model,
+        model_size=built.size,
+        stats=stats,
+        schedule=schedule,
+        violations=check_schedule(problem, schedule) if check and schedule else None,
+        params_source=params_source,
+        options=options.to_dict() if model == "template" else {},
+    )
+
+
+def extract_schedule(built: BuiltModel, solver: cp_model.CpSolver, objective: int) -> Schedule:
+    problem = built.problem
+    assignments = []
+    for (j, t), task in sorted(built.tasks.items()):
+        job = problem.jobs[j]
+        mode = next(k for k, p in enumerate(task.presences) if solver.boolean_value(p))
+        start = solver.value(task.start)
+        assignments.append(Assignment(
+            job=job.id,
+            task=problem.template_of(job).tasks[t].id,
+            machine=task.modes[mode].machine,
+            start=start,
+            end=start + task.modes[mode].duration,
+        ))
+    return Schedule(problem.name, problem.objective, objective, tuple(assignments))

@@ -1,0 +1,92 @@
+"""The template model: the plain formulation plus what identical jobs allow.
+
+Variables are stamped from each template (`variables`), the scheduling rules and the optional
+strengths are added (`constraints`), then the objective (`objective`). Each strength is switched
+by :class:`ModelOptions` so its effect can be measured alone.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ortools.sat.python import cp_model
+
+from fresh_solver.model import Problem
+from fresh_solver.solver.built import BuiltModel, TaskVars
+from fresh_solver.solver.constraints import (
+    add_machine_resources,
+    add_precedences,
+    add_redundant_makespan_bounds,
+    add_search_strategy,
+    add_symmetry_breaking,
+    interchangeable_groups,
+    root_task,
+)
+from fresh_solver.solver.heuristic import Placement, greedy_schedule
+from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
+from fresh_solver.solver.options import ModelOptions
+from fresh_solver.solver.variables import add_task_variables
+
+
+def build_template_model(problem: Problem, options: ModelOptions | None = None) -> BuiltModel:
+    options = options or ModelOptions()
+    t0 = time.perf_counter()
+    model = cp_model.CpModel()
+    horizon = problem.horizon
+    warm = _warm_start(problem, options) if options.warm_start else None
+    if warm is not None and problem.objective == "makespan":
+        horizon = min(horizon, _makespan_of(problem, warm))
+
+    tasks = add_task_variables(model, problem, horizon)
+    add_precedences(model, problem, tasks)
+    add_machine_resources(model, problem, tasks)
+    if options.symmetry_breaking:
+        add_symmetry_breaking(model, problem, tasks)
+
+    if problem.objective == "makespan":
+        lower = max(job.release + problem.template_of(job).critical_path for job in problem.jobs)
+        makespan = add_makespan(model, problem, tasks, lower, horizon)
+        if options.redundant_bounds:
+            add_redundant_makespan_bounds(model, problem, tasks, makespan)
+        if warm is not None:
+            model.add_hint(makespan, _makespan_of(problem, warm))
+    else:
+        add_weighted_tardiness(model, problem, tasks, horizon)
+    if options.search_strategy:
+        add_search_strategy(model, problem, tasks)
+    if warm is not None:
+        _add_hints(model, tasks, warm)
+    return BuiltModel("template", problem, model, tasks, time.perf_counter() - t0)
+
+
+def _warm_start(problem: Problem, options: ModelOptions) -> dict[tuple[int, int], Placement]:
+    """The greedy schedule, its interchangeable jobs relabelled to satisfy symmetry breaking."""
+    placements = greedy_schedule(problem)
+    if not options.symmetry_breaking:
+        return placements
+    for group in interchangeable_groups(problem):
+        t = root_task(problem, group[0])
+        n_tasks = len(problem.template_of(problem.jobs[group[0]]).tasks)
+        by_root = sorted(group, key=lambda j: (placements[(j, t)].start, j))
+        rows = {j: [placements[(j, k)] for k in range(n_tasks)] for j in group}
+        for target, source in zip(group, by_root):
+            for k in range(n_tasks):
+                placements[(target, k)] = rows[source][k]
+    return placements
+
+
+def _makespan_of(problem: Problem, placements: dict[tuple[int, int], Placement]) -> int:
+    return max(
+        p.start + problem.template_of(problem.jobs[j]).tasks[t].modes[p.mode].duration
+        for (j, t), p in placements.items()
+    )
+
+
+def _add_hints(model: cp_model.CpModel, tasks: dict[tuple[int, int], TaskVars],
+               placements: dict[tuple[int, int], Placement]) -> None:
+    for key, task in tasks.items():
+        placement = placements[key]
+        model.add_hint(task.start, placement.start)
+        if len(task.presences) > 1:
+            for k, presence in enumerate(task.presences):
+                model.add_hint(presence, k == placement.mode)
