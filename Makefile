@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine with only Python 3.11 and pip:
+#   make demo   the main job on the embedded defaults
+#   make test   the whole test suite (what CI runs)
+PYTHON ?= python3.11
+VENV := .venv
+UV := .uv-bootstrap/bin/uv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: venv demo test lint bench-core clean
+
+# uv is bootstrapped into .uv-bootstrap/, so nothing is installed outside the project.
+$(UV):
+	$(PYTHON) -m venv .uv-bootstrap
+	.uv-bootstrap/bin/pip install --quiet uv
+
+$(BIN)/fresh-solver: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+venv: $(BIN)/fresh-solver
+
+demo: venv
+	mkdir -p $(OUT)
+	$(BIN)/fresh-solver solve fresh_solver/examples/bracket_line.json --time-limit 20 \
+		--out $(OUT)/bracket_line.schedule.json --gantt $(OUT)/bracket_line.gantt.png
+	$(BIN)/fresh-solver check fresh_solver/examples/bracket_line.json \
+		$(OUT)/bracket_line.schedule.json
+
+test: venv
+	$(BIN)/ruff check fresh_solver tests
+	$(BIN)/pytest -q
+
+bench-core: venv
+	$(BIN)/python -m fresh_solver.performance.core_benchmark --out $(OUT)/core_benchmark
+
+clean:
+	rm -rf $(VENV) .uv-bootstrap $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,175 @@
+"""The `fresh-solver` command line.
+
+Exit codes: 0 success, 1 no solution / invalid schedule, 2 bad input (message, no traceback).
+Machine-readable output goes to stdout with --json; everything for people goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fresh_solver.errors import InputError
+
+
+def _read_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {path}: malformed JSON: {exc}") from None
+
+
+def _writable(path: str, what: str) -> Path:
+    """Refuse an output path whose folder does not exist before doing any work."""
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise InputError(f"{what} {path}: folder {out.parent} does not exist")
+    return out
+
+
+def _print_table(rows: list[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}", file=sys.stderr)
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from fresh_solver.model import load_problem
+    from fresh_solver.solver import ModelOptions, solve
+
+    if args.time_limit <= 0:
+        raise InputError(f"--time-limit must be positive, got {args.time_limit}")
+    out = _writable(args.out, "--out") if args.out else None
+    gantt = _writable(args.gantt, "--gantt") if args.gantt else None
+    problem = load_problem(args.problem)
+    params: dict[str, Any] = {}
+    source = "defaults"
+    if args.params:
+        params = _read_json(args.params, "--params")
+        source = f"file:{args.params}"
+    options = ModelOptions.from_dict(json.loads(args.options)) if args.options else None
+    print(f"solving {problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks, "
+          f"{args.model} model, time limit {args.time_limit:g} s ...", file=sys.stderr)
+    result = solve(problem, model=args.model, options=options, params=params,
+                   time_limit=args.time_limit, seed=args.seed, params_source=source)
+    if result.schedule is not None:
+        if out:
+            result.schedule.write(out)
+        if gantt:
+            from fresh_solver.gantt import write_gantt
+
+            write_gantt(problem, result.schedule, gantt)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_table([(k, summary[k]) for k in (
+            "status", "objective", "best_bound", "gap", "wall_time_s", "time_to_first_s",
+            "time_to_best_s", "num_workers", "params_source", "valid", "model")]
+            + [("schedule", out or "-"), ("gantt", gantt or "-")])
+    if result.valid is False:
+        print("BUG: the solver's schedule fails the independent checker:", file=sys.stderr)
+        for v in result.violations or []:
+            print(f"  {v}", file=sys.stderr)
+        return 1
+    return 0 if result.solved else 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from fresh_solver.model import load_problem, load_schedule
+    from fresh_solver.solver import check_schedule
+
+    problem = load_problem(args.problem)
+    schedule = load_schedule(args.schedule)
+    violations = check_schedule(problem, schedule)
+    for v in violations:
+        print(v)
+    print(f"{'INVALID' if violations else 'valid'}: {len(violations)} violation(s), "
+          f"{len(schedule.assignments)} assignments", file=sys.stderr)
+    return 1 if violations else 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from fresh_solver.model import problem_to_dict
+    from fresh_solver.model.generate import generate
+
+    if args.count < 1:
+        raise InputError(f"--count must be >= 1, got {args.count}")
+    out = Path(args.out)
+    if args.count > 1 or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        _writable(args.out, "--out")
+    for seed in range(args.seed, args.seed + args.count):
+        problem = generate(args.kind, args.scale, seed, args.objective)
+        path = out / f"{problem.name}.json" if out.is_dir() else out
+        path.write_text(json.dumps(problem_to_dict(problem), indent=1) + "\n")
+        print(f"{path}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks, "
+              f"{len(problem.templates)} template(s)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fresh_solver.model.generate import KINDS, SCALES
+    from fresh_solver.model.problem import OBJECTIVES
+    from fresh_solver.solver.solve import MODELS
+
+    parser = argparse.ArgumentParser(prog="fresh-solver", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("solve", help="solve a problem (problem JSON, job-shop or .fjs file)")
+    p.add_argument("problem")
+    p.add_argument("--params", help="JSON file of CP-SAT parameters")
+    p.add_argument("--model", choices=MODELS, default="template")
+    p.add_argument("--options", help='template model switches as JSON, e.g. '
+                   '\'{"warm_start": false}\'')
+    p.add_argument("--time-limit", type=float, default=10.0, help="seconds (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the schedule (schedule-v1 JSON) here")
+    p.add_argument("--gantt", help="write a Gantt chart PNG here")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("check", help="check a schedule against its problem independently")
+    p.add_argument("problem")
+    p.add_argument("schedule")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("generate", help="seeded synthetic problems")
+    p.add_argument("--kind", choices=KINDS, default="family")
+    p.add_argument("--scale", choices=list(SCALES), default="medium")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int, default=1, help="problems with seeds seed..seed+count-1")
+    p.add_argument("--objective", choices=OBJECTIVES, default="makespan",
+                   help="for --kind mix")
+    p.add_argument("--out", required=True, help="a file, or a folder when --count > 1")
+    p.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        for problem in exc.problems:
+            print(f"fresh-solver {args.command}: error: {problem}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(f"fresh-solver {args.command}: error: malformed JSON option: {exc}",
+              file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): nothing to report
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Seeded synthetic problems: identical-job families and mixes, at three scales.
+
+Scales follow the source document's table, counted in tasks over the whole problem: small
+(5-10), medium (20-50), large (100+). The same (kind, scale, seed) always gives the same problem.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from fresh_solver.model.problem import FORMAT, Problem, problem_from_dict
+
+SCALES = {"small": (5, 10), "medium": (20, 50), "large": (100, 160)}
+KINDS = ("family", "mix")
+
+
+def _template(rng: random.Random, template_id: str, machines: list[str], n_tasks: int,
+              flexibility: float) -> dict[str, Any]:
+    """A chain of tasks; each has a preferred machine and, with some chance, alternatives that
+    are a little slower (as real alternative machines tend to be)."""
+    tasks = []
+    for k in range(n_tasks):
+        base = rng.randint(2, 12)
+        n_modes = 1 + sum(rng.random() < flexibility for _ in range(2))
+        chosen = rng.sample(machines, min(n_modes, len(machines)))
+        modes = [{"machine": chosen[0], "duration": base}]
+        modes += [{"machine": m, "duration": base + rng.randint(0, max(1, base // 3))}
+                  for m in chosen[1:]]
+        tasks.append({"id": f"t{k}", "modes": modes})
+    precedences = [{"before": f"t{k}", "after": f"t{k + 1}",
+                    "min_lag": rng.choice([0, 0, 0, 1, 2])} for k in range(n_tasks - 1)]
+    return {"id": template_id, "tasks": tasks, "precedences": precedences}
+
+
+def generate_family(scale: str, seed: int) -> Problem:
+    """One template, N identical jobs released together: the template model's home ground."""
+    rng = random.Random(f"family-{scale}-{seed}")
+    low, high = SCALES[scale]
+    n_tasks = rng.randint(2, 5)
+    n_jobs = max(2, rng.randint(low, high) // n_tasks)
+    n_machines = rng.randint(2, min(5, n_tasks + 2))
+    machines = [f"M{i}" for i in range(n_machines)]
+    template = _template(rng, "part", machines, n_tasks, flexibility=0.3)
+    return problem_from_dict({
+        "format": FORMAT,
+        "name": f"family-{scale}-{seed}",
+        "machines": [{"id": m} for m in machines],
+        "templates": [template],
+        "jobs": [{"template": "part", "count": n_jobs}],
+        "objective": "makespan",
+    })
+
+
+def generate_mix(scale: str, seed: int, objective: str = "makespan") -> Problem:
+    """Several templates with counts, staggered releases and due dates, an oven-like machine
+    with capacity 2."""
+    rng = random.Random(f"mix-{scale}-{seed}-{objective}")
+    low, high = SCALES[scale]
+    budget = rng.randint(low, high)
+    n_machines = rng.randint(3, 6)
+    machines = [{"id": f"M{i}"} for i in range(n_machines - 1)] + [{"id": "OVEN", "capacity": 2}]
+    names = [m["id"] for m in machines]
+    n_templates = rng.randint(2, 3) if budget >= 8 else 1
+    templates = [_template(rng, f"T{i}", names, rng.randint(2, 4), flexibility=0.3)
+                 for i in range(n_templates)]
+    jobs = []
+    for i, template in enumerate(templates):
+        share = max(1, budget // (n_templates * len(template["tasks"])))
+        release = 0
+        while share > 0:
+            count = min(share, rng.randint(1, 4))
+            work = sum(t["modes"][0]["duration"] for t in template["tasks"])
+            jobs.append({"template": template["id"], "count": count, "release": release,
+                         "due": release + work * (1 + count), "weight": 1 + i})
+            share -= count
+            release += rng.randint(0, 10)
+    return problem_from_dict({
+        "format": FORMAT,
+        "name": f"mix-{scale}-{seed}" + ("" if objective == "makespan" else f"-{objective}"),
+        "machines": machines,
+        "templates": templates,
+        "jobs": jobs,
+        "objective": objective,
+    })
+
+
+def generate(kind: str, scale: str, seed: int, objective: str = "makespan") -> Problem:
+    if kind == "family":
+        return generate_family(scale, seed)
+    return generate_mix(scale, seed, objective)
