@@ -1,0 +1,1 @@
+"""Measuring solver speed honestly: time to target, paired comparisons, benchmarks."""

@@ -1,0 +1,231 @@
+"""Template model vs baseline model, both on CP-SAT defaults, paired, time to target.
+
+    python -m fresh_solver.performance.core_benchmark --out out/core_benchmark
+
+For every generated identical-job family and every repetition seed, the baseline runs with the
+cap and sets the target (DESIGN §8); then each template configuration runs with the same seed
+and is timed to that target (it stops early once an unproven target is reached). Speedup =
+baseline time / template time; per family the geometric mean over seeds, overall the geometric
+mean over families. The ablation switches one template feature at a time on the first seed.
+With ``--shared`` it also reports time to optimal on the shared job-shop/FJSP instances.
+
+Everything it prints is measured here; nothing is a constant. Results go to ``results.json``
+and ``report.md`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ortools
+
+from fresh_solver.model import load_problem
+from fresh_solver.model.generate import SCALES, generate_family
+from fresh_solver.performance.time_to_target import (
+    geometric_mean,
+    spread,
+    target_of,
+    time_to_target,
+)
+from fresh_solver.solver import ModelOptions, SolveResult, solve
+
+FULL = ModelOptions()
+ABLATION = {
+    "full": FULL,
+    "no_symmetry": replace(FULL, symmetry_breaking=False),
+    "no_bounds": replace(FULL, redundant_bounds=False),
+    "no_warm_start": replace(FULL, warm_start=False),
+    "plus_search_strategy": replace(FULL, search_strategy=True),
+    "plain": ModelOptions(False, False, False, False),
+}
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """CPU model and count, Python and OR-Tools versions: the context of every figure."""
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "ortools": ortools.__version__}
+
+
+def _run_record(result: SolveResult, ttt: float | None = None) -> dict[str, Any]:
+    if result.valid is False:
+        raise AssertionError(f"invalid schedule: {result.violations[:3]}")
+    return {"status": result.status, "objective": result.objective,
+            "best_bound": result.best_bound, "wall_time_s": round(result.wall_time_s, 4),
+            "time_to_target_s": None if ttt is None else round(ttt, 4),
+            "num_workers": result.num_workers}
+
+
+def bench_family(problem, seeds: list[int], cap: float, ablation_seeds: list[int],
+                 log) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ABLATION}
+    runs["baseline"] = []
+    for seed in seeds:
+        base = solve(problem, model="baseline", time_limit=cap, seed=seed)
+        target = target_of(base, cap)
+        if target is None:
+            log(f"  seed {seed}: baseline found nothing in {cap:g} s; skipped")
+            continue
+        base_ttt = base.wall_time_s if target.proven else base.time_to(target.objective)
+        runs["baseline"].append({"seed": seed, **_run_record(base, base_ttt)})
+        configs = ABLATION if seed in ablation_seeds else {"full": FULL}
+        for name, options in configs.items():
+            stop = None if target.proven else target.objective
+            result = solve(problem, model="template", options=options, time_limit=cap,
+                           seed=seed, stop_at=stop)
+            ttt = time_to_target(result, target)
+            runs[name].append({"seed": seed, **_run_record(result, ttt),
+                               "speedup": base_ttt / ttt})
+        log(f"  seed {seed}: target {target.objective} ({'proven' if target.proven else 'best'})"
+            f" baseline {base_ttt:.3f} s, template {runs['full'][-1]['time_to_target_s']:.3f} s"
+            f" -> {runs['full'][-1]['speedup']:.2f}x")
+    return runs
+
+
+def summarise(families: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per configuration: geomean speedup over families (each the geomean over its seeds)."""
+    out: dict[str, Any] = {}
+    for name in ABLATION:
+        per_family = {}
+        for fam, data in families.items():
+            base = [r["time_to_target_s"] for r in data["runs"]["baseline"]]
+            runs = data["runs"][name]
+            if not runs or not base:
+                continue
+            per_family[fam] = {
+                "speedup": geometric_mean([r["speedup"] for r in runs]),
+                "baseline_ttt_median_s": sorted(base)[len(base) // 2],
+            }
+        hard = {f: v["speedup"] for f, v in per_family.items() if v["baseline_ttt_median_s"] > 1}
+        out[name] = {
+            "families": len(per_family),
+            "all": spread([v["speedup"] for v in per_family.values()]) if per_family else None,
+            "baseline_over_1s": spread(list(hard.values())) if hard else None,
+            "slowest_family": min(per_family.items(), key=lambda kv: kv[1]["speedup"])[0]
+            if per_family else None,
+            "min_speedup": min(v["speedup"] for v in per_family.values()) if per_family else None,
+        }
+    return out
+
+
+def bench_shared(shared: Path, cap: float, seed: int, log) -> list[dict[str, Any]]:
+    bounds = json.loads((shared / "benchmarks" / "bounds.json").read_text())
+    rows = []
+    for entry in bounds:
+        problem = load_problem(shared / "benchmarks" / entry["file"])
+        row = {"instance": entry["name"], "optimum": entry["optimum"],
+               "lower_bound": entry["lower_bound"]}
+        for model in ("baseline", "template"):
+            result = solve(problem, model=model, time_limit=cap, seed=seed)
+            if result.objective is not None and result.objective < entry["lower_bound"]:
+                raise AssertionError(f"{entry['name']}: {model} makespan {result.objective} is "
+                                     f"below the known lower bound {entry['lower_bound']}")
+            row[model] = _run_record(result, result.wall_time_s if result.optimal else None)
+        log(f"  {entry['name']}: baseline {row['baseline']['status']} "
+            f"{row['baseline']['objective']} in {row['baseline']['wall_time_s']:.2f} s, template "
+            f"{row['template']['status']} {row['template']['objective']} in "
+            f"{row['template']['wall_time_s']:.2f} s")
+        rows.append(row)
+    return rows
+
+
+def report_markdown(data: dict[str, Any]) -> str:
+    lines = ["# Core benchmark: template vs baseline (CP-SAT defaults)\n",
+             f"Command: `{data['command']}`  ",
+             f"Machine: {data['machine']}  ",
+             f"Cap {data['cap_s']} s, seeds {data['seeds']}, ablation seeds "
+             f"{data['ablation_seeds']}, num_workers {data['num_workers']}\n",
+             "| family | jobs | tasks | baseline ttt median (s) | target | speedup (geomean) "
+             "| per-seed speedups |", "|---|---|---|---|---|---|---|"]
+    for fam, fd in data["families"].items():
+        base = fd["runs"]["baseline"]
+        full = fd["runs"]["full"]
+        if not base:
+            continue
+        med = sorted(r["time_to_target_s"] for r in base)[len(base) // 2]
+        proven = all(r["status"] == "OPTIMAL" for r in base)
+        per_seed = ", ".join(f"{r['speedup']:.2f}" for r in full)
+        lines.append(f"| {fam} | {fd['jobs']} | {fd['tasks']} | {med:.3f} | "
+                     f"{'optimum' if proven else 'best at cap'} | "
+                     f"{geometric_mean([r['speedup'] for r in full]):.2f}x | "
+                     f"{per_seed} |")
+    lines += ["", "| configuration | families | geomean (all) | geomean (baseline > 1 s) "
+              "| min over families | n (baseline > 1 s) |", "|---|---|---|---|---|---|"]
+    for name, s in data["summary"].items():
+        if not s["all"]:
+            continue
+        hard = s["baseline_over_1s"]
+        hard_geomean = f"{hard['geomean']:.2f}x" if hard else "-"
+        lines.append(f"| {name} | {s['families']} | {s['all']['geomean']:.2f}x | {hard_geomean} "
+                     f"| {s['min_speedup']:.2f}x ({s['slowest_family']}) | "
+                     f"{hard['n'] if hard else 0} |")
+    if data.get("shared"):
+        lines += ["", "Shared instances, time to optimal (s; '-' = not proven within the cap):",
+                  "", "| instance | optimum | baseline | template |", "|---|---|---|---|"]
+        for row in data["shared"]:
+            cells = []
+            for model in ("baseline", "template"):
+                r = row[model]
+                cells.append(f"{r['wall_time_s']:.2f}" if r["status"] == "OPTIMAL" else
+                             f"- ({r['objective']}, bound {r['best_bound']:.0f})")
+            lines.append(f"| {row['instance']} | {row['optimum']} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
+    parser.add_argument("--family-seeds", type=int, default=6, help="families 0..N-1 per scale")
+    parser.add_argument("--reps", type=int, default=3, help="solver seeds 0..N-1 per family")
+    parser.add_argument("--ablation-reps", type=int, default=1)
+    parser.add_argument("--cap", type=float, default=60.0)
+    parser.add_argument("--shared", type=Path, help="the shared/ folder: also time to optimal")
+    parser.add_argument("--shared-cap", type=float, default=30.0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    seeds = list(range(args.reps))
+    data: dict[str, Any] = {
+        "command": "python -m fresh_solver.performance.core_benchmark " + " ".join(
+            sys.argv[1:] if argv is None else argv),
+        "machine": machine_fingerprint(), "cap_s": args.cap, "seeds": seeds,
+        "ablation_seeds": seeds[:args.ablation_reps], "num_workers": "CP-SAT default",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "families": {},
+    }
+    for scale in args.scales:
+        for family_seed in range(args.family_seeds):
+            problem = generate_family(scale, family_seed)
+            log(f"{problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks")
+            runs = bench_family(problem, seeds, args.cap, seeds[:args.ablation_reps], log)
+            data["families"][problem.name] = {"jobs": len(problem.jobs),
+                                              "tasks": problem.num_tasks, "runs": runs}
+            data["num_workers"] = runs["baseline"][0]["num_workers"] if runs["baseline"] else 0
+            data["summary"] = summarise(data["families"])
+            (args.out / "results.json").write_text(json.dumps(data, indent=1))
+    if args.shared:
+        log("shared instances:")
+        data["shared"] = bench_shared(args.shared, args.shared_cap, 0, log)
+    data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    (args.out / "results.json").write_text(json.dumps(data, indent=1))
+    report = report_markdown(data)
+    (args.out / "report.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Time to target (DESIGN §8).
+
+A baseline run with cap T sets the target: its proven optimum, or else its best objective at
+T. Another configuration's time to target is when its incumbent first reaches that objective
+and, for a proven target, when it proves optimality too. Unreached targets count PAR2 (2·T).
+Speedups are baseline time / candidate time, aggregated with the geometric mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import median
+
+from fresh_solver.solver import SolveResult
+
+
+@dataclass(frozen=True)
+class Target:
+    objective: int
+    proven: bool
+    cap_s: float
+
+    @property
+    def par2(self) -> float:
+        return 2 * self.cap_s
+
+
+def target_of(baseline: SolveResult, cap_s: float) -> Target | None:
+    """The target a baseline run sets; None when it found no solution at all."""
+    if baseline.objective is None:
+        return None
+    return Target(baseline.objective, baseline.optimal, cap_s)
+
+
+def time_to_target(result: SolveResult, target: Target) -> float:
+    """Seconds until ``result`` met ``target``, or PAR2 when it did not within the cap."""
+    if target.proven:
+        if result.optimal:
+            if result.objective != target.objective:
+                raise AssertionError(
+                    f"two proven optima differ ({result.objective} vs {target.objective}): "
+                    "one of the models is wrong")
+            return min(result.wall_time_s, target.cap_s)
+        return target.par2
+    reached = result.time_to(target.objective)
+    return target.par2 if reached is None or reached > target.cap_s else reached
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Summary of a sample: geometric mean, median, min, max, count."""
+    return {
+        "geomean": geometric_mean(values),
+        "median": median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
