@@ -51,6 +51,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     source = "defaults"
     if args.params:
         params = _read_json(args.params, "--params")
+        if not isinstance(params, dict):
+            raise InputError(f"--params {args.params}: must hold a JSON object of CP-SAT "
+                             f"parameters, got {type(params).__name__}")
         source = f"file:{args.params}"
     options = ModelOptions.from_dict(json.loads(args.options)) if args.options else None
     print(f"solving {problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks, "

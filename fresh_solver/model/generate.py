@@ -38,7 +38,9 @@ def generate_family(scale: str, seed: int) -> Problem:
     rng = random.Random(f"family-{scale}-{seed}")
     low, high = SCALES[scale]
     n_tasks = rng.randint(2, 5)
-    n_jobs = max(2, rng.randint(low, high) // n_tasks)
+    # Round the drawn task budget to whole jobs, then into the scale's range (at least 2 jobs).
+    n_jobs = rng.randint(low, high) // n_tasks
+    n_jobs = min(max(n_jobs, -(-low // n_tasks), 2), max(high // n_tasks, 2))
     n_machines = rng.randint(2, min(5, n_tasks + 2))
     machines = [f"M{i}" for i in range(n_machines)]
     template = _template(rng, "part", machines, n_tasks, flexibility=0.3)
@@ -64,9 +66,18 @@ def generate_mix(scale: str, seed: int, objective: str = "makespan") -> Problem:
     n_templates = rng.randint(2, 3) if budget >= 8 else 1
     templates = [_template(rng, f"T{i}", names, rng.randint(2, 4), flexibility=0.3)
                  for i in range(n_templates)]
+    counts = [max(1, budget // (n_templates * len(t["tasks"]))) for t in templates]
+
+    def total() -> int:
+        return sum(c * len(t["tasks"]) for c, t in zip(counts, templates))
+
+    while total() > high and len(templates) > 1:  # one job each is already too much
+        templates.pop()
+        counts.pop()
+    while total() < low:  # rounding down to whole jobs left the budget short
+        counts[rng.randrange(len(counts))] += 1
     jobs = []
-    for i, template in enumerate(templates):
-        share = max(1, budget // (n_templates * len(template["tasks"])))
+    for i, (template, share) in enumerate(zip(templates, counts)):
         release = 0
         while share > 0:
             count = min(share, rng.randint(1, 4))

@@ -8,6 +8,7 @@ with its JSON path (``templates[0].tasks[3].modes``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -298,7 +299,7 @@ def problem_from_dict(data: Any) -> Problem:
         errors.add("format", f"must be {FORMAT!r}, got {data.get('format')!r}")
     name = _str(errors, "name", data.get("name", "problem"))
     unit = data.get("time_unit_minutes", 1)
-    if isinstance(unit, bool) or not isinstance(unit, int | float) or unit <= 0:
+    if isinstance(unit, bool) or not isinstance(unit, int | float) or not 0 < unit < math.inf:
         errors.add("time_unit_minutes", f"must be a positive number, got {unit!r}")
     objective = data.get("objective", "makespan")
     if objective not in OBJECTIVES:
@@ -327,8 +328,10 @@ def problem_from_dict(data: Any) -> Problem:
             errors.add(f"templates[{i}].id", f"duplicate template id {template.id!r}")
         template_ids.add(template.id)
         templates.append(template)
+    raw_templates = data.get("templates")
     declared_templates = {
-        raw.get("id") for raw in data.get("templates") or [] if isinstance(raw, Mapping)
+        raw.get("id") for raw in (raw_templates if isinstance(raw_templates, list) else [])
+        if isinstance(raw, Mapping) and isinstance(raw.get("id"), str)
     }
 
     jobs: list[Job] = []

@@ -85,12 +85,15 @@ def read_jobshop(text: str, name: str = "jobshop", source: str = "<jobshop>") ->
     jobs = []
     for lineno, line in lines[1:]:
         values = _numbers(line, source, lineno)
-        if len(values) % 2 or not values:
-            raise InputError(f"{source}:{lineno}: expected 'machine duration' pairs")
+        if len(values) != 2 * n_machines:
+            raise InputError(f"{source}:{lineno}: expected {n_machines} 'machine duration' "
+                             f"pairs (one per machine), got {len(values) / 2:g}")
         ops = []
         for m, d in zip(values[::2], values[1::2]):
             if not 0 <= m < n_machines:
                 raise InputError(f"{source}:{lineno}: machine {m} outside 0..{n_machines - 1}")
+            if d < 0:
+                raise InputError(f"{source}:{lineno}: negative duration {d}")
             ops.append([(m, d)])
         jobs.append(ops)
     return _benchmark_problem(name, n_machines, jobs)
@@ -122,6 +125,8 @@ def read_fjs(text: str, name: str = "fjsp", source: str = "<fjs>") -> Problem:
                     if not 1 <= m <= n_machines:
                         raise InputError(
                             f"{source}:{lineno}: machine {m} outside 1..{n_machines}")
+                    if d < 0:
+                        raise InputError(f"{source}:{lineno}: negative duration {d}")
                     op.append((m - 1, d))
                 ops.append(op)
                 pos += 1 + 2 * k

@@ -5,7 +5,8 @@ start/duration/end variables, an optional interval per alternative machine tied 
 enforced equalities, exactly one alternative, no-overlap per machine (cumulative when a machine
 has capacity), precedences, and the makespan as a max-equality over job ends. No symmetry
 breaking, no redundant constraints, no hints. It is the yardstick the template model is measured
-against: never tune or weaken it.
+against: never tune or weaken it. (Zero-duration tasks stay out of the machine constraints:
+they occupy no machine time, the project's one meaning of them.)
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def build_baseline_model(problem: Problem) -> BuiltModel:
             end = model.new_int_var(0, horizon, "end" + suffix)
             interval = model.new_interval_var(start, duration, end, "interval" + suffix)
             if len(task.modes) == 1:
-                machine_intervals[task.modes[0].machine].append(interval)
+                if durations[0] > 0:  # a zero-duration task occupies no machine time
+                    machine_intervals[task.modes[0].machine].append(interval)
                 tasks[(j, t)] = TaskVars(start, end, task.modes, (True,), (interval,))
                 continue
             presences, alternatives = [], []
@@ -49,7 +51,8 @@ def build_baseline_model(problem: Problem) -> BuiltModel:
                 model.add(start == alt_start).only_enforce_if(presence)
                 model.add(duration == mode.duration).only_enforce_if(presence)
                 model.add(end == alt_end).only_enforce_if(presence)
-                machine_intervals[mode.machine].append(alt_interval)
+                if mode.duration > 0:
+                    machine_intervals[mode.machine].append(alt_interval)
                 presences.append(presence)
                 alternatives.append(alt_interval)
             model.add_exactly_one(presences)

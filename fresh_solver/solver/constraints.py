@@ -22,11 +22,16 @@ def add_precedences(model: cp_model.CpModel, problem: Problem,
 
 def add_machine_resources(model: cp_model.CpModel, problem: Problem,
                           tasks: dict[tuple[int, int], TaskVars]) -> None:
-    """No-overlap on unary machines, cumulative on machines with capacity."""
+    """No-overlap on unary machines, cumulative on machines with capacity.
+
+    A zero-duration task occupies no machine time (as the checker and the greedy agree), so it
+    stays out of both; CP-SAT's no-overlap would otherwise forbid it inside a busy interval.
+    """
     intervals = defaultdict(list)
     for task in tasks.values():
         for mode, interval in zip(task.modes, task.intervals):
-            intervals[mode.machine].append(interval)
+            if mode.duration > 0:
+                intervals[mode.machine].append(interval)
     for machine in problem.machines:
         if machine.capacity == 1:
             model.add_no_overlap(intervals[machine.id])

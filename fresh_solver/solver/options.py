@@ -35,6 +35,8 @@ class ModelOptions:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelOptions:
+        if not isinstance(data, dict):
+            raise InputError(f"model options must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         bad = [f"{k}: unknown model option (known: {', '.join(sorted(known))})"
                for k in data if k not in known]

@@ -14,7 +14,7 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from fresh_solver.model import Assignment, Problem, Schedule
-from fresh_solver.params import apply_parameters
+from fresh_solver.params import apply_parameters, validate_parameters
 from fresh_solver.solver.baseline import build_baseline_model
 from fresh_solver.solver.built import BuiltModel
 from fresh_solver.solver.checker import check_schedule
@@ -143,6 +143,7 @@ def solve(
     ``params`` are CP-SAT parameters (validated; unknown names are refused); ``stop_at`` ends
     the search as soon as an incumbent reaches that objective (time-to-target runs).
     """
+    validate_parameters(params or {})
     params = dict(params or {})
     options = options or ModelOptions()
     t0 = time.perf_counter()
