@@ -58,8 +58,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     options = ModelOptions.from_dict(json.loads(args.options)) if args.options else None
     print(f"solving {problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks, "
           f"{args.model} model, time limit {args.time_limit:g} s ...", file=sys.stderr)
+    def progress(seconds: float, objective: int) -> None:
+        print(f"  {seconds:8.3f} s  {problem.objective} {objective}", file=sys.stderr)
+
     result = solve(problem, model=args.model, options=options, params=params,
-                   time_limit=args.time_limit, seed=args.seed, params_source=source)
+                   time_limit=args.time_limit, seed=args.seed, params_source=source,
+                   on_improvement=progress)
     if result.schedule is not None:
         if out:
             result.schedule.write(out)

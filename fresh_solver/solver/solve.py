@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,16 +98,20 @@ def _round(value: float | None) -> float | None:
 class _Recorder(cp_model.CpSolverSolutionCallback):
     """Records every improving solution; optionally stops once a target is reached."""
 
-    def __init__(self, t0: float, stop_at: int | None):
+    def __init__(self, t0: float, stop_at: int | None,
+                 on_improvement: Callable[[float, int], None] | None):
         super().__init__()
         self.t0 = t0
         self.stop_at = stop_at
+        self.on_improvement = on_improvement
         self.improvements: list[tuple[float, int]] = []
 
     def on_solution_callback(self) -> None:
         value = round(self.objective_value)
         if not self.improvements or value < self.improvements[-1][1]:
             self.improvements.append((time.perf_counter() - self.t0, value))
+            if self.on_improvement:
+                self.on_improvement(*self.improvements[-1])
         if self.stop_at is not None and value <= self.stop_at:
             self.stop_search()
 
@@ -137,11 +142,13 @@ def solve(
     stop_at: int | None = None,
     params_source: str = "defaults",
     check: bool = True,
+    on_improvement: Callable[[float, int], None] | None = None,
 ) -> SolveResult:
     """Solve ``problem`` within ``time_limit`` seconds (build time included).
 
     ``params`` are CP-SAT parameters (validated; unknown names are refused); ``stop_at`` ends
-    the search as soon as an incumbent reaches that objective (time-to-target runs).
+    the search as soon as an incumbent reaches that objective (time-to-target runs);
+    ``on_improvement(seconds, objective)`` is called for every better solution (progress).
     """
     validate_parameters(params or {})
     params = dict(params or {})
@@ -155,7 +162,7 @@ def solve(
     remaining = time_limit - (time.perf_counter() - t0)
     solver.parameters.max_time_in_seconds = max(0.01, min(
         remaining, params.get("max_time_in_seconds", remaining)))
-    recorder = _Recorder(t0, stop_at)
+    recorder = _Recorder(t0, stop_at, on_improvement)
     status = solver.solve(built.model, recorder)
     wall = time.perf_counter() - t0
 
