@@ -40,6 +40,7 @@ def _print_table(rows: list[tuple[str, Any]]) -> None:
 
 def cmd_solve(args: argparse.Namespace) -> int:
     from fresh_solver.model import load_problem
+    from fresh_solver.params.config import SolverConfig
     from fresh_solver.solver import ModelOptions, solve
 
     if args.time_limit <= 0:
@@ -47,21 +48,22 @@ def cmd_solve(args: argparse.Namespace) -> int:
     out = _writable(args.out, "--out") if args.out else None
     gantt = _writable(args.gantt, "--gantt") if args.gantt else None
     problem = load_problem(args.problem)
-    params: dict[str, Any] = {}
-    source = "defaults"
+    config, source = SolverConfig(), "defaults"
     if args.params:
-        params = _read_json(args.params, "--params")
-        if not isinstance(params, dict):
-            raise InputError(f"--params {args.params}: must hold a JSON object of CP-SAT "
-                             f"parameters, got {type(params).__name__}")
+        try:
+            config = SolverConfig.from_dict(_read_json(args.params, "--params"))
+        except InputError as exc:
+            raise InputError([f"--params {args.params}: {p}" for p in exc.problems]) from None
         source = f"file:{args.params}"
-    options = ModelOptions.from_dict(json.loads(args.options)) if args.options else None
+    options = config.model
+    if args.options:
+        options = ModelOptions.from_dict(json.loads(args.options), base=config.model)
     print(f"solving {problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks, "
           f"{args.model} model, time limit {args.time_limit:g} s ...", file=sys.stderr)
     def progress(seconds: float, objective: int) -> None:
         print(f"  {seconds:8.3f} s  {problem.objective} {objective}", file=sys.stderr)
 
-    result = solve(problem, model=args.model, options=options, params=params,
+    result = solve(problem, model=args.model, options=options, params=config.cp_sat,
                    time_limit=args.time_limit, seed=args.seed, params_source=source,
                    on_improvement=progress)
     if result.schedule is not None:
@@ -131,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("solve", help="solve a problem (problem JSON, job-shop or .fjs file)")
     p.add_argument("problem")
-    p.add_argument("--params", help="JSON file of CP-SAT parameters")
+    p.add_argument("--params", help="JSON parameter set: CP-SAT parameters, or "
+                   '{"cp_sat": {...}, "model": {...}}')
     p.add_argument("--model", choices=MODELS, default="template")
     p.add_argument("--options", help='template model switches as JSON, e.g. '
                    '\'{"warm_start": false}\'')

@@ -8,6 +8,8 @@ is checked.
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
 from typing import Any
 
@@ -18,6 +20,40 @@ from ortools.sat.python import cp_model
 from fresh_solver.errors import InputError
 
 DEPRECATED_NAMES = {"num_search_workers": "num_workers"}
+
+
+def max_workers() -> int:
+    """Most workers a parameter set may ask for (FRESH_SOLVER_MAX_WORKERS, default 64)."""
+    return int(os.environ.get("FRESH_SOLVER_MAX_WORKERS", "64"))
+
+
+# Bounds the field's meaning implies (inclusive; None = open). The protobuf schema only knows
+# types, so e.g. a negative worker count would otherwise pass.
+def _bounds() -> dict[str, tuple[float | None, float | None]]:
+    return {
+        "num_workers": (0, max_workers()),
+        "linearization_level": (0, 2),
+        "symmetry_level": (0, 4),
+        "cp_model_probing_level": (0, 3),
+        "max_time_in_seconds": (0, None),
+        "random_seed": (0, None),
+    }
+
+
+def _out_of_bounds(name: str, value: Any) -> str | None:
+    low, high = _bounds().get(name, (0, None) if name.startswith(("num_", "max_")) else
+                              (None, None))
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return "must be a number, got NaN"
+    if name == "max_time_in_seconds" and value <= 0:
+        return f"must be > 0, got {value}"
+    if low is not None and value < low:
+        return f"must be >= {low}, got {value}"
+    if high is not None and value > high:
+        return f"must be <= {high}, got {value}"
+    return None
 
 
 def validate_parameters(params: dict[str, Any]) -> sat_parameters_pb2.SatParameters:
@@ -40,10 +76,19 @@ def validate_parameters(params: dict[str, Any]) -> sat_parameters_pb2.SatParamet
         except json_format.ParseError as exc:
             problems.append(f"{name}: {exc}")
             continue
+        if (why := _out_of_bounds(name, value)) is not None:
+            problems.append(f"{name}: {why}")
+            continue
         renamed[name] = value
     if problems:
         raise InputError(problems)
     return json_format.ParseDict(renamed, sat_parameters_pb2.SatParameters())
+
+
+def normalize_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Validated, deprecated names mapped, in the protobuf's JSON form (enums as names)."""
+    message = validate_parameters(params)
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def apply_parameters(solver: cp_model.CpSolver, params: dict[str, Any]) -> None:

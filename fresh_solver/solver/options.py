@@ -34,7 +34,8 @@ class ModelOptions:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelOptions:
+    def from_dict(cls, data: dict[str, Any], base: ModelOptions | None = None) -> ModelOptions:
+        """Switches named in ``data`` over ``base`` (the defaults when None)."""
         if not isinstance(data, dict):
             raise InputError(f"model options must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
@@ -44,7 +45,7 @@ class ModelOptions:
                 for k, v in data.items() if k in known and not isinstance(v, bool)]
         if bad:
             raise InputError(bad)
-        return replace(cls(), **data)
+        return replace(base or cls(), **data)
 
 
 PLAIN = ModelOptions(False, False, False, False)

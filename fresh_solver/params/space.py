@@ -1,0 +1,141 @@
+"""Search spaces: which configuration values tuning may choose, read from a TOML file.
+
+Each table ``[cp_sat.<parameter>]`` or ``[model.<switch>]`` declares one dimension. The file is
+checked before any tuning starts: every name must exist, every bound and value must be valid
+for its parameter on the installed OR-Tools, so a bad space fails fast with every problem named.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fresh_solver.errors import InputError
+from fresh_solver.params.config import SECTIONS, SolverConfig
+
+DEFAULT_SPACE = Path(__file__).with_name("default_space.toml")
+KINDS = ("integer", "real", "categorical")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    section: str  # "cp_sat" or "model"
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    prior: str = "uniform"
+    values: tuple[Any, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The dimension's name in skopt and MLflow: ``cp_sat.num_workers``."""
+        return f"{self.section}.{self.name}"
+
+    def to_skopt(self):
+        from skopt.space import Categorical, Integer, Real
+
+        if self.kind == "integer":
+            return Integer(int(self.low), int(self.high), name=self.key)
+        if self.kind == "real":
+            return Real(self.low, self.high, prior=self.prior, name=self.key)
+        return Categorical(list(self.values), name=self.key)
+
+    def candidates(self) -> list[Any]:
+        """Values that must each be valid: the ends of a range, or every category."""
+        return [self.low, self.high] if self.kind != "categorical" else list(self.values)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    dimensions: tuple[Dimension, ...]
+    source: str
+
+    def to_skopt(self) -> list:
+        return [d.to_skopt() for d in self.dimensions]
+
+    def config(self, point: list[Any], base: SolverConfig | None = None) -> SolverConfig:
+        """The configuration at a point of the space, over ``base`` (defaults otherwise)."""
+        data = (base or SolverConfig()).to_dict()
+        for dim, value in zip(self.dimensions, point):
+            data[dim.section][dim.name] = _plain(value)
+        return SolverConfig.from_dict(data)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {d.key: {"kind": d.kind, "low": d.low, "high": d.high, "prior": d.prior,
+                        "values": list(d.values)} for d in self.dimensions}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from skopt into plain Python values (JSON, protobuf)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _dimension(path: str, section: str, name: str, raw: Any, problems: list[str]):
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: must be a table with 'kind'")
+        return None
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        problems.append(f"{path}.kind: must be one of {', '.join(KINDS)}, got {kind!r}")
+        return None
+    allowed = {"kind", "values"} if kind == "categorical" else {"kind", "low", "high", "prior"}
+    problems += [f"{path}.{k}: not used by a {kind} dimension" for k in sorted(set(raw) - allowed)]
+    if kind == "categorical":
+        values = raw.get("values")
+        if not isinstance(values, list) or not values:
+            problems.append(f"{path}.values: must be a non-empty list")
+            return None
+        return Dimension(section, name, kind, values=tuple(values))
+    low, high = raw.get("low"), raw.get("high")
+    number = int if kind == "integer" else (int, float)
+    for key, value in (("low", low), ("high", high)):
+        if not isinstance(value, number) or isinstance(value, bool):
+            what = "an integer" if kind == "integer" else "a number"
+            problems.append(f"{path}.{key}: must be {what}")
+            return None
+    if low >= high:
+        problems.append(f"{path}: low ({low}) must be below high ({high})")
+        return None
+    prior = raw.get("prior", "uniform")
+    if kind == "real" and prior not in ("uniform", "log-uniform"):
+        problems.append(f"{path}.prior: must be 'uniform' or 'log-uniform', got {prior!r}")
+        return None
+    if prior == "log-uniform" and low <= 0:
+        problems.append(f"{path}: a log-uniform range needs low > 0")
+        return None
+    return Dimension(section, name, kind, float(low) if kind == "real" else low,
+                     float(high) if kind == "real" else high, prior)
+
+
+def load_space(path: str | Path | None = None) -> SearchSpace:
+    path = Path(path) if path else DEFAULT_SPACE
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: malformed TOML: {exc}") from None
+    problems: list[str] = []
+    dims: list[Dimension] = []
+    for section in sorted(set(data) - set(SECTIONS)):
+        problems.append(f"{section}: unknown section (expected cp_sat and/or model)")
+    for section in SECTIONS:
+        for name, raw in data.get(section, {}).items():
+            dim = _dimension(f"{section}.{name}", section, name, raw, problems)
+            if dim is None:
+                continue
+            for value in dim.candidates():  # every end and category must be a valid setting
+                try:
+                    SolverConfig.from_dict({section: {name: value}})
+                except InputError as exc:
+                    problems += exc.problems
+                    break
+            dims.append(dim)
+    if not dims and not problems:
+        problems.append("the space has no dimensions")
+    if problems:
+        raise InputError([f"{path}: {p}" for p in problems])
+    return SearchSpace(tuple(dims), str(path))
