@@ -123,10 +123,44 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from fresh_solver.tuning.tuner import TuningSpec, tune
+
+    spec = TuningSpec(
+        template_id=args.template_id, instance_paths=tuple(args.instances), trials=args.trials,
+        trial_time_limit=args.trial_time_limit, seeds=args.seeds, metric=args.metric,
+        space_path=args.space, batch=args.batch, estimator=args.estimator,
+        tuner_seed=args.tuner_seed, cap_factor=args.cap_factor or None)
+    spec.check()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("tuning {task.fields[template]}"), BarColumn(),
+                  MofNCompleteColumn(), TextColumn("best score {task.fields[best]}"),
+                  console=console) as bar:
+        task = bar.add_task("tune", total=args.trials, template=args.template_id, best="-")
+
+        def progress(done: int, total: int, best: float) -> None:
+            bar.update(task, completed=done, best=f"{best:.4g}")
+
+        summary = tune(spec, resume_run_id=args.resume, progress=progress)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_table([("run_id", summary["run_id"]), ("experiment", summary["experiment"]),
+                      ("trials", summary["trials"]), ("default_score", summary["default_score"]),
+                      ("best_score", summary["best_score"]),
+                      ("best_params", json.dumps(summary["best_params"]))])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fresh_solver.model.generate import KINDS, SCALES
     from fresh_solver.model.problem import OBJECTIVES
     from fresh_solver.solver.solve import MODELS
+    from fresh_solver.tuning.scoring import METRICS
+    from fresh_solver.tuning.tuner import ESTIMATORS
 
     parser = argparse.ArgumentParser(prog="fresh-solver", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for --kind mix")
     p.add_argument("--out", required=True, help="a file, or a folder when --count > 1")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("tune", help="tune a template's configuration (scikit-optimize, MLflow)")
+    p.add_argument("--template-id", required=True)
+    p.add_argument("--instances", nargs="+", required=True, help="training problem files")
+    p.add_argument("--trials", type=int, required=True, help="trials besides the reference")
+    p.add_argument("--trial-time-limit", type=float, required=True, help="seconds per run")
+    p.add_argument("--seeds", type=int, default=1, help="solver seeds per instance")
+    p.add_argument("--metric", choices=METRICS, default="time_to_target")
+    p.add_argument("--space", help="search space TOML (default: the shipped space)")
+    p.add_argument("--batch", type=int, default=1, help="points asked at once")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="GP",
+                   help="surrogate model; dummy = random search")
+    p.add_argument("--tuner-seed", type=int, default=0)
+    p.add_argument("--cap-factor", type=float, default=2.0,
+                   help="adaptive capping factor; 0 turns capping off")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted session")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tune)
     return parser
 
 

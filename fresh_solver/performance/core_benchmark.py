@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import ortools
-
+from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.model import load_problem
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.performance.time_to_target import (
@@ -46,15 +43,6 @@ ABLATION = {
     "plus_search_strategy": replace(FULL, search_strategy=True),
     "plain": ModelOptions(False, False, False, False),
 }
-
-
-def machine_fingerprint() -> dict[str, Any]:
-    """CPU model and count, Python and OR-Tools versions: the context of every figure."""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "ortools": ortools.__version__}
 
 
 def _run_record(result: SolveResult, ttt: float | None = None) -> dict[str, Any]:

@@ -1,0 +1,64 @@
+"""Where MLflow lives, and the experiment names every part of the project uses (DESIGN §6).
+
+The tracking URI comes from ``MLFLOW_TRACKING_URI``; the embedded default is a SQLite store in
+the project's data folder (``FRESH_SOLVER_HOME``, default ``./.fresh_solver``) with artifacts
+beside it, so a laptop needs no server. ``import mlflow`` costs seconds: callers import this
+module lazily, only when they track.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from fresh_solver.errors import InputError
+
+
+def home() -> Path:
+    return Path(os.environ.get("FRESH_SOLVER_HOME", ".fresh_solver")).resolve()
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    home().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def tuning_experiment(template_id: str) -> str:
+    return f"fresh-solver/tuning/{template_id}"
+
+
+def validation_experiment(template_id: str) -> str:
+    return f"fresh-solver/validation/{template_id}"
+
+
+def client():
+    """An MlflowClient on the project's tracking URI (MLflow's noisy start-up quietened)."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri())
+
+
+def experiment_id(mlflow_client, name: str) -> str:
+    """The id of experiment ``name``, created on first use (artifacts under the data folder
+    for the embedded SQLite store)."""
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if "MLFLOW_TRACKING_URI" not in os.environ:
+        artifact_location = (home() / "artifacts").as_uri()
+    return mlflow_client.create_experiment(name, artifact_location=artifact_location)
+
+
+def get_run(mlflow_client, run_id: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_run(run_id)
+    except MlflowException:
+        raise InputError(f"no MLflow run {run_id!r} at {tracking_uri()}") from None

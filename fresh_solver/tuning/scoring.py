@@ -1,0 +1,153 @@
+"""Scoring one configuration over a set of instances × seeds (lower is better).
+
+Every candidate runs on the same (instance, seed) pairs, so scores are paired. The reference
+configuration (CP-SAT defaults) runs first and fixes, per pair, the target of the time-to-target
+metric (DESIGN §8) and the reference objective of the others. Per-run scores aggregate with the
+geometric mean.
+
+Metrics:
+- ``time_to_optimum``: seconds to a proven optimum; PAR2 (2·T) when not proven.
+- ``time_to_target``: seconds to the reference's result (its optimum, proven, or its best at T).
+- ``objective_at_limit``: objective at T over the reference's objective (1.0 = as good).
+- ``gap_integral``: the primal gap integral over [0, T] against the best objective known for
+  the pair (gap 1 before a first solution, 0 once proven optimal), in seconds.
+
+Adaptive capping (time metrics): a run is cut at ``cap_factor`` × the incumbent's score on that
+pair, since past it the candidate cannot beat the incumbent there; a cut run scores its cap
+(a lower bound on its true time) and is flagged ``capped``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fresh_solver.model import Problem
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance.time_to_target import Target, geometric_mean, time_to_target
+from fresh_solver.solver import SolveResult, solve
+
+METRICS = ("time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral")
+TIME_METRICS = ("time_to_target", "time_to_optimum")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the reference run found on one (instance, seed) pair."""
+
+    objective: int | None
+    proven: bool
+
+
+@dataclass
+class RunScore:
+    instance: str
+    seed: int
+    score: float
+    status: str
+    objective: int | None
+    wall_time_s: float
+    capped: bool = False
+    valid: bool | None = None
+
+
+@dataclass
+class Evaluation:
+    score: float
+    runs: list[RunScore] = field(default_factory=list)
+    failed: str | None = None  # the error, when the trial crashed or was invalid
+
+    @property
+    def capped(self) -> int:
+        return sum(r.capped for r in self.runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "failed": self.failed, "capped": self.capped,
+                "runs": [asdict(r) for r in self.runs]}
+
+
+def worst_score(metric: str, time_limit: float) -> float:
+    """What a failed trial scores: the PAR2 penalty of the metric."""
+    return 2.0 if metric == "objective_at_limit" else 2 * time_limit
+
+
+def gap_integral(result: SolveResult, best_known: int, horizon: float) -> float:
+    """Primal gap integral in seconds: gap(t) = (incumbent - best) / incumbent, 1 before any."""
+    total, last_t, gap = 0.0, 0.0, 1.0
+    end = min(result.wall_time_s, horizon)
+    for t, obj in result.improvements:
+        t = min(t, end)
+        total += gap * (t - last_t)
+        last_t = t
+        gap = 0.0 if obj <= best_known else (obj - best_known) / max(abs(obj), 1)
+    if not result.optimal:  # the run used its whole limit with the last gap
+        end = horizon
+    return total + gap * max(0.0, end - last_t)
+
+
+def score_run(metric: str, result: SolveResult, reference: Reference, time_limit: float) -> float:
+    if metric == "time_to_optimum":
+        return result.wall_time_s if result.optimal else 2 * time_limit
+    if reference.objective is None:  # the reference found nothing: any solution is a win
+        return (result.time_to_first_s or 2 * time_limit) if metric != "objective_at_limit" \
+            else (1.0 if result.objective is not None else 2.0)
+    if metric == "time_to_target":
+        return time_to_target(result, Target(reference.objective, reference.proven, time_limit))
+    if metric == "objective_at_limit":
+        if result.objective is None:
+            return 2.0
+        return max(result.objective, 1e-9) / max(reference.objective, 1e-9)
+    best = min(reference.objective, result.objective if result.objective is not None
+               else math.inf)
+    return gap_integral(result, int(best), time_limit)
+
+
+def evaluate(
+    config: SolverConfig,
+    instances: dict[str, Problem],
+    seeds: list[int],
+    *,
+    metric: str,
+    time_limit: float,
+    references: dict[tuple[str, int], Reference] | None = None,
+    incumbent: dict[tuple[str, int], float] | None = None,
+    cap_factor: float | None = 2.0,
+) -> Evaluation:
+    """Run ``config`` on every (instance, seed) pair and score it.
+
+    Without ``references`` this is the reference run itself (time to target then means time
+    to its own final result). Exceptions are the caller's to turn into a failed trial.
+    """
+    runs: list[RunScore] = []
+    for name, problem in instances.items():
+        for seed in seeds:
+            reference = (references or {}).get((name, seed))
+            limit = time_limit
+            if metric in TIME_METRICS and incumbent and cap_factor and (name, seed) in incumbent:
+                limit = min(time_limit, max(cap_factor * incumbent[(name, seed)], 0.1))
+            stop_at = reference.objective if (metric == "time_to_target" and reference
+                                              and not reference.proven) else None
+            result = solve(problem, model="template", options=config.model,
+                           params=config.cp_sat, time_limit=limit, seed=seed, stop_at=stop_at)
+            if result.valid is False:
+                raise AssertionError(f"{name} seed {seed}: invalid schedule: "
+                                     f"{result.violations[:2]}")
+            if reference is None:  # the reference run: its own result is its target
+                reference = Reference(result.objective, result.optimal)
+            score = score_run(metric, result, reference, time_limit)
+            capped = limit < time_limit and score >= limit
+            if capped:
+                score = limit
+            runs.append(RunScore(name, seed, score, result.status, result.objective,
+                                 result.wall_time_s, capped, result.valid))
+    return Evaluation(geometric_mean([max(r.score, 1e-4) for r in runs]), runs)
+
+
+def references_from(evaluation: Evaluation) -> dict[tuple[str, int], Reference]:
+    return {(r.instance, r.seed): Reference(r.objective, r.status == "OPTIMAL")
+            for r in evaluation.runs}
+
+
+def per_pair(evaluation: Evaluation) -> dict[tuple[str, int], float]:
+    return {(r.instance, r.seed): r.score for r in evaluation.runs}

@@ -1,0 +1,377 @@
+"""Bayesian optimisation of a solver configuration, one MLflow run per trial.
+
+The seam is scikit-optimize's ask/tell: :class:`TuningSession` asks the optimiser for a batch
+of points, :func:`run_trial` scores one point (a pure function of plain values, so an Airflow
+task can run it elsewhere), and the session tells the scores back. The CP-SAT defaults are
+scored first as the reference; every later trial is paired with it on the same instances and
+seeds. Everything is logged to ``fresh-solver/tuning/<template_id>``: a parent run per session,
+a nested run per trial, so an interrupted session resumes from MLflow instead of starting over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fresh_solver import tracking
+from fresh_solver.errors import InputError
+from fresh_solver.fingerprint import machine_fingerprint
+from fresh_solver.model import Problem, load_problem
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.space import SearchSpace, load_space
+from fresh_solver.tuning.scoring import (
+    METRICS,
+    Evaluation,
+    Reference,
+    evaluate,
+    per_pair,
+    references_from,
+    worst_score,
+)
+
+ESTIMATORS = ("GP", "RF", "ET", "dummy")  # dummy = random search; GBRT is broken (DESIGN §9)
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """Everything that defines a tuning session; a resumed session must match it."""
+
+    template_id: str
+    instance_paths: tuple[str, ...]
+    trials: int
+    trial_time_limit: float
+    seeds: int
+    metric: str = "time_to_target"
+    space_path: str | None = None
+    batch: int = 1
+    estimator: str = "GP"
+    tuner_seed: int = 0
+    cap_factor: float | None = 2.0
+
+    def check(self) -> None:
+        problems = []
+        if not self.template_id or "/" in self.template_id:
+            problems.append(f"--template-id: must be a non-empty name without '/', "
+                            f"got {self.template_id!r}")
+        if not self.instance_paths:
+            problems.append("--instances: give at least one problem file")
+        if self.trials < 1:
+            problems.append(f"--trials: must be >= 1, got {self.trials}")
+        if self.trial_time_limit <= 0:
+            problems.append(f"--trial-time-limit: must be > 0, got {self.trial_time_limit}")
+        if self.seeds < 1:
+            problems.append(f"--seeds: must be >= 1, got {self.seeds}")
+        if self.batch < 1:
+            problems.append(f"--batch: must be >= 1, got {self.batch}")
+        if self.metric not in METRICS:
+            problems.append(f"--metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.estimator not in ESTIMATORS:
+            problems.append(f"--estimator: must be one of {', '.join(ESTIMATORS)}, "
+                            f"got {self.estimator!r}")
+        if problems:
+            raise InputError(problems)
+
+
+def load_instances(paths: tuple[str, ...]) -> tuple[dict[str, Problem], str]:
+    """Problems keyed by file name, and the instance set's hash (over the files' contents)."""
+    problems: dict[str, Problem] = {}
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        problem = load_problem(path)
+        key = Path(path).name
+        if key in problems:
+            raise InputError(f"--instances: two files are named {key!r}")
+        problems[key] = problem
+        digest.update(key.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return problems, digest.hexdigest()[:16]
+
+
+def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list[int],
+              metric: str, time_limit: float,
+              references: dict[tuple[str, int], Reference] | None,
+              incumbent: dict[tuple[str, int], float] | None,
+              cap_factor: float | None) -> Evaluation:
+    """Score one configuration; a crash or invalid configuration is a failed trial with the
+    worst score, never an exception, so the session goes on."""
+    try:
+        return evaluate(SolverConfig.from_dict(config), instances, seeds, metric=metric,
+                        time_limit=time_limit, references=references, incumbent=incumbent,
+                        cap_factor=cap_factor)
+    except Exception as exc:  # noqa: BLE001 - any trial failure is recorded, not raised
+        return Evaluation(worst_score(metric, time_limit), failed=f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Trial:
+    index: int
+    point: list[Any] | None  # None for the reference (CP-SAT defaults)
+    config: SolverConfig
+    evaluation: Evaluation
+
+
+@dataclass
+class TuningSession:
+    spec: TuningSpec
+    space: SearchSpace
+    instances: dict[str, Problem]
+    instance_hash: str
+    run_id: str
+    experiment: str
+    trials: list[Trial] = field(default_factory=list)
+    references: dict[tuple[str, int], Reference] = field(default_factory=dict)
+    _optimizer: Any = None
+    _client: Any = None
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.spec.seeds))
+
+    @property
+    def reference(self) -> Trial:
+        return self.trials[0]
+
+    @property
+    def searched(self) -> list[Trial]:
+        return [t for t in self.trials if t.point is not None]
+
+    @property
+    def best(self) -> Trial:
+        """The best trial so far; the reference when nothing beat it."""
+        return min(self.trials, key=lambda t: (t.evaluation.score, t.index))
+
+    # ---- the ask/tell seam ------------------------------------------------------------------
+    def ask(self, n: int) -> list[list[Any]]:
+        points = self._optimizer.ask(n_points=n) if n > 1 else [self._optimizer.ask()]
+        return [[_plain(v) for v in p] for p in points]
+
+    def tell(self, points: list[list[Any]], evaluations: list[Evaluation]) -> None:
+        start = len(self.trials)
+        for i, (point, evaluation) in enumerate(zip(points, evaluations)):
+            trial = Trial(start + i, point, self.space.config(point), evaluation)
+            self.trials.append(trial)
+            self._log_trial(trial)
+        self._optimizer.tell(points, [e.score for e in evaluations])
+
+    def evaluate_points(self, points: list[list[Any]]) -> list[Evaluation]:
+        incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
+        return [run_trial(self.space.config(p).to_dict(), self.instances, self.seeds,
+                          self.spec.metric, self.spec.trial_time_limit, self.references,
+                          incumbent, self.spec.cap_factor) for p in points]
+
+    # ---- MLflow -----------------------------------------------------------------------------
+    def _log_trial(self, trial: Trial) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        evaluation = trial.evaluation
+        tags = {"mlflow.parentRunId": self.run_id, "fresh_solver.trial": str(trial.index),
+                "fresh_solver.role": "reference" if trial.point is None else "trial",
+                "fresh_solver.point": json.dumps(trial.point),
+                "fresh_solver.config_hash": trial.config.hash,
+                "fresh_solver.status": "failed" if evaluation.failed else "ok",
+                "mlflow.runName": f"trial-{trial.index:03d}" if trial.point is not None
+                else "reference-defaults"}
+        if evaluation.failed:
+            tags["fresh_solver.error"] = evaluation.failed[:4000]
+        run = self._client.create_run(_experiment_id(self), tags=tags)
+        rid = run.info.run_id
+        params = {f"cp_sat.{k}": v for k, v in trial.config.cp_sat.items()}
+        params |= {f"model.{k}": v for k, v in trial.config.model.to_dict().items()}
+        metrics = {"score": evaluation.score, "capped_runs": evaluation.capped,
+                   "failed": float(bool(evaluation.failed))}
+        self._client.log_batch(
+            rid, metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag("fresh_solver.config", trial.config.canonical_json())])
+        _log_json(self._client, rid, "results.json", evaluation.to_dict())
+        self._client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
+
+    def finish(self) -> dict[str, Any]:
+        """Parent artifacts and metrics; the session's summary (the `tune --json` object)."""
+        import pandas as pd
+
+        best = self.best
+        rows = [{"trial": t.index, "role": "reference" if t.point is None else "trial",
+                 "score": t.evaluation.score, "capped_runs": t.evaluation.capped,
+                 "failed": t.evaluation.failed or "", "config_hash": t.config.hash,
+                 **{f"cp_sat.{k}": v for k, v in t.config.cp_sat.items()},
+                 **{f"model.{k}": v for k, v in t.config.model.to_dict().items()}}
+                for t in self.trials]
+        with tempfile.TemporaryDirectory() as tmp:
+            pd.DataFrame(rows).to_csv(Path(tmp) / "trials.csv", index=False)
+            self._client.log_artifact(self.run_id, str(Path(tmp) / "trials.csv"))
+            if len(self.searched) >= 1:
+                _convergence_plot(self._optimizer, Path(tmp) / "convergence.png")
+                self._client.log_artifact(self.run_id, str(Path(tmp) / "convergence.png"))
+        _log_json(self._client, self.run_id, "parameters.json", best.config.to_dict())
+        _log_json(self._client, self.run_id, "incumbent_results.json", best.evaluation.to_dict())
+        for key, value in (("best_score", best.evaluation.score),
+                           ("default_score", self.reference.evaluation.score),
+                           ("trials", len(self.searched))):
+            self._client.log_metric(self.run_id, key, float(value))
+        self._client.set_tag(self.run_id, "fresh_solver.best_config_hash", best.config.hash)
+        self._client.set_tag(self.run_id, "fresh_solver.best_trial", str(best.index))
+        self._client.set_terminated(self.run_id, "FINISHED")
+        return {"run_id": self.run_id, "experiment": self.experiment,
+                "best_params": best.config.to_dict(), "best_score": best.evaluation.score,
+                "default_score": self.reference.evaluation.score,
+                "trials": len(self.searched)}
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _experiment_id(session: TuningSession) -> str:
+    return tracking.experiment_id(session._client, session.experiment)
+
+
+def _log_json(client, run_id: str, name: str, data: Any) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(data, indent=1, default=str))
+        client.log_artifact(run_id, str(path))
+
+
+def _convergence_plot(optimizer, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skopt.plots import plot_convergence
+
+    ax = plot_convergence(optimizer.get_result())
+    ax.set_ylabel("score (lower is better)")
+    ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(ax.figure)
+
+
+def _make_optimizer(space: SearchSpace, spec: TuningSpec):
+    from skopt import Optimizer
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="skopt")
+    return Optimizer(space.to_skopt(), base_estimator=spec.estimator,
+                     n_initial_points=min(5, spec.trials), random_state=spec.tuner_seed)
+
+
+def _spec_params(spec: TuningSpec, space: SearchSpace, instance_hash: str) -> dict[str, str]:
+    return {"template_id": spec.template_id, "metric": spec.metric, "trials": str(spec.trials),
+            "trial_time_limit_s": str(spec.trial_time_limit), "seeds": str(spec.seeds),
+            "batch": str(spec.batch), "estimator": spec.estimator,
+            "tuner_seed": str(spec.tuner_seed), "cap_factor": str(spec.cap_factor),
+            "instance_set": instance_hash, "instances": ",".join(sorted(
+                Path(p).name for p in spec.instance_paths))[:6000],
+            "space": space.source, "space_dimensions": str(len(space.dimensions))}
+
+
+def start_session(spec: TuningSpec, resume_run_id: str | None = None) -> TuningSession:
+    """A new session (reference scored and logged), or one resumed from its MLflow runs."""
+    spec.check()
+    instances, instance_hash = load_instances(spec.instance_paths)
+    space = load_space(spec.space_path)
+    client = tracking.client()
+    experiment = tracking.tuning_experiment(spec.template_id)
+    params = _spec_params(spec, space, instance_hash)
+    if resume_run_id:
+        run = tracking.get_run(client, resume_run_id)
+        logged = run.data.params
+        # What decides the scores must match; the trial budget may grow.
+        keys = ("template_id", "metric", "trial_time_limit_s", "seeds", "instance_set",
+                "estimator", "tuner_seed", "space", "cap_factor")
+        mismatched = [f"{k}: the run has {logged.get(k)!r}, this call {params[k]!r}"
+                      for k in keys if logged.get(k) != params[k]]
+        if mismatched:
+            raise InputError([f"--resume {resume_run_id}: {m}" for m in mismatched])
+        session = TuningSession(spec, space, instances, instance_hash, resume_run_id,
+                                experiment, _client=client,
+                                _optimizer=_make_optimizer(space, spec))
+        _restore_trials(session)
+        client.update_run(resume_run_id, status="RUNNING")
+        return session
+
+    exp_id = tracking.experiment_id(client, experiment)
+    run = client.create_run(exp_id, tags={"mlflow.runName": f"tune-{spec.template_id}",
+                                          "fresh_solver.kind": "tuning-session",
+                                          **{f"machine.{k}": v for k, v in
+                                             machine_fingerprint().items()}})
+    from mlflow.entities import Param
+
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    _log_json(client, run.info.run_id, "search_space.json", space.as_dict())
+    session = TuningSession(spec, space, instances, instance_hash, run.info.run_id, experiment,
+                            _client=client, _optimizer=_make_optimizer(space, spec))
+    return session
+
+
+def score_reference(session: TuningSession) -> None:
+    """Score the CP-SAT defaults first: they set every pair's target and stay the reference."""
+    reference = SolverConfig()
+    evaluation = run_trial(reference.to_dict(), session.instances, session.seeds,
+                           session.spec.metric, session.spec.trial_time_limit, None, None, None)
+    session.references = references_from(evaluation)
+    trial = Trial(0, None, reference, evaluation)
+    session.trials.append(trial)
+    session._log_trial(trial)
+
+
+def _restore_trials(session: TuningSession) -> None:
+    """Tell the optimiser every finished trial of the session, in order."""
+    client = session._client
+    runs = client.search_runs(
+        [_experiment_id(session)],
+        filter_string=f"tags.mlflow.parentRunId = '{session.run_id}'", max_results=10000)
+    by_index: dict[int, Any] = {}
+    for run in runs:
+        if run.info.status in ("FINISHED", "FAILED") and "fresh_solver.trial" in run.data.tags:
+            by_index[int(run.data.tags["fresh_solver.trial"])] = run
+    if 0 not in by_index:
+        raise InputError(f"--resume {session.run_id}: the session has no reference trial; "
+                         "start a new session")
+    points, scores = [], []
+    for index in sorted(by_index):
+        run = by_index[index]
+        evaluation = _load_evaluation(client, run.info.run_id)
+        point = json.loads(run.data.tags["fresh_solver.point"])
+        config = SolverConfig.from_dict(json.loads(run.data.tags["fresh_solver.config"]))
+        session.trials.append(Trial(len(session.trials), point, config, evaluation))
+        if point is not None:
+            points.append(point)
+            scores.append(evaluation.score)
+    session.references = references_from(session.reference.evaluation)
+    if points:
+        session._optimizer.tell(points, scores)
+
+
+def _load_evaluation(client, run_id: str) -> Evaluation:
+    from fresh_solver.tuning.scoring import RunScore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, "results.json", tmp)
+        data = json.loads(Path(path).read_text())
+    return Evaluation(data["score"], [RunScore(**r) for r in data["runs"]], data["failed"])
+
+
+def tune(spec: TuningSpec, resume_run_id: str | None = None,
+         progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a whole session; ``progress(done, total, best_score)`` after each batch."""
+    session = start_session(spec, resume_run_id)
+    if not session.trials:
+        score_reference(session)
+    while len(session.searched) < spec.trials:
+        n = min(spec.batch, spec.trials - len(session.searched))
+        points = session.ask(n)
+        session.tell(points, session.evaluate_points(points))
+        if progress:
+            progress(len(session.searched), spec.trials, session.best.evaluation.score)
+    return session.finish()
