@@ -7,6 +7,7 @@ baseline; every schedule must pass the independent checker.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,8 @@ from fresh_solver.model.problem import FORMAT
 from fresh_solver.solver import PLAIN, ModelOptions, check_schedule, solve
 
 MAX_TASKS = 10
+# More examples for a deeper one-off check: FRESH_SOLVER_HYPOTHESIS_EXAMPLES=500 pytest ...
+EXAMPLES = int(os.environ.get("FRESH_SOLVER_HYPOTHESIS_EXAMPLES", "25"))
 PARAMS = {"num_workers": 2}
 ALL_ON = ModelOptions(True, True, True, True)
 SINGLES = {
@@ -103,7 +106,7 @@ def check_all_configs_agree(problem: Problem) -> None:
     assert len(set(objectives.values())) == 1, objectives
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_every_model_variant_proves_the_same_optimum(doc: dict[str, Any]) -> None:
     problem = problem_from_dict(doc)

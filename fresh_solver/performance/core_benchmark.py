@@ -36,10 +36,10 @@ from fresh_solver.solver import ModelOptions, SolveResult, solve
 
 FULL = ModelOptions()
 ABLATION = {
-    "full": FULL,
+    "full": FULL,  # the defaults
     "no_symmetry": replace(FULL, symmetry_breaking=False),
     "no_bounds": replace(FULL, redundant_bounds=False),
-    "no_warm_start": replace(FULL, warm_start=False),
+    "plus_warm_start": replace(FULL, warm_start=True),
     "plus_search_strategy": replace(FULL, search_strategy=True),
     "plain": ModelOptions(False, False, False, False),
 }
@@ -173,7 +173,10 @@ def report_markdown(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
-    parser.add_argument("--family-seeds", type=int, default=6, help="families 0..N-1 per scale")
+    parser.add_argument("--family-seeds", type=int, default=6, help="N families per scale")
+    parser.add_argument("--first-family", type=int, default=0,
+                        help="first family seed (a development set uses other seeds than the "
+                             "reported one)")
     parser.add_argument("--reps", type=int, default=3, help="solver seeds 0..N-1 per family")
     parser.add_argument("--ablation-reps", type=int, default=1)
     parser.add_argument("--cap", type=float, default=60.0)
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "families": {},
     }
     for scale in args.scales:
-        for family_seed in range(args.family_seeds):
+        for family_seed in range(args.first_family, args.first_family + args.family_seeds):
             problem = generate_family(scale, family_seed)
             log(f"{problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks")
             runs = bench_family(problem, seeds, args.cap, seeds[:args.ablation_reps], log)

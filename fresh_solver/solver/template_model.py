@@ -20,7 +20,7 @@ from fresh_solver.solver.constraints import (
     add_search_strategy,
     add_symmetry_breaking,
     interchangeable_groups,
-    root_task,
+    ordering_task,
 )
 from fresh_solver.solver.heuristic import Placement, greedy_schedule
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
@@ -65,11 +65,13 @@ def _warm_start(problem: Problem, options: ModelOptions) -> dict[tuple[int, int]
     if not options.symmetry_breaking:
         return placements
     for group in interchangeable_groups(problem):
-        t = root_task(problem, group[0])
+        t = ordering_task(problem, group[0])
+        if t is None:
+            continue
         n_tasks = len(problem.template_of(problem.jobs[group[0]]).tasks)
-        by_root = sorted(group, key=lambda j: (placements[(j, t)].start, j))
+        by_start = sorted(group, key=lambda j: (placements[(j, t)].start, j))
         rows = {j: [placements[(j, k)] for k in range(n_tasks)] for j in group}
-        for target, source in zip(group, by_root):
+        for target, source in zip(group, by_start):
             for k in range(n_tasks):
                 placements[(target, k)] = rows[source][k]
     return placements

@@ -54,6 +54,13 @@ def add_task_variables(
                 for k, (mode, presence) in enumerate(zip(stamp.modes, presences))
             ]
             model.add_exactly_one(presences)
-            end = start + sum(m.duration * p for m, p in zip(stamp.modes, presences))
+            # A main interval with a real end variable: CP-SAT detects precedences between
+            # interval ends and starts, which a sum over mode literals would hide.
+            durations = cp_model.Domain.from_values(sorted({m.duration for m in stamp.modes}))
+            duration = model.new_int_var_from_domain(durations, "duration" + suffix)
+            model.add(duration == sum(m.duration * p for m, p in zip(stamp.modes, presences)))
+            end = model.new_int_var(job.release + stamp.head + stamp.min_duration,
+                                    latest + max(m.duration for m in stamp.modes), "end" + suffix)
+            model.new_interval_var(start, duration, end, "task" + suffix)
             tasks[(j, t)] = TaskVars(start, end, stamp.modes, tuple(presences), tuple(intervals))
     return tasks
