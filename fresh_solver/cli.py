@@ -144,7 +144,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         def progress(done: int, total: int, best: float) -> None:
             bar.update(task, completed=done, best=f"{best:.4g}")
 
-        summary = tune(spec, resume_run_id=args.resume, progress=progress)
+        try:
+            summary = tune(spec, resume_run_id=args.resume, progress=progress)
+        except RuntimeError as exc:  # e.g. the reference failed: nothing to tune against
+            print(f"fresh-solver tune: {exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(summary))
     else:

@@ -33,20 +33,33 @@ def _template(rng: random.Random, template_id: str, machines: list[str], n_tasks
     return {"id": template_id, "tasks": tasks, "precedences": precedences}
 
 
-def generate_family(scale: str, seed: int) -> Problem:
-    """One template, N identical jobs released together: the template model's home ground."""
-    rng = random.Random(f"family-{scale}-{seed}")
+def _jobs_in_scale(rng: random.Random, scale: str, n_tasks: int) -> int:
+    """Round a drawn task budget to whole jobs, then into the scale's range (at least 2)."""
     low, high = SCALES[scale]
-    n_tasks = rng.randint(2, 5)
-    # Round the drawn task budget to whole jobs, then into the scale's range (at least 2 jobs).
     n_jobs = rng.randint(low, high) // n_tasks
-    n_jobs = min(max(n_jobs, -(-low // n_tasks), 2), max(high // n_tasks, 2))
+    return min(max(n_jobs, -(-low // n_tasks), 2), max(high // n_tasks, 2))
+
+
+def generate_family(scale: str, seed: int, instance_seed: int | None = None) -> Problem:
+    """One template, N identical jobs released together: the template model's home ground.
+
+    ``instance_seed`` keeps the template (and machines) of ``seed`` and draws another job
+    count in the scale: the instances a template is tuned on, or held out from tuning.
+    """
+    rng = random.Random(f"family-{scale}-{seed}")
+    n_tasks = rng.randint(2, 5)
+    n_jobs = _jobs_in_scale(rng, scale, n_tasks)
     n_machines = rng.randint(2, min(5, n_tasks + 2))
     machines = [f"M{i}" for i in range(n_machines)]
     template = _template(rng, "part", machines, n_tasks, flexibility=0.3)
+    name = f"family-{scale}-{seed}"
+    if instance_seed is not None:
+        n_jobs = _jobs_in_scale(random.Random(f"{name}-instance-{instance_seed}"), scale,
+                                n_tasks)
+        name += f"-i{instance_seed}"
     return problem_from_dict({
         "format": FORMAT,
-        "name": f"family-{scale}-{seed}",
+        "name": name,
         "machines": [{"id": m} for m in machines],
         "templates": [template],
         "jobs": [{"template": "part", "count": n_jobs}],

@@ -41,12 +41,15 @@ def _bounds() -> dict[str, tuple[float | None, float | None]]:
 
 
 def _out_of_bounds(name: str, value: Any) -> str | None:
+    """Checked on the parsed value, so numbers written as strings ("-1") are caught too."""
     low, high = _bounds().get(name, (0, None) if name.startswith(("num_", "max_")) else
                               (None, None))
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
     if isinstance(value, float) and math.isnan(value):
         return "must be a number, got NaN"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # report 0, not 0.0, for what the user wrote as 0
     if name == "max_time_in_seconds" and value <= 0:
         return f"must be > 0, got {value}"
     if low is not None and value < low:
@@ -62,7 +65,8 @@ def validate_parameters(params: dict[str, Any]) -> sat_parameters_pb2.SatParamet
         raise InputError(f"parameters must be an object, got {type(params).__name__}")
     fields = sat_parameters_pb2.SatParameters.DESCRIPTOR.fields_by_name
     renamed: dict[str, Any] = {}
-    problems = []
+    problems = [f"{old} and {new}: both given; use only {new!r}"
+                for old, new in DEPRECATED_NAMES.items() if old in params and new in params]
     for name, value in params.items():
         if name in DEPRECATED_NAMES:
             warnings.warn(f"CP-SAT parameter {name!r} is deprecated, using "
@@ -72,11 +76,12 @@ def validate_parameters(params: dict[str, Any]) -> sat_parameters_pb2.SatParamet
             problems.append(f"{name}: unknown CP-SAT parameter")
             continue
         try:
-            json_format.ParseDict({name: value}, sat_parameters_pb2.SatParameters())
+            single = json_format.ParseDict({name: value}, sat_parameters_pb2.SatParameters())
         except json_format.ParseError as exc:
             problems.append(f"{name}: {exc}")
             continue
-        if (why := _out_of_bounds(name, value)) is not None:
+        parsed = getattr(single, name)
+        if fields[name].enum_type is None and (why := _out_of_bounds(name, parsed)) is not None:
             problems.append(f"{name}: {why}")
             continue
         renamed[name] = value
@@ -88,7 +93,9 @@ def validate_parameters(params: dict[str, Any]) -> sat_parameters_pb2.SatParamet
 def normalize_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """Validated, deprecated names mapped, in the protobuf's JSON form (enums as names)."""
     message = validate_parameters(params)
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    # Read the values back from the message: protobuf's JSON form writes int64 as strings.
+    return {f.name: (v if f.enum_type is None else f.enum_type.values_by_number[v].name)
+            for f, v in message.ListFields()}
 
 
 def apply_parameters(solver: cp_model.CpSolver, params: dict[str, Any]) -> None:

@@ -17,6 +17,30 @@ from fresh_solver.params.config import SECTIONS, SolverConfig
 
 DEFAULT_SPACE = Path(__file__).with_name("default_space.toml")
 KINDS = ("integer", "real", "categorical")
+# The tuner sets these itself: seeds pair the runs, the trial time limit bounds them.
+RESERVED = {"random_seed": "seeds are set by --seeds", "num_search_workers": "use num_workers",
+            "max_time_in_seconds": "the run time is set by --trial-time-limit"}
+
+
+def _kind_mismatch(section: str, name: str, kind: str) -> str | None:
+    """A range dimension must suit the field: integer ranges for integer fields (not enums,
+    whose numbers have gaps), real ranges for floating-point fields."""
+    if section != "cp_sat" or kind == "categorical":
+        return None
+    from google.protobuf.descriptor import FieldDescriptor
+    from ortools.sat import sat_parameters_pb2
+
+    field = sat_parameters_pb2.SatParameters.DESCRIPTOR.fields_by_name.get(name)
+    if field is None:
+        return None  # reported as an unknown name
+    integer = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64,
+               FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64}
+    real = {FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT}
+    if kind == "integer" and field.type not in integer:
+        return "an integer range needs an integer parameter; use a categorical dimension"
+    if kind == "real" and field.type not in real:
+        return "a real range needs a floating-point parameter"
+    return None
 
 
 @dataclass(frozen=True)
@@ -124,8 +148,15 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
         problems.append(f"{section}: unknown section (expected cp_sat and/or model)")
     for section in SECTIONS:
         for name, raw in data.get(section, {}).items():
-            dim = _dimension(f"{section}.{name}", section, name, raw, problems)
+            path_ = f"{section}.{name}"
+            if section == "cp_sat" and name in RESERVED:
+                problems.append(f"{path_}: not tunable ({RESERVED[name]})")
+                continue
+            dim = _dimension(path_, section, name, raw, problems)
             if dim is None:
+                continue
+            if (why := _kind_mismatch(section, name, dim.kind)) is not None:
+                problems.append(f"{path_}: {why}")
                 continue
             for value in dim.candidates():  # every end and category must be a valid setting
                 try:

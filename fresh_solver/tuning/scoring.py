@@ -8,7 +8,9 @@ geometric mean.
 Metrics:
 - ``time_to_optimum``: seconds to a proven optimum; PAR2 (2·T) when not proven.
 - ``time_to_target``: seconds to the reference's result (its optimum, proven, or its best at T).
-- ``objective_at_limit``: objective at T over the reference's objective (1.0 = as good).
+- ``objective_at_limit``: (objective + 1) / (reference objective + 1) at T (1.0 = as good;
+  +1 keeps a zero reference, e.g. no tardiness, finite), at most 2.0, what finding nothing
+  scores.
 - ``gap_integral``: the primal gap integral over [0, T] against the best objective known for
   the pair (gap 1 before a first solution, 0 once proven optimal), in seconds.
 
@@ -97,7 +99,7 @@ def score_run(metric: str, result: SolveResult, reference: Reference, time_limit
     if metric == "objective_at_limit":
         if result.objective is None:
             return 2.0
-        return max(result.objective, 1e-9) / max(reference.objective, 1e-9)
+        return min(2.0, (result.objective + 1) / (reference.objective + 1))
     best = min(reference.objective, result.objective if result.objective is not None
                else math.inf)
     return gap_integral(result, int(best), time_limit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -35,7 +36,8 @@ from fresh_solver.tuning.scoring import (
     worst_score,
 )
 
-ESTIMATORS = ("GP", "RF", "ET", "dummy")  # dummy = random search; GBRT is broken (DESIGN §9)
+# "random" is random search over the same space (for comparison); GBRT is broken (DESIGN §9).
+ESTIMATORS = ("GP", "RF", "ET", "random")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,12 @@ class TuningSpec:
             problems.append("--instances: give at least one problem file")
         if self.trials < 1:
             problems.append(f"--trials: must be >= 1, got {self.trials}")
-        if self.trial_time_limit <= 0:
-            problems.append(f"--trial-time-limit: must be > 0, got {self.trial_time_limit}")
+        if not 0 < self.trial_time_limit < math.inf:
+            problems.append(f"--trial-time-limit: must be a positive number of seconds, "
+                            f"got {self.trial_time_limit}")
+        if self.cap_factor is not None and not 1 <= self.cap_factor < math.inf:
+            problems.append(f"--cap-factor: must be >= 1 (or 0 for no capping), "
+                            f"got {self.cap_factor}")
         if self.seeds < 1:
             problems.append(f"--seeds: must be >= 1, got {self.seeds}")
         if self.batch < 1:
@@ -111,8 +117,16 @@ def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list
 class Trial:
     index: int
     point: list[Any] | None  # None for the reference (CP-SAT defaults)
-    config: SolverConfig
+    config: SolverConfig | None  # None when the point's configuration is invalid
     evaluation: Evaluation
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The trial's configuration, flat, as MLflow params and table columns."""
+        if self.config is None:
+            return {}
+        return ({f"cp_sat.{k}": v for k, v in self.config.cp_sat.items()}
+                | {f"model.{k}": v for k, v in self.config.model.to_dict().items()})
 
 
 @dataclass
@@ -142,8 +156,9 @@ class TuningSession:
 
     @property
     def best(self) -> Trial:
-        """The best trial so far; the reference when nothing beat it."""
-        return min(self.trials, key=lambda t: (t.evaluation.score, t.index))
+        """The best valid trial so far; the reference when nothing beat it."""
+        return min((t for t in self.trials if t.config is not None),
+                   key=lambda t: (t.evaluation.score, t.index))
 
     # ---- the ask/tell seam ------------------------------------------------------------------
     def ask(self, n: int) -> list[list[Any]]:
@@ -153,16 +168,31 @@ class TuningSession:
     def tell(self, points: list[list[Any]], evaluations: list[Evaluation]) -> None:
         start = len(self.trials)
         for i, (point, evaluation) in enumerate(zip(points, evaluations)):
-            trial = Trial(start + i, point, self.space.config(point), evaluation)
+            trial = Trial(start + i, point, self._config_or_none(point), evaluation)
             self.trials.append(trial)
             self._log_trial(trial)
         self._optimizer.tell(points, [e.score for e in evaluations])
 
     def evaluate_points(self, points: list[list[Any]]) -> list[Evaluation]:
         incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
-        return [run_trial(self.space.config(p).to_dict(), self.instances, self.seeds,
-                          self.spec.metric, self.spec.trial_time_limit, self.references,
-                          incumbent, self.spec.cap_factor) for p in points]
+        evaluations = []
+        for point in points:
+            config = self._config_or_none(point)
+            if config is None:
+                evaluations.append(Evaluation(
+                    worst_score(self.spec.metric, self.spec.trial_time_limit),
+                    failed=f"invalid configuration at {point}"))
+                continue
+            evaluations.append(run_trial(
+                config.to_dict(), self.instances, self.seeds, self.spec.metric,
+                self.spec.trial_time_limit, self.references, incumbent, self.spec.cap_factor))
+        return evaluations
+
+    def _config_or_none(self, point: list[Any]) -> SolverConfig | None:
+        try:
+            return self.space.config(point)
+        except InputError:
+            return None
 
     # ---- MLflow -----------------------------------------------------------------------------
     def _log_trial(self, trial: Trial) -> None:
@@ -172,7 +202,7 @@ class TuningSession:
         tags = {"mlflow.parentRunId": self.run_id, "fresh_solver.trial": str(trial.index),
                 "fresh_solver.role": "reference" if trial.point is None else "trial",
                 "fresh_solver.point": json.dumps(trial.point),
-                "fresh_solver.config_hash": trial.config.hash,
+                "fresh_solver.config_hash": trial.config.hash if trial.config else "invalid",
                 "fresh_solver.status": "failed" if evaluation.failed else "ok",
                 "mlflow.runName": f"trial-{trial.index:03d}" if trial.point is not None
                 else "reference-defaults"}
@@ -180,14 +210,14 @@ class TuningSession:
             tags["fresh_solver.error"] = evaluation.failed[:4000]
         run = self._client.create_run(_experiment_id(self), tags=tags)
         rid = run.info.run_id
-        params = {f"cp_sat.{k}": v for k, v in trial.config.cp_sat.items()}
-        params |= {f"model.{k}": v for k, v in trial.config.model.to_dict().items()}
+        params = trial.params or {d.key: v for d, v in zip(self.space.dimensions, trial.point)}
         metrics = {"score": evaluation.score, "capped_runs": evaluation.capped,
                    "failed": float(bool(evaluation.failed))}
         self._client.log_batch(
             rid, metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
             params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag("fresh_solver.config", trial.config.canonical_json())])
+            tags=[RunTag("fresh_solver.config",
+                         trial.config.canonical_json() if trial.config else "null")])
         _log_json(self._client, rid, "results.json", evaluation.to_dict())
         self._client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
 
@@ -198,9 +228,8 @@ class TuningSession:
         best = self.best
         rows = [{"trial": t.index, "role": "reference" if t.point is None else "trial",
                  "score": t.evaluation.score, "capped_runs": t.evaluation.capped,
-                 "failed": t.evaluation.failed or "", "config_hash": t.config.hash,
-                 **{f"cp_sat.{k}": v for k, v in t.config.cp_sat.items()},
-                 **{f"model.{k}": v for k, v in t.config.model.to_dict().items()}}
+                 "failed": t.evaluation.failed or "",
+                 "config_hash": t.config.hash if t.config else "invalid", **t.params}
                 for t in self.trials]
         with tempfile.TemporaryDirectory() as tmp:
             pd.DataFrame(rows).to_csv(Path(tmp) / "trials.csv", index=False)
@@ -257,12 +286,17 @@ def _convergence_plot(optimizer, path: Path) -> None:
     plt.close(ax.figure)
 
 
-def _make_optimizer(space: SearchSpace, spec: TuningSpec):
+def _make_optimizer(space: SearchSpace, spec: TuningSpec, resumed_trials: int = 0):
+    """skopt's Optimizer. Random search is its initial random phase that never ends (skopt's
+    own "dummy" estimator fails on this scikit-learn). A resumed session draws from a stream
+    of its own (seeded by the trials already done) so it does not repeat their points."""
     from skopt import Optimizer
 
     warnings.filterwarnings("ignore", category=UserWarning, module="skopt")
-    return Optimizer(space.to_skopt(), base_estimator=spec.estimator,
-                     n_initial_points=min(5, spec.trials), random_state=spec.tuner_seed)
+    random_search = spec.estimator == "random"
+    return Optimizer(space.to_skopt(), base_estimator="GP" if random_search else spec.estimator,
+                     n_initial_points=10**9 if random_search else min(5, spec.trials),
+                     random_state=spec.tuner_seed + 7919 * resumed_trials)
 
 
 def _spec_params(spec: TuningSpec, space: SearchSpace, instance_hash: str) -> dict[str, str]:
@@ -294,8 +328,7 @@ def start_session(spec: TuningSpec, resume_run_id: str | None = None) -> TuningS
         if mismatched:
             raise InputError([f"--resume {resume_run_id}: {m}" for m in mismatched])
         session = TuningSession(spec, space, instances, instance_hash, resume_run_id,
-                                experiment, _client=client,
-                                _optimizer=_make_optimizer(space, spec))
+                                experiment, _client=client)
         _restore_trials(session)
         client.update_run(resume_run_id, status="RUNNING")
         return session
@@ -323,6 +356,9 @@ def score_reference(session: TuningSession) -> None:
     trial = Trial(0, None, reference, evaluation)
     session.trials.append(trial)
     session._log_trial(trial)
+    if evaluation.failed:  # without the reference there is nothing to pair trials with
+        session._client.set_terminated(session.run_id, "FAILED")
+        raise RuntimeError(f"the reference run (CP-SAT defaults) failed: {evaluation.failed}")
 
 
 def _restore_trials(session: TuningSession) -> None:
@@ -343,12 +379,14 @@ def _restore_trials(session: TuningSession) -> None:
         run = by_index[index]
         evaluation = _load_evaluation(client, run.info.run_id)
         point = json.loads(run.data.tags["fresh_solver.point"])
-        config = SolverConfig.from_dict(json.loads(run.data.tags["fresh_solver.config"]))
+        stored = json.loads(run.data.tags["fresh_solver.config"])
+        config = None if stored is None else SolverConfig.from_dict(stored)
         session.trials.append(Trial(len(session.trials), point, config, evaluation))
         if point is not None:
             points.append(point)
             scores.append(evaluation.score)
     session.references = references_from(session.reference.evaluation)
+    session._optimizer = _make_optimizer(session.space, session.spec, len(points))
     if points:
         session._optimizer.tell(points, scores)
 
