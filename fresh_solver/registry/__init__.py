@@ -1,0 +1,1 @@
+"""The MLflow Model Registry of blessed parameter sets: register, promote, reconcile."""

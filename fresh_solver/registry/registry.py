@@ -1,0 +1,299 @@
+"""The MLflow Model Registry as the registry of blessed parameter sets (DESIGN §6).
+
+One registered model per template, ``fresh-solver-<template_id>``; a version holds
+``parameters.json`` (a :class:`SolverConfig`) and the validation tags. Promotion moves the
+``Production`` stage (archiving the previous version) and the ``production`` alias together,
+records ``approved_by`` and appends to the promotion history.
+
+Reviewers may also promote in the MLflow UI, by one of two paths that do not update each
+other: the alias editor (default UI) or the stage dropdown (classic UI, which does not archive
+the previous Production version unless asked). The project's one answer: **the version
+promoted most recently, by either path, is served.** Stage transitions carry a time
+(``last_updated_timestamp``); alias moves carry none, so each reconcile stores what it saw and a
+later alias move is dated "since then" (an alias move wins a tie with a stage transition in the
+same window). :meth:`ParameterRegistry.reconcile` then leaves exactly one Production version,
+with the alias on it, and records what it found in the history.
+
+History entries are registered-model tags ``fresh_solver.history.<ms>.<id>`` holding JSON:
+unique keys, never rewritten, so two processes can append at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from fresh_solver.errors import InputError
+from fresh_solver.params.config import SolverConfig
+
+ALIAS = "production"
+HISTORY_PREFIX = "fresh_solver.history."
+OBSERVED_TAG = "fresh_solver.observed"
+SERVABLE = ("passed",)
+
+
+def model_name(template_id: str) -> str:
+    return f"fresh-solver-{template_id}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Which version is served and how we know."""
+
+    version: str | None
+    path: str  # "alias", "stage", "both", "none"
+    refused: tuple[str, ...] = ()  # promoted versions that may not be served, and why
+
+
+class ParameterRegistry:
+    def __init__(self, client=None):
+        from fresh_solver import tracking
+
+        self.client = client or tracking.client()
+
+    def _transition(self, template_id: str, version: str, stage: str,
+                    archive: bool = False) -> None:
+        """Stages are deprecated in MLflow 3 but are the reviewers' UI: silence only that."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            self.client.transition_model_version_stage(
+                model_name(template_id), version, stage, archive_existing_versions=archive)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def versions(self, template_id: str) -> list:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(f"name = '{model_name(template_id)}'")
+        except MlflowException:
+            return []
+        return sorted(found, key=lambda v: int(v.version))
+
+    def version(self, template_id: str, version: str | int):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version(model_name(template_id), str(version))
+        except MlflowException:
+            raise InputError(f"{model_name(template_id)} has no version {version}") from None
+
+    def alias_version(self, template_id: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(model_name(template_id), ALIAS).version
+        except MlflowException:
+            return None
+
+    def load_config(self, template_id: str, version: str | int) -> SolverConfig:
+        import tempfile
+        from pathlib import Path
+
+        import mlflow.artifacts
+
+        mv = self.version(template_id, version)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=mv.source, dst_path=tmp,
+                tracking_uri=self.client._tracking_client.tracking_uri)
+            return SolverConfig.from_dict(json.loads(Path(path).read_text()))
+
+    def history(self, template_id: str) -> list[dict[str, Any]]:
+        model = self._model(template_id)
+        entries = [json.loads(v) for k, v in (model.tags if model else {}).items()
+                   if k.startswith(HISTORY_PREFIX)]
+        return sorted(entries, key=lambda e: (e["at_ms"], e["id"]))
+
+    def _observed(self, template_id: str) -> dict[str, Any] | None:
+        """What the last promote or reconcile saw (alias, Production versions, when)."""
+        model = self._model(template_id)
+        return json.loads((model.tags if model else {}).get(OBSERVED_TAG, "null") or "null")
+
+    def _model(self, template_id: str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(model_name(template_id))
+        except MlflowException:
+            return None
+
+    # ---- writing ----------------------------------------------------------------------------
+    def register(self, template_id: str, config: SolverConfig, report=None,
+                 tuning_run_id: str | None = None) -> str:
+        """A new version holding ``config``; with a passing validation report it goes to
+        Staging. Without a report it is tagged ``validation_status = unvalidated``."""
+        from mlflow.exceptions import MlflowException
+
+        name = model_name(template_id)
+        run_id = report.run_id if report is not None else None
+        if run_id is None:  # the version still needs a run holding its parameters.json
+            run_id = _parameters_run(self.client, template_id, config)
+        with contextlib.suppress(MlflowException):  # it exists already
+            self.client.create_registered_model(
+                name, tags={"template_id": template_id},
+                description=f"Blessed CP-SAT parameters for template {template_id!r}.")
+        run = self.client.get_run(run_id)
+        tags = {"template_id": template_id, "ortools_version": _ortools_version(),
+                "config_hash": config.hash,
+                "validation_status": "unvalidated" if report is None else
+                ("passed" if report.passed else "failed")}
+        if report is not None:
+            tags |= {"speedup_factor": f"{report.speedup_factor:.4g}",
+                     "performance_baseline_s": f"{report.performance_baseline_s:.4g}",
+                     "validated_at": report.validated_at, "instance_set": report.instance_set,
+                     "validation_run_id": report.run_id}
+        if tuning_run_id:
+            tags["tuning_run_id"] = tuning_run_id
+        description = report.summary() if report is not None else "Not validated."
+        mv = self.client.create_model_version(
+            name, source=f"{run.info.artifact_uri}/parameters.json", run_id=run_id,
+            tags=tags, description=description)
+        if report is not None and report.passed:
+            self._transition(template_id, mv.version, "Staging")
+        return mv.version
+
+    def promote(self, template_id: str, version: str | int, approved_by: str,
+                override_validation: bool = False, path: str = "cli") -> None:
+        if not approved_by.strip():
+            raise InputError("--approved-by: name the reviewer")
+        mv = self.version(template_id, version)
+        status = mv.tags.get("validation_status")
+        if status not in SERVABLE and not override_validation:
+            raise InputError(f"{model_name(template_id)} v{mv.version} has validation_status "
+                             f"{status!r}; promote it with --override-validation to take "
+                             "responsibility")
+        before = self.serving(template_id).version
+        name = model_name(template_id)
+        if override_validation and status not in SERVABLE:
+            self.client.set_model_version_tag(name, mv.version, "override_validation",
+                                              approved_by)
+        self.client.set_model_version_tag(name, mv.version, "approved_by", approved_by)
+        self._make_sole_production(template_id, mv.version)
+        self._append_history(template_id, {"event": "promote", "by": approved_by,
+                                           "from_version": before, "to_version": mv.version,
+                                           "path": path})
+        self._observe(template_id)
+
+    def rollback(self, template_id: str, approved_by: str) -> str:
+        """Back to the version served before the current one (per the history)."""
+        current = self.serving(template_id).version
+        for entry in reversed(self.history(template_id)):
+            if entry.get("to_version") == current and entry.get("from_version"):
+                previous = entry["from_version"]
+                self.promote(template_id, previous, approved_by,
+                             override_validation=True, path="rollback")
+                return previous
+        raise InputError(f"{model_name(template_id)}: no earlier Production version to roll "
+                         "back to")
+
+    def _make_sole_production(self, template_id: str, version: str) -> None:
+        self._transition(template_id, version, "Production", archive=True)
+        self.client.set_registered_model_alias(model_name(template_id), ALIAS, version)
+
+    def _append_history(self, template_id: str, entry: dict[str, Any]) -> None:
+        entry = {"at_ms": _now_ms(), "id": uuid.uuid4().hex[:8], **entry}
+        entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["at_ms"] / 1000))
+        self.client.set_registered_model_tag(
+            model_name(template_id), f"{HISTORY_PREFIX}{entry['at_ms']:013d}.{entry['id']}",
+            json.dumps(entry))
+
+    def _observe(self, template_id: str) -> None:
+        state = {"alias": self.alias_version(template_id),
+                 "production": [v.version for v in self.versions(template_id)
+                                if v.current_stage == "Production"], "at_ms": _now_ms()}
+        self.client.set_registered_model_tag(model_name(template_id), OBSERVED_TAG,
+                                             json.dumps(state))
+
+    # ---- the serving decision ---------------------------------------------------------------
+    def serving(self, template_id: str) -> Promotion:
+        """The version to serve: the most recent promotion by either path, if servable;
+        otherwise the last servable version promoted before it."""
+        versions = {v.version: v for v in self.versions(template_id)}
+        observed = self._observed(template_id)
+        alias = self.alias_version(template_id)
+        dated: list[tuple[int, int, str, str]] = []  # (time, tie-break, version, path)
+        for v in versions.values():
+            if v.current_stage == "Production":
+                dated.append((v.last_updated_timestamp, 0, v.version, "stage"))
+        if alias is not None:
+            if observed and observed.get("alias") == alias:
+                # Seen at the last observation, which left the registry consistent: any
+                # other Production version was moved there after it.
+                alias_time = observed["at_ms"] - 1
+            else:
+                alias_time = _now_ms()  # moved since we last looked: the newest event
+            dated.append((alias_time, 1, alias, "alias"))
+        if not dated:
+            return Promotion(None, "none")
+        dated.sort()
+        refused = []
+        for _, _, version, path in reversed(dated):
+            mv = versions.get(version)
+            if mv is not None and _servable(mv):
+                paths = {p for _, _, v, p in dated if v == version}
+                return Promotion(version, "both" if len(paths) == 2 else path, tuple(refused))
+            refused.append(f"v{version} ({path}): validation_status "
+                           f"{mv.tags.get('validation_status') if mv else 'missing'}")
+        for entry in reversed(self.history(template_id)):  # the last good promotion
+            mv = versions.get(entry.get("to_version"))
+            if mv is not None and _servable(mv):
+                return Promotion(mv.version, "history", tuple(refused))
+        return Promotion(None, "none", tuple(refused))
+
+    def reconcile(self, template_id: str, by: str = "reconcile") -> dict[str, Any]:
+        """Exactly one Production version (the served one), with the alias; the rest archived.
+        Idempotent: a consistent registry is left as it is and nothing is recorded."""
+        decision = self.serving(template_id)
+        observed = self._observed(template_id)
+        production = [v.version for v in self.versions(template_id)
+                      if v.current_stage == "Production"]
+        alias = self.alias_version(template_id)
+        consistent = (decision.version is None and not production) or (
+            production == [decision.version] and alias == decision.version)
+        found = {"production_stage": production, "alias": alias, "serving": decision.version,
+                 "path": decision.path, "refused": list(decision.refused)}
+        if not consistent and decision.version is not None:
+            self._make_sole_production(template_id, decision.version)
+            self._append_history(template_id, {"event": "reconcile", "by": by,
+                                               "from_version": (observed or {}).get("alias"),
+                                               "to_version": decision.version,
+                                               "path": f"ui-{decision.path}", "found": found})
+        self._observe(template_id)
+        return found | {"changed": not consistent and decision.version is not None}
+
+
+def _servable(mv) -> bool:
+    return mv.tags.get("validation_status") in SERVABLE or "override_validation" in mv.tags
+
+
+def _ortools_version() -> str:
+    import ortools
+
+    return ortools.__version__
+
+
+def _parameters_run(client, template_id: str, config: SolverConfig) -> str:
+    """A run in the validation experiment that holds an unvalidated set's parameters.json."""
+    import tempfile
+    from pathlib import Path
+
+    from fresh_solver import tracking
+
+    exp = tracking.experiment_id(client, tracking.validation_experiment(template_id))
+    run = client.create_run(exp, tags={"mlflow.runName": f"register-{config.hash}",
+                                       "validation_status": "unvalidated"})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "parameters.json"
+        path.write_text(json.dumps(config.to_dict(), indent=1))
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id

@@ -1,0 +1,1 @@
+"""Candidate parameter sets vs baselines on held-out instances, with paired statistics."""

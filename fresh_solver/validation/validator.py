@@ -1,0 +1,187 @@
+"""Validate a candidate parameter set on held-out instances before it may be registered.
+
+Baselines: the CP-SAT defaults always, and the current Production set when there is one. The
+pass rule (configurable): against the defaults, a geometric-mean speedup of at least
+``min_speedup`` with a Wilcoxon p-value below ``max_p_value``; against Production, not slower
+(``min_speedup_vs_production``); against both, no quality loss; every schedule valid. The
+report, a per-instance speedup chart and the candidate go to `fresh-solver/validation/<id>`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ortools
+
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance.time_to_target import geometric_mean
+from fresh_solver.validation.compare import Comparison, PassRule, compare, run_pairs
+
+
+@dataclass
+class ValidationReport:
+    template_id: str
+    candidate: SolverConfig
+    instance_set: str
+    instances: list[str]
+    seeds: list[int]
+    time_limit: float
+    rule: PassRule
+    comparisons: list[Comparison]
+    invalid_schedules: list[str]
+    passed: bool
+    reasons: list[str]
+    performance_baseline_s: float
+    validated_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                     time.gmtime()))
+    ortools_version: str = ortools.__version__
+    run_id: str | None = None
+
+    @property
+    def speedup_factor(self) -> float:
+        """Speedup over the CP-SAT defaults (the first comparison)."""
+        return self.comparisons[0].speedup
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"template_id": self.template_id, "passed": self.passed,
+                "reasons": self.reasons, "speedup_factor": self.speedup_factor,
+                "performance_baseline_s": self.performance_baseline_s,
+                "validated_at": self.validated_at, "ortools_version": self.ortools_version,
+                "instance_set": self.instance_set, "instances": self.instances,
+                "seeds": self.seeds, "time_limit_s": self.time_limit,
+                "rule": self.rule.to_dict(), "candidate": self.candidate.to_dict(),
+                "candidate_hash": self.candidate.hash,
+                "invalid_schedules": self.invalid_schedules,
+                "comparisons": [c.to_dict() for c in self.comparisons], "run_id": self.run_id}
+
+    def summary(self) -> str:
+        """The reviewer's one-paragraph view (the registry version's description)."""
+        parts = [f"Validation {'PASSED' if self.passed else 'FAILED'} on {len(self.instances)} "
+                 f"held-out instances x {len(self.seeds)} seeds ({self.time_limit:g} s limit, "
+                 f"OR-Tools {self.ortools_version})."]
+        for c in self.comparisons:
+            parts.append(f"vs {c.baseline}: {c.speedup:.2f}x geomean time to target, "
+                         f"Wilcoxon p = {c.p_value:.3g}, quality losses: "
+                         f"{len(c.quality_losses)}.")
+        if self.reasons:
+            parts.append("Failed because: " + "; ".join(self.reasons) + ".")
+        return " ".join(parts)
+
+
+def judge(comparisons: list[Comparison], invalid: list[str], rule: PassRule) -> list[str]:
+    """The reasons the candidate fails; none means it passes."""
+    reasons = []
+    defaults = comparisons[0]
+    if defaults.speedup < rule.min_speedup:
+        reasons.append(f"speedup vs defaults {defaults.speedup:.2f}x < {rule.min_speedup}x")
+    if defaults.p_value >= rule.max_p_value:
+        reasons.append(f"Wilcoxon p vs defaults {defaults.p_value:.3g} >= {rule.max_p_value}")
+    for c in comparisons[1:]:
+        if c.speedup < rule.min_speedup_vs_production:
+            reasons.append(f"speedup vs {c.baseline} {c.speedup:.2f}x < "
+                           f"{rule.min_speedup_vs_production}x")
+    for c in comparisons:
+        if c.quality_losses:
+            reasons.append(f"{len(c.quality_losses)} quality loss(es) vs {c.baseline}")
+    if invalid:
+        reasons.append(f"{len(invalid)} invalid schedule(s)")
+    return reasons
+
+
+def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[str, ...],
+             seeds: list[int], time_limit: float, rule: PassRule | None = None,
+             production: SolverConfig | None = None, track: bool = True,
+             log=lambda message: None) -> ValidationReport:
+    from fresh_solver.tuning.tuner import load_instances
+
+    rule = rule or PassRule()
+    instances, instance_hash = load_instances(instance_paths)
+    log(f"candidate {candidate.hash} on {len(instances)} instances x {len(seeds)} seeds")
+    cand = run_pairs(candidate, instances, seeds, time_limit)
+    baselines = {"defaults": SolverConfig()}
+    if production is not None:
+        baselines["production"] = production
+    comparisons = []
+    for name, config in baselines.items():
+        log(f"baseline {name} ...")
+        base = run_pairs(config, instances, seeds, time_limit)
+        comparisons.append(compare(name, base, cand, time_limit, rule.quality_tolerance))
+    invalid = [f"{name} seed {seed}: {r.violations[:2]}"
+               for (name, seed), r in cand.items() if r.valid is False]
+    reasons = judge(comparisons, invalid, rule)
+    perf = comparisons[0]
+    report = ValidationReport(
+        template_id, candidate, instance_hash, sorted(instances), seeds, time_limit, rule,
+        comparisons, invalid, not reasons, reasons,
+        performance_baseline_s=geometric_mean([p.candidate_time_s for p in perf.pairs]))
+    if track:
+        report.run_id = _log_report(report)
+    return report
+
+
+def _speedup_chart(report: ValidationReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, len(report.instances) * 0.9), 4))
+    width = 0.8 / len(report.comparisons)
+    for k, comparison in enumerate(report.comparisons):
+        values = [geometric_mean([p.speedup for p in comparison.pairs if p.instance == name])
+                  for name in report.instances]
+        ax.bar([i + k * width for i in range(len(values))], values, width,
+               label=f"vs {comparison.baseline}")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.axhline(report.rule.min_speedup, color="red", linestyle="--", linewidth=0.8,
+               label=f"pass line {report.rule.min_speedup}x")
+    ax.set_yscale("log")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(report.instances))],
+                  report.instances, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("speedup, time to target (log)")
+    ax.set_title(f"{report.template_id}: {'passed' if report.passed else 'failed'}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _log_report(report: ValidationReport) -> str:
+    from mlflow.entities import Metric, Param
+
+    from fresh_solver import tracking
+
+    client = tracking.client()
+    exp = tracking.experiment_id(client, tracking.validation_experiment(report.template_id))
+    run = client.create_run(exp, tags={
+        "mlflow.runName": f"validate-{report.candidate.hash}",
+        "validation_status": "passed" if report.passed else "failed",
+        "template_id": report.template_id, "ortools_version": report.ortools_version,
+        "fresh_solver.config_hash": report.candidate.hash})
+    rid = run.info.run_id
+    report.run_id = rid
+    now = int(time.time() * 1000)
+    params = {"instance_set": report.instance_set, "seeds": len(report.seeds),
+              "time_limit_s": report.time_limit, **report.rule.to_dict()}
+    metrics = {"speedup_factor": report.speedup_factor,
+               "performance_baseline_s": report.performance_baseline_s}
+    for c in report.comparisons:
+        metrics[f"speedup_vs_{c.baseline}"] = c.speedup
+        metrics[f"p_value_vs_{c.baseline}"] = c.p_value
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in params.items()],
+                     metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "validation_report.json").write_text(json.dumps(report.to_dict(), indent=1))
+        (folder / "parameters.json").write_text(json.dumps(report.candidate.to_dict(),
+                                                           indent=1))
+        _speedup_chart(report, folder / "speedup_chart.png")
+        for name in ("validation_report.json", "parameters.json", "speedup_chart.png"):
+            client.log_artifact(rid, str(folder / name))
+    client.set_terminated(rid, "FINISHED")
+    return rid
