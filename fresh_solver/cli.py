@@ -49,6 +49,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
     gantt = _writable(args.gantt, "--gantt") if args.gantt else None
     problem = load_problem(args.problem)
     config, source = SolverConfig(), "defaults"
+    if args.params and args.production:
+        raise InputError("give --params or --production, not both")
+    if args.production:
+        from fresh_solver import production
+
+        resolved = production.get_solver_config(args.production)
+        config, source = resolved.config, resolved.source
     if args.params:
         try:
             config = SolverConfig.from_dict(_read_json(args.params, "--params"))
@@ -159,6 +166,101 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_config(path: str) -> Any:
+    from fresh_solver.params.config import SolverConfig
+
+    try:
+        return SolverConfig.from_dict(_read_json(path, "--params"))
+    except InputError as exc:
+        raise InputError([f"--params {path}: {p}" for p in exc.problems]) from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from fresh_solver.params.config import SolverConfig
+    from fresh_solver.registry.registry import ParameterRegistry
+    from fresh_solver.validation.compare import PassRule
+    from fresh_solver.validation.validator import validate
+
+    if bool(args.run_id) == bool(args.params):
+        raise InputError("give exactly one of --run-id (a tuning session) or --params FILE")
+    if args.seeds < 1 or args.time_limit <= 0:
+        raise InputError("--seeds must be >= 1 and --time-limit > 0")
+    registry = ParameterRegistry()
+    if args.run_id:
+        import tempfile
+
+        from fresh_solver import tracking
+
+        run = tracking.get_run(registry.client, args.run_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = registry.client.download_artifacts(run.info.run_id, "parameters.json", tmp)
+            candidate = SolverConfig.from_dict(json.loads(Path(path).read_text()))
+    else:
+        candidate = _read_config(args.params)
+    serving = registry.serving(args.template_id).version
+    production = registry.load_config(args.template_id, serving) if serving else None
+    rule = PassRule(min_speedup=args.min_speedup, max_p_value=args.max_p_value,
+                    quality_tolerance=args.quality_tolerance)
+    report = validate(args.template_id, candidate, tuple(args.instances),
+                      list(range(args.seeds)), args.time_limit, rule, production,
+                      log=lambda m: print(m, file=sys.stderr))
+    version = None
+    if report.passed:
+        version = registry.register(args.template_id, candidate, report.to_dict(),
+                                    tuning_run_id=args.run_id)
+    out = report.to_dict() | {"registered_version": version}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(report.summary(), file=sys.stderr)
+        if version:
+            print(f"registered as version {version} (Staging); a reviewer promotes it with "
+                  f"`fresh-solver registry promote {args.template_id} {version} "
+                  "--approved-by NAME`", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from fresh_solver.registry.registry import ParameterRegistry, model_name
+
+    registry = ParameterRegistry()
+    action = args.action
+    if action == "register":
+        report = _read_json(args.validation, "--validation") if args.validation else None
+        version = registry.register(args.template_id, _read_config(args.params), report)
+        out: Any = {"version": version}
+    elif action == "promote":
+        registry.promote(args.template_id, args.version, args.approved_by,
+                         override_validation=args.override_validation)
+        out = {"serving": registry.serving(args.template_id).version}
+    elif action == "rollback":
+        out = {"serving": registry.rollback(args.template_id, args.approved_by)}
+    elif action == "reconcile":
+        ids = [args.template_id] if args.template_id else [
+            m.name.removeprefix("fresh-solver-") for m in
+            registry.client.search_registered_models("name LIKE 'fresh-solver-%'")]
+        out = {tid: registry.reconcile(tid) for tid in ids}
+    elif action == "history":
+        out = registry.history(args.template_id)
+    elif action == "list":
+        out = []
+        for m in registry.client.search_registered_models("name LIKE 'fresh-solver-%'"):
+            tid = m.name.removeprefix("fresh-solver-")
+            out.append({"template_id": tid, "model": m.name,
+                        "serving": registry.serving(tid).version,
+                        "versions": len(registry.versions(tid))})
+    else:  # show
+        decision = registry.serving(args.template_id)
+        out = {"model": model_name(args.template_id), "serving": decision.version,
+               "path": decision.path, "refused": list(decision.refused),
+               "alias": registry.alias_version(args.template_id),
+               "versions": [{"version": v.version, "stage": v.current_stage,
+                             "tags": dict(v.tags), "description": v.description}
+                            for v in registry.versions(args.template_id)]}
+    print(json.dumps(out, indent=None if args.json else 1, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fresh_solver.model.generate import KINDS, SCALES
     from fresh_solver.model.problem import OBJECTIVES
@@ -173,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("problem")
     p.add_argument("--params", help="JSON parameter set: CP-SAT parameters, or "
                    '{"cp_sat": {...}, "model": {...}}')
+    p.add_argument("--production", metavar="TEMPLATE_ID",
+                   help="use the registry's Production parameters of this template")
     p.add_argument("--model", choices=MODELS, default="template")
     p.add_argument("--options", help='template model switches as JSON, e.g. '
                    '\'{"warm_start": false}\'')
@@ -215,6 +319,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted session")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("validate", help="candidate vs defaults (and Production) on held-out "
+                       "instances; a passing candidate is registered to Staging")
+    p.add_argument("--template-id", required=True)
+    p.add_argument("--run-id", help="a tuning session whose best set is the candidate")
+    p.add_argument("--params", help="a parameter set file as the candidate")
+    p.add_argument("--instances", nargs="+", required=True, help="held-out problem files")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--time-limit", type=float, default=10.0)
+    p.add_argument("--min-speedup", type=float, default=1.2)
+    p.add_argument("--max-p-value", type=float, default=0.05)
+    p.add_argument("--quality-tolerance", type=float, default=0.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("registry", help="the MLflow registry of blessed parameter sets")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("register", help="register a parameter set as a new version")
+    a.add_argument("template_id")
+    a.add_argument("--params", required=True)
+    a.add_argument("--validation", help="its validation report (`validate --json` output)")
+    a = actions.add_parser("promote", help="move a version to Production (and the alias)")
+    a.add_argument("template_id")
+    a.add_argument("version")
+    a.add_argument("--approved-by", required=True)
+    a.add_argument("--override-validation", action="store_true")
+    a = actions.add_parser("rollback", help="back to the previously served version")
+    a.add_argument("template_id")
+    a.add_argument("--approved-by", required=True)
+    actions.add_parser("list", help="registered templates and what each serves")
+    for name, text in (("show", "versions, stages, tags, the served version"),
+                       ("history", "the append-only promotion history")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("template_id")
+    a = actions.add_parser("reconcile", help="one Production version with the alias")
+    a.add_argument("template_id", nargs="?")
+    for a in actions.choices.values():
+        a.add_argument("--json", action="store_true", help="compact JSON")
+    p.set_defaults(func=cmd_registry)
     return parser
 
 

@@ -70,29 +70,25 @@ class ParameterRegistry:
 
     # ---- reading ----------------------------------------------------------------------------
     def versions(self, template_id: str) -> list:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            found = self.client.search_model_versions(f"name = '{model_name(template_id)}'")
-        except MlflowException:
-            return []
+        found = self.client.search_model_versions(f"name = '{model_name(template_id)}'")
         return sorted(found, key=lambda v: int(v.version))
 
     def version(self, template_id: str, version: str | int):
-        from mlflow.exceptions import MlflowException
-
         try:
             return self.client.get_model_version(model_name(template_id), str(version))
-        except MlflowException:
-            raise InputError(f"{model_name(template_id)} has no version {version}") from None
+        except Exception as exc:
+            if _missing(exc):
+                raise InputError(f"{model_name(template_id)} has no version {version}") \
+                    from None
+            raise
 
     def alias_version(self, template_id: str) -> str | None:
-        from mlflow.exceptions import MlflowException
-
         try:
             return self.client.get_model_version_by_alias(model_name(template_id), ALIAS).version
-        except MlflowException:
-            return None
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            raise
 
     def load_config(self, template_id: str, version: str | int) -> SolverConfig:
         import tempfile
@@ -119,22 +115,34 @@ class ParameterRegistry:
         return json.loads((model.tags if model else {}).get(OBSERVED_TAG, "null") or "null")
 
     def _model(self, template_id: str):
-        from mlflow.exceptions import MlflowException
-
         try:
             return self.client.get_registered_model(model_name(template_id))
-        except MlflowException:
-            return None
+        except Exception as exc:
+            if _missing(exc):
+                return None
+            raise
 
     # ---- writing ----------------------------------------------------------------------------
-    def register(self, template_id: str, config: SolverConfig, report=None,
-                 tuning_run_id: str | None = None) -> str:
-        """A new version holding ``config``; with a passing validation report it goes to
-        Staging. Without a report it is tagged ``validation_status = unvalidated``."""
+    def register(self, template_id: str, config: SolverConfig,
+                 report: dict[str, Any] | None = None, tuning_run_id: str | None = None) -> str:
+        """A new version holding ``config``. ``report`` is a validation report
+        (``ValidationReport.to_dict()``, the `validate --json` output) of this very set: when
+        it passed, the version goes to Staging. Without one the version is tagged
+        ``validation_status = unvalidated`` and can only be served by a reviewer's override."""
         from mlflow.exceptions import MlflowException
 
         name = model_name(template_id)
-        run_id = report.run_id if report is not None else None
+        if report is not None:
+            problems = [f"--validation: missing {k!r}" for k in
+                        ("passed", "candidate_hash", "run_id", "speedup_factor",
+                         "performance_baseline_s", "validated_at", "instance_set", "summary")
+                        if k not in report]
+            if not problems and report["candidate_hash"] != config.hash:
+                problems.append(f"--validation: the report validated set "
+                                f"{report['candidate_hash']}, not this one ({config.hash})")
+            if problems:
+                raise InputError(problems)
+        run_id = report["run_id"] if report is not None else None
         if run_id is None:  # the version still needs a run holding its parameters.json
             run_id = _parameters_run(self.client, template_id, config)
         with contextlib.suppress(MlflowException):  # it exists already
@@ -145,19 +153,20 @@ class ParameterRegistry:
         tags = {"template_id": template_id, "ortools_version": _ortools_version(),
                 "config_hash": config.hash,
                 "validation_status": "unvalidated" if report is None else
-                ("passed" if report.passed else "failed")}
+                ("passed" if report["passed"] else "failed")}
         if report is not None:
-            tags |= {"speedup_factor": f"{report.speedup_factor:.4g}",
-                     "performance_baseline_s": f"{report.performance_baseline_s:.4g}",
-                     "validated_at": report.validated_at, "instance_set": report.instance_set,
-                     "validation_run_id": report.run_id}
+            tags |= {"speedup_factor": f"{report['speedup_factor']:.4g}",
+                     "performance_baseline_s": f"{report['performance_baseline_s']:.4g}",
+                     "validated_at": report["validated_at"],
+                     "instance_set": report["instance_set"],
+                     "validation_run_id": report["run_id"]}
         if tuning_run_id:
             tags["tuning_run_id"] = tuning_run_id
-        description = report.summary() if report is not None else "Not validated."
+        description = report["summary"] if report is not None else "Not validated."
         mv = self.client.create_model_version(
             name, source=f"{run.info.artifact_uri}/parameters.json", run_id=run_id,
             tags=tags, description=description)
-        if report is not None and report.passed:
+        if report is not None and report["passed"]:
             self._transition(template_id, mv.version, "Staging")
         return mv.version
 
@@ -269,6 +278,13 @@ class ParameterRegistry:
                                                "path": f"ui-{decision.path}", "found": found})
         self._observe(template_id)
         return found | {"changed": not consistent and decision.version is not None}
+
+
+def _missing(exc: Exception) -> bool:
+    """MLflow's "no such model / version / alias", as opposed to a registry that is down
+    (which must propagate, so that the production loader falls back)."""
+    return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST",
+                                                "INVALID_PARAMETER_VALUE")
 
 
 def _servable(mv) -> bool:

@@ -87,6 +87,7 @@ def build_baseline_model(problem: Problem) -> BuiltModel:
             tardy = model.new_int_var(0, horizon, f"tardiness_{job.id}")
             model.add_max_equality(tardy, [0, job_end - job.due])
             tardiness.append(job.weight * tardy)
-        model.minimize(sum(tardiness))
+        if tardiness:  # no due dates: a feasibility problem
+            model.minimize(sum(tardiness))
 
     return BuiltModel("baseline", problem, model, tasks, time.perf_counter() - t0)

@@ -49,21 +49,21 @@ def interchangeable_groups(problem: Problem) -> list[list[int]]:
 
 
 def ordering_task(problem: Problem, job_index: int) -> int | None:
-    """The task symmetry breaking orders a group's jobs by: the first task (in topological
-    order) with one mode, on a unary machine, of positive duration; None when there is none.
+    """The task symmetry breaking orders a group's jobs by, None for no ordering.
 
-    On such a task the jobs' occurrences never overlap, so ordering them also fixes the
-    machine's sequence and the order is strict. Ordering by a task that may overlap (one with
-    machine alternatives) is just as sound but measured slower: the weak chain of
-    inequalities hampered CP-SAT more than it pruned (see the core benchmark's ablation).
+    Ordering by any one task is sound; which one matters for speed. First choice: the first
+    task (in topological order) with one mode on a unary machine: the jobs' occurrences never
+    overlap there, so the order is strict and fixes that machine's sequence. Else the first
+    single-mode task on a machine with capacity (a weak order). Tasks with machine
+    alternatives are never used: on the development families that weak order slowed CP-SAT
+    down more than it pruned.
     """
     template = problem.template_of(problem.jobs[job_index])
-    for t in template.topological_order:
-        modes = template.tasks[t].modes
-        if (len(modes) == 1 and modes[0].duration > 0
-                and problem.machine_by_id[modes[0].machine].capacity == 1):
-            return t
-    return None
+    single = [t for t in template.topological_order
+              if len(template.tasks[t].modes) == 1 and template.tasks[t].modes[0].duration > 0]
+    unary = [t for t in single
+             if problem.machine_by_id[template.tasks[t].modes[0].machine].capacity == 1]
+    return (unary or single or [None])[0]
 
 
 def add_symmetry_breaking(model: cp_model.CpModel, problem: Problem,
@@ -72,14 +72,16 @@ def add_symmetry_breaking(model: cp_model.CpModel, problem: Problem,
 
     Sound: jobs in a group are identical in every respect, so relabelling them in the order in
     which they start that task turns any schedule into one that satisfies the order, with the
-    same objective. The task runs alone on its machine, so consecutive jobs are apart by at
-    least its duration.
+    same objective. Where the task runs alone on a unary machine, consecutive jobs are apart by
+    at least its duration.
     """
     for group in interchangeable_groups(problem):
         t = ordering_task(problem, group[0])
         if t is None:
             continue
-        gap = tasks[(group[0], t)].modes[0].duration
+        modes = tasks[(group[0], t)].modes
+        alone = len(modes) == 1 and problem.machine_by_id[modes[0].machine].capacity == 1
+        gap = modes[0].duration if alone else 0  # strict only where they cannot overlap
         for a, b in zip(group, group[1:]):
             model.add(tasks[(b, t)].start >= tasks[(a, t)].start + gap)
 

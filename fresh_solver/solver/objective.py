@@ -29,4 +29,5 @@ def add_weighted_tardiness(model: cp_model.CpModel, problem: Problem,
         for t in sink_tasks(problem, j):
             model.add(tardiness >= tasks[(j, t)].end - job.due)
         terms.append(job.weight * tardiness)
-    model.minimize(sum(terms))
+    if terms:  # no due dates: a feasibility problem, any schedule is optimal
+        model.minimize(sum(terms))

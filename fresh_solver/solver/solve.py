@@ -6,6 +6,7 @@ extra work (analysing templates, the greedy warm start) is paid for in every fig
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.template_model import build_template_model
 
 MODELS = ("template", "baseline")
+log = logging.getLogger("fresh_solver.solver")
 
 
 @dataclass
@@ -163,7 +165,19 @@ def solve(
     solver.parameters.max_time_in_seconds = max(0.01, min(
         remaining, params.get("max_time_in_seconds", remaining)))
     recorder = _Recorder(t0, stop_at, on_improvement)
-    status = solver.solve(built.model, recorder)
+    try:
+        status = solver.solve(built.model, recorder)
+    except IndexError:
+        # OR-Tools 9.15 crashes ("absl::btree_map::at") on some models with a solution hint
+        # (seen on tiny problems with releases). A hint is only a warm start: drop it, retry.
+        if not built.model.proto.solution_hint.vars:
+            raise
+        log.warning("CP-SAT failed on the hinted model of %s; solving without the hint",
+                    problem.name)
+        built.model.clear_hints()
+        solver.parameters.max_time_in_seconds = max(0.01, time_limit - (time.perf_counter() - t0))
+        recorder = _Recorder(t0, stop_at, on_improvement)
+        status = solver.solve(built.model, recorder)
     wall = time.perf_counter() - t0
 
     status_name = solver.status_name(status)

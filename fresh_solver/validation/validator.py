@@ -57,7 +57,8 @@ class ValidationReport:
                 "rule": self.rule.to_dict(), "candidate": self.candidate.to_dict(),
                 "candidate_hash": self.candidate.hash,
                 "invalid_schedules": self.invalid_schedules,
-                "comparisons": [c.to_dict() for c in self.comparisons], "run_id": self.run_id}
+                "comparisons": [c.to_dict() for c in self.comparisons], "run_id": self.run_id,
+                "summary": self.summary()}
 
     def summary(self) -> str:
         """The reviewer's one-paragraph view (the registry version's description)."""
