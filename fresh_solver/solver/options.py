@@ -17,8 +17,8 @@ class ModelOptions:
     """Which template-level strengths the template model adds to the plain formulation.
 
     symmetry_breaking: order interchangeable jobs (same template, release, due, weight) by the
-        start of a task that runs alone on a unary machine; never across groups, so the
-        optimum is unchanged.
+        start of one single-mode task (one on a unary machine if there is one, strictly);
+        never across groups, so the optimum is unchanged.
     redundant_bounds: per-machine head + load + tail lower bounds on the makespan, and a
         total-work bound, stated as linear constraints over the mode literals.
     warm_start: a greedy schedule given as a solution hint; for makespan its value also caps
