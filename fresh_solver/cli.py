@@ -200,6 +200,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     serving = registry.serving(args.template_id).version
     production = registry.load_config(args.template_id, serving) if serving else None
     rule = PassRule(min_speedup=args.min_speedup, max_p_value=args.max_p_value,
+                    min_speedup_vs_production=args.min_speedup_vs_production,
                     quality_tolerance=args.quality_tolerance)
     report = validate(args.template_id, candidate, tuple(args.instances),
                       list(range(args.seeds)), args.time_limit, rule, production,
@@ -330,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=10.0)
     p.add_argument("--min-speedup", type=float, default=1.2)
     p.add_argument("--max-p-value", type=float, default=0.05)
+    p.add_argument("--min-speedup-vs-production", type=float, default=0.9)
     p.add_argument("--quality-tolerance", type=float, default=0.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_validate)

@@ -55,8 +55,9 @@ def passed_version(registry: ParameterRegistry, template_id: str, workers: int) 
     """A version that passed validation (the report is fabricated; validation has its own
     tests)."""
     config = SolverConfig.from_dict({"num_workers": workers})
-    run_id = _parameters_run(registry.client, template_id, config)
-    report = {"passed": True, "candidate_hash": config.hash, "run_id": run_id,
+    run_id = _parameters_run(registry.client, template_id, config, "passed")
+    report = {"template_id": template_id, "passed": True, "candidate_hash": config.hash,
+              "run_id": run_id,
               "speedup_factor": 2.0, "performance_baseline_s": 0.5,
               "validated_at": "2026-11-27T00:00:00Z", "instance_set": "test",
               "summary": "fabricated for the test"}

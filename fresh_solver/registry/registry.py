@@ -84,7 +84,8 @@ class ParameterRegistry:
 
     def alias_version(self, template_id: str) -> str | None:
         try:
-            return self.client.get_model_version_by_alias(model_name(template_id), ALIAS).version
+            return str(self.client.get_model_version_by_alias(model_name(template_id),
+                                                              ALIAS).version)
         except Exception as exc:
             if _missing(exc):
                 return None
@@ -133,15 +134,7 @@ class ParameterRegistry:
 
         name = model_name(template_id)
         if report is not None:
-            problems = [f"--validation: missing {k!r}" for k in
-                        ("passed", "candidate_hash", "run_id", "speedup_factor",
-                         "performance_baseline_s", "validated_at", "instance_set", "summary")
-                        if k not in report]
-            if not problems and report["candidate_hash"] != config.hash:
-                problems.append(f"--validation: the report validated set "
-                                f"{report['candidate_hash']}, not this one ({config.hash})")
-            if problems:
-                raise InputError(problems)
+            self._check_report(template_id, config, report)
         run_id = report["run_id"] if report is not None else None
         if run_id is None:  # the version still needs a run holding its parameters.json
             run_id = _parameters_run(self.client, template_id, config)
@@ -168,36 +161,65 @@ class ParameterRegistry:
             tags=tags, description=description)
         if report is not None and report["passed"]:
             self._transition(template_id, mv.version, "Staging")
-        return mv.version
+        return str(mv.version)
+
+    def _check_report(self, template_id: str, config: SolverConfig,
+                      report: dict[str, Any]) -> None:
+        """A report is believed only as far as its MLflow validation run confirms it: same
+        template, same parameter set, same verdict."""
+        from fresh_solver import tracking
+
+        keys = ("template_id", "passed", "candidate_hash", "run_id", "speedup_factor",
+                "performance_baseline_s", "validated_at", "instance_set", "summary")
+        problems = [f"--validation: missing {k!r}" for k in keys if k not in report]
+        if problems:
+            raise InputError(problems)
+        if report["template_id"] != template_id:
+            problems.append(f"--validation: the report is for template "
+                            f"{report['template_id']!r}, not {template_id!r}")
+        if report["candidate_hash"] != config.hash:
+            problems.append(f"--validation: the report validated set "
+                            f"{report['candidate_hash']}, not this one ({config.hash})")
+        run = tracking.get_run(self.client, str(report["run_id"]))
+        verdict = "passed" if report["passed"] else "failed"
+        if run.data.tags.get("validation_status") != verdict or \
+                run.data.tags.get("fresh_solver.config_hash") != config.hash:
+            problems.append(f"--validation: run {report['run_id']} does not record a "
+                            f"{verdict!r} validation of this parameter set")
+        if problems:
+            raise InputError(problems)
 
     def promote(self, template_id: str, version: str | int, approved_by: str,
                 override_validation: bool = False, path: str = "cli") -> None:
         if not approved_by.strip():
             raise InputError("--approved-by: name the reviewer")
         mv = self.version(template_id, version)
+        version = str(mv.version)
         status = mv.tags.get("validation_status")
         if status not in SERVABLE and not override_validation:
-            raise InputError(f"{model_name(template_id)} v{mv.version} has validation_status "
+            raise InputError(f"{model_name(template_id)} v{version} has validation_status "
                              f"{status!r}; promote it with --override-validation to take "
                              "responsibility")
         before = self.serving(template_id).version
         name = model_name(template_id)
         if override_validation and status not in SERVABLE:
-            self.client.set_model_version_tag(name, mv.version, "override_validation",
+            self.client.set_model_version_tag(name, version, "override_validation",
                                               approved_by)
-        self.client.set_model_version_tag(name, mv.version, "approved_by", approved_by)
-        self._make_sole_production(template_id, mv.version)
+        self.client.set_model_version_tag(name, version, "approved_by", approved_by)
+        self._make_sole_production(template_id, version)
         self._append_history(template_id, {"event": "promote", "by": approved_by,
-                                           "from_version": before, "to_version": mv.version,
+                                           "from_version": before, "to_version": version,
                                            "path": path})
         self._observe(template_id)
 
     def rollback(self, template_id: str, approved_by: str) -> str:
-        """Back to the version served before the current one (per the history)."""
+        """Back to the version served before the current one (per the history). A UI
+        promotion not yet reconciled is reconciled first, so it counts as the current one."""
+        self.reconcile(template_id, by=approved_by)
         current = self.serving(template_id).version
         for entry in reversed(self.history(template_id)):
-            if entry.get("to_version") == current and entry.get("from_version"):
-                previous = entry["from_version"]
+            previous = entry.get("from_version")
+            if entry.get("to_version") == current and previous and previous != current:
                 self.promote(template_id, previous, approved_by,
                              override_validation=True, path="rollback")
                 return previous
@@ -217,7 +239,7 @@ class ParameterRegistry:
 
     def _observe(self, template_id: str) -> None:
         state = {"alias": self.alias_version(template_id),
-                 "production": [v.version for v in self.versions(template_id)
+                 "production": [str(v.version) for v in self.versions(template_id)
                                 if v.current_stage == "Production"], "at_ms": _now_ms()}
         self.client.set_registered_model_tag(model_name(template_id), OBSERVED_TAG,
                                              json.dumps(state))
@@ -226,13 +248,13 @@ class ParameterRegistry:
     def serving(self, template_id: str) -> Promotion:
         """The version to serve: the most recent promotion by either path, if servable;
         otherwise the last servable version promoted before it."""
-        versions = {v.version: v for v in self.versions(template_id)}
+        versions = {str(v.version): v for v in self.versions(template_id)}
         observed = self._observed(template_id)
         alias = self.alias_version(template_id)
         dated: list[tuple[int, int, str, str]] = []  # (time, tie-break, version, path)
         for v in versions.values():
             if v.current_stage == "Production":
-                dated.append((v.last_updated_timestamp, 0, v.version, "stage"))
+                dated.append((v.last_updated_timestamp, 0, str(v.version), "stage"))
         if alias is not None:
             if observed and observed.get("alias") == alias:
                 # Seen at the last observation, which left the registry consistent: any
@@ -253,17 +275,19 @@ class ParameterRegistry:
             refused.append(f"v{version} ({path}): validation_status "
                            f"{mv.tags.get('validation_status') if mv else 'missing'}")
         for entry in reversed(self.history(template_id)):  # the last good promotion
-            mv = versions.get(entry.get("to_version"))
+            mv = versions.get(str(entry.get("to_version")))
             if mv is not None and _servable(mv):
-                return Promotion(mv.version, "history", tuple(refused))
+                return Promotion(str(mv.version), "history", tuple(refused))
         return Promotion(None, "none", tuple(refused))
 
     def reconcile(self, template_id: str, by: str = "reconcile") -> dict[str, Any]:
         """Exactly one Production version (the served one), with the alias; the rest archived.
         Idempotent: a consistent registry is left as it is and nothing is recorded."""
+        if self._model(template_id) is None:
+            raise InputError(f"no registered model {model_name(template_id)}")
         decision = self.serving(template_id)
         observed = self._observed(template_id)
-        production = [v.version for v in self.versions(template_id)
+        production = [str(v.version) for v in self.versions(template_id)
                       if v.current_stage == "Production"]
         alias = self.alias_version(template_id)
         consistent = (decision.version is None and not production) or (
@@ -297,8 +321,10 @@ def _ortools_version() -> str:
     return ortools.__version__
 
 
-def _parameters_run(client, template_id: str, config: SolverConfig) -> str:
-    """A run in the validation experiment that holds an unvalidated set's parameters.json."""
+def _parameters_run(client, template_id: str, config: SolverConfig,
+                    validation_status: str = "unvalidated") -> str:
+    """A run in the validation experiment holding a set's parameters.json (for an unvalidated
+    set; tests also fabricate validation runs with it)."""
     import tempfile
     from pathlib import Path
 
@@ -306,7 +332,8 @@ def _parameters_run(client, template_id: str, config: SolverConfig) -> str:
 
     exp = tracking.experiment_id(client, tracking.validation_experiment(template_id))
     run = client.create_run(exp, tags={"mlflow.runName": f"register-{config.hash}",
-                                       "validation_status": "unvalidated"})
+                                       "validation_status": validation_status,
+                                       "fresh_solver.config_hash": config.hash})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "parameters.json"
         path.write_text(json.dumps(config.to_dict(), indent=1))

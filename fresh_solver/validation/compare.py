@@ -24,7 +24,9 @@ from fresh_solver.solver import SolveResult, solve
 class PassRule:
     min_speedup: float = 1.2  # vs the CP-SAT defaults, geometric mean
     max_p_value: float = 0.05  # one-sided Wilcoxon vs the defaults (needs >= 5 pairs)
-    min_speedup_vs_production: float = 1.0  # a new set must not be slower than Production
+    # vs Production: not clearly slower. Not 1.0: re-validating the Production set itself
+    # would then fail on noise about half the time.
+    min_speedup_vs_production: float = 0.9
     quality_tolerance: float = 0.0  # relative: 0.01 allows objectives 1 % worse
 
     def to_dict(self) -> dict[str, float]:

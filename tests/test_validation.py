@@ -1,0 +1,412 @@
+"""Validation (fresh_solver.validation): the paired comparison and its statistics, the pass rule,
+a tracked end-to-end validation, and the `validate` command.
+
+The statistics are tested on fabricated SolveResults. The end-to-end runs use three tiny
+generated instances x 2 seeds at 0.3 s, on an embedded SQLite MLflow store in a temporary
+FRESH_SOLVER_HOME shared by the module. Which candidate is faster on such instances is a matter
+of milliseconds, so no test relies on a candidate *passing* on speed: a passing run uses a
+lenient rule, and the failing candidate fails deterministically (it finds no solution at all).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fresh_solver.cli import main
+from fresh_solver.model.generate import generate
+from fresh_solver.model.problem import problem_to_dict
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.registry.registry import ParameterRegistry
+from fresh_solver.solver import SolveResult
+from fresh_solver.validation.compare import Comparison, PairResult, PassRule, compare, wilcoxon_p
+from fresh_solver.validation.validator import ValidationReport, judge, validate
+
+LIMIT = 0.3
+T = 2.0  # the time limit of the fabricated comparisons
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Stops before searching: no solution on any pair, so it fails on every count but validity.
+BAD = {"cp_sat": {"max_deterministic_time": 0.0}}
+GOOD = {"cp_sat": {"num_workers": 1}}
+LENIENT = PassRule(min_speedup=0.0, max_p_value=1.01)  # passes unless quality or validity fail
+
+
+# ---- fabricated results ---------------------------------------------------------------------
+
+
+def fake(objective: int | None, status: str | None = None, wall: float = 1.0,
+         improvements: list[tuple[float, int]] | None = None,
+         violations: list[str] | None = None) -> SolveResult:
+    """A SolveResult; by default one improvement to ``objective`` at ``wall``."""
+    if status is None:
+        status = "UNKNOWN" if objective is None else "OPTIMAL"
+    if improvements is None:
+        improvements = [] if objective is None else [(wall, objective)]
+    return SolveResult(
+        status=status, objective=objective, best_bound=None, wall_time_s=wall,
+        build_time_s=0.0, time_to_first_s=improvements[0][0] if improvements else None,
+        time_to_best_s=improvements[-1][0] if improvements else None,
+        improvements=improvements, num_workers=1, model="template", model_size={}, stats={},
+        schedule=None, violations=violations if objective is not None else None)
+
+
+def paired(results: list[SolveResult]) -> dict[tuple[str, int], SolveResult]:
+    return {(f"i{k}", 0): r for k, r in enumerate(results)}
+
+
+def optimal_pairs(base_walls: list[float], cand_walls: list[float],
+                  objective: int = 10) -> tuple[dict, dict]:
+    return (paired([fake(objective, wall=w) for w in base_walls]),
+            paired([fake(objective, wall=w) for w in cand_walls]))
+
+
+# ---- compare and wilcoxon_p -----------------------------------------------------------------
+
+
+def test_speedup_is_the_geometric_mean_of_the_pairs() -> None:
+    base, cand = optimal_pairs([1.0, 0.5, 0.9], [0.5, 0.5, 1.8])
+    comparison = compare("defaults", base, cand, T, 0.0)
+    assert [p.speedup for p in comparison.pairs] == pytest.approx([2.0, 1.0, 0.5])
+    assert comparison.speedup == pytest.approx(1.0)
+    assert comparison.quality_losses == []
+    base, cand = optimal_pairs([1.0, 1.0], [0.5, 0.25])
+    assert compare("defaults", base, cand, T, 0.0).speedup == pytest.approx(math.sqrt(8))
+
+
+def test_pair_results_record_both_sides() -> None:
+    base = paired([fake(10, "FEASIBLE", wall=T, improvements=[(0.2, 12), (0.8, 10)])])
+    cand = paired([fake(10, "FEASIBLE", wall=T, improvements=[(0.1, 11), (0.4, 10)],
+                        violations=[])])
+    [pair] = compare("defaults", base, cand, T, 0.0).pairs
+    assert pair == PairResult("i0", 0, 10, 10, 0.8, 0.4, False, True)
+    assert pair.speedup == pytest.approx(2.0)
+
+
+def test_p_value_is_one_when_all_times_are_equal() -> None:
+    base, cand = optimal_pairs([0.5] * 6, [0.5] * 6)
+    comparison = compare("defaults", base, cand, T, 0.0)
+    assert comparison.p_value == 1.0
+    assert comparison.speedup == pytest.approx(1.0)
+    assert wilcoxon_p([0.3] * 8, [0.3] * 8) == 1.0
+
+
+@pytest.mark.parametrize(("n", "expected"), [(6, 1 / 64), (5, 1 / 32), (4, 1 / 16)])
+def test_p_value_when_the_candidate_is_faster_on_every_pair(n: int, expected: float) -> None:
+    base, cand = optimal_pairs([1.0 + k / 10 for k in range(n)],
+                               [0.5 + k / 100 for k in range(n)])
+    p_value = compare("defaults", base, cand, T, 0.0).p_value
+    assert p_value == pytest.approx(expected)  # the exact one-sided signed-rank test
+    assert (p_value < PassRule().max_p_value) == (n >= 5)  # hence "needs >= 5 pairs"
+
+
+def test_p_value_is_large_when_the_candidate_is_slower() -> None:
+    base = [0.5 + k / 100 for k in range(6)]
+    cand = [1.0 + k / 10 for k in range(6)]
+    assert wilcoxon_p(base, cand) > 0.9
+    assert wilcoxon_p(cand, base) < 0.05
+
+
+def test_a_worse_objective_is_a_quality_loss() -> None:
+    base = paired([fake(10, "FEASIBLE", wall=T), fake(10, "FEASIBLE", wall=T)])
+    cand = paired([fake(11, "FEASIBLE", wall=T), fake(10, "FEASIBLE", wall=T)])
+    comparison = compare("production", base, cand, T, 0.0)
+    assert comparison.quality_losses == ["i0 seed 0: objective 11 vs production 10"]
+    # the unreached target counts PAR2
+    assert comparison.pairs[0].candidate_time_s == pytest.approx(2 * T)
+
+
+def test_the_tolerance_allows_a_small_loss() -> None:
+    base = paired([fake(100, "FEASIBLE", wall=T)])
+    assert compare("defaults", base, paired([fake(101, "FEASIBLE", wall=T)]), T,
+                   0.01).quality_losses == []
+    assert len(compare("defaults", base, paired([fake(102, "FEASIBLE", wall=T)]), T,
+                       0.01).quality_losses) == 1
+
+
+def test_no_solution_is_a_quality_loss() -> None:
+    comparison = compare("defaults", paired([fake(10)]), paired([fake(None, wall=T)]), T, 0.0)
+    assert comparison.quality_losses == ["i0 seed 0: objective None vs defaults 10"]
+    assert comparison.pairs[0].candidate_time_s == pytest.approx(2 * T)
+    assert comparison.pairs[0].candidate_valid is None
+
+
+def test_a_baseline_without_a_solution_is_beaten_by_any_solution() -> None:
+    base = paired([fake(None, wall=T), fake(None, wall=T)])
+    cand = paired([fake(12, "FEASIBLE", wall=T, improvements=[(0.5, 12)]), fake(None, wall=T)])
+    comparison = compare("defaults", base, cand, T, 0.0)
+    assert comparison.quality_losses == []
+    assert [p.candidate_time_s for p in comparison.pairs] == pytest.approx([0.5, 2 * T])
+    assert [p.baseline_time_s for p in comparison.pairs] == pytest.approx([2 * T, 2 * T])
+    assert [p.speedup for p in comparison.pairs] == pytest.approx([8.0, 1.0])
+
+
+def test_comparison_to_dict_is_json() -> None:
+    base, cand = optimal_pairs([1.0, 0.5], [0.5, 0.5])
+    data = compare("defaults", base, cand, T, 0.0).to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert [p["speedup"] for p in data["pairs"]] == pytest.approx([2.0, 1.0])
+
+
+# ---- judge ----------------------------------------------------------------------------------
+
+
+def comparison(name: str = "defaults", speedup: float = 2.0, p_value: float = 0.01,
+               losses: int = 0) -> Comparison:
+    return Comparison(name, speedup=speedup, p_value=p_value,
+                      quality_losses=[f"x seed {k}: worse" for k in range(losses)])
+
+
+def test_judge_passes_a_good_candidate() -> None:
+    assert judge([comparison()], [], PassRule()) == []
+    assert judge([comparison(), comparison("production", speedup=1.0, p_value=0.5)], [],
+                 PassRule()) == []
+
+
+@pytest.mark.parametrize(("comparisons", "invalid", "expected"), [
+    ([comparison(speedup=1.1)], [], "speedup vs defaults 1.10x < 1.2x"),
+    ([comparison(p_value=0.05)], [], "Wilcoxon p vs defaults 0.05 >= 0.05"),
+    ([comparison(), comparison("production", speedup=0.85)], [],
+     "speedup vs production 0.85x < 0.9x"),
+    ([comparison(losses=2)], [], "2 quality loss(es) vs defaults"),
+    ([comparison(), comparison("production", losses=1)], [],
+     "1 quality loss(es) vs production"),
+    ([comparison()], ["a seed 0: [...]"], "1 invalid schedule(s)"),
+], ids=["speedup", "p-value", "production-slower", "quality-defaults", "quality-production",
+        "invalid"])
+def test_judge_names_each_violation(comparisons: list[Comparison], invalid: list[str],
+                                    expected: str) -> None:
+    assert judge(comparisons, invalid, PassRule()) == [expected]
+
+
+def test_judge_lists_every_violation() -> None:
+    reasons = judge([comparison(speedup=0.5, p_value=0.9, losses=1),
+                     comparison("production", speedup=0.5, losses=1)], ["x"], PassRule())
+    assert len(reasons) == 6
+
+
+def test_judge_follows_the_rule() -> None:
+    rule = PassRule(min_speedup=1.05, max_p_value=0.2, min_speedup_vs_production=0.8)
+    assert judge([comparison(speedup=1.1, p_value=0.1),
+                  comparison("production", speedup=0.85)], [], rule) == []
+
+
+# ---- end to end -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracking_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An embedded MLflow store of this module's own (the SQLite default, no server)."""
+    home = tmp_path_factory.mktemp("fresh_solver_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRESH_SOLVER_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield home
+
+
+@pytest.fixture(scope="module")
+def instance_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    folder = tmp_path_factory.mktemp("held_out")
+    paths = []
+    for seed in (1, 2, 3):
+        path = folder / f"family-{seed}.json"
+        path.write_text(json.dumps(problem_to_dict(generate("family", "small", seed))))
+        paths.append(str(path))
+    return tuple(paths)
+
+
+@pytest.fixture(scope="module")
+def good_report(instance_paths: tuple[str, ...]) -> ValidationReport:
+    return validate("e2e", SolverConfig.from_dict(GOOD), instance_paths, [0, 1], LIMIT,
+                    production=SolverConfig(), track=True)
+
+
+@pytest.fixture(scope="module")
+def bad_report(instance_paths: tuple[str, ...]) -> ValidationReport:
+    return validate("e2e-bad", SolverConfig.from_dict(BAD), instance_paths, [0, 1], LIMIT,
+                    track=True)
+
+
+def download(run_id: str, name: str, folder: Path) -> Path:
+    client = ParameterRegistry().client
+    return Path(client.download_artifacts(run_id, name, str(folder)))
+
+
+def test_validate_compares_with_defaults_and_production(good_report: ValidationReport,
+                                                        instance_paths: tuple[str, ...]) -> None:
+    report = good_report
+    assert [c.baseline for c in report.comparisons] == ["defaults", "production"]
+    assert report.instances == sorted(Path(p).name for p in instance_paths)
+    assert report.seeds == [0, 1]
+    for c in report.comparisons:
+        assert [(p.instance, p.seed) for p in c.pairs] == [
+            (name, seed) for name in report.instances for seed in (0, 1)]
+        assert c.quality_losses == []  # tiny instances: every run reaches the optimum
+    assert report.invalid_schedules == []
+    assert report.reasons == judge(report.comparisons, [], report.rule)
+    assert report.passed == (report.reasons == [])
+    assert report.speedup_factor == report.comparisons[0].speedup
+    assert len(report.instance_set) == 16
+    data = report.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["candidate_hash"] == SolverConfig.from_dict(GOOD).hash
+    assert data["run_id"] == report.run_id is not None
+    assert data["summary"] == report.summary()
+    assert report.summary().startswith(
+        f"Validation {'PASSED' if report.passed else 'FAILED'} on 3 held-out instances x 2 "
+        f"seeds (0.3 s limit")
+    assert "vs production" in report.summary()
+
+
+def test_validate_without_production_has_one_comparison(instance_paths: tuple[str, ...]) -> None:
+    report = validate("e2e", SolverConfig(), instance_paths[:1], [0], LIMIT, track=False)
+    assert [c.baseline for c in report.comparisons] == ["defaults"]
+    assert report.run_id is None
+
+
+def test_the_validation_run(good_report: ValidationReport, tmp_path: Path) -> None:
+    client = ParameterRegistry().client
+    run = client.get_run(good_report.run_id)
+    assert run.info.status == "FINISHED"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "fresh-solver/validation/e2e"
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["validation_status"] == ("passed" if good_report.passed else "failed")
+    assert tags["fresh_solver.config_hash"] == good_report.candidate.hash
+    assert metrics["speedup_factor"] == pytest.approx(good_report.speedup_factor)
+    assert metrics["p_value_vs_defaults"] == pytest.approx(good_report.comparisons[0].p_value)
+    assert metrics["p_value_vs_production"] == pytest.approx(
+        good_report.comparisons[1].p_value)
+    assert metrics["speedup_vs_production"] == pytest.approx(good_report.comparisons[1].speedup)
+    assert metrics["performance_baseline_s"] == pytest.approx(
+        good_report.performance_baseline_s)
+    assert run.data.params["instance_set"] == good_report.instance_set
+    names = {a.path for a in client.list_artifacts(good_report.run_id)}
+    assert {"validation_report.json", "parameters.json", "speedup_chart.png"} <= names
+    stored = json.loads(download(good_report.run_id, "validation_report.json",
+                                 tmp_path).read_text())
+    assert stored == good_report.to_dict()
+    parameters = json.loads(download(good_report.run_id, "parameters.json", tmp_path)
+                            .read_text())
+    assert SolverConfig.from_dict(parameters) == good_report.candidate
+    assert download(good_report.run_id, "speedup_chart.png", tmp_path).read_bytes() \
+        .startswith(PNG_MAGIC)
+
+
+def test_a_report_registers_its_set(good_report: ValidationReport) -> None:
+    registry = ParameterRegistry()
+    version = registry.register("e2e", good_report.candidate, good_report.to_dict())
+    mv = registry.version("e2e", version)
+    assert mv.tags["validation_status"] == ("passed" if good_report.passed else "failed")
+    assert mv.tags["validation_run_id"] == good_report.run_id
+    assert mv.tags["instance_set"] == good_report.instance_set
+    assert mv.description == good_report.summary()
+    assert registry.load_config("e2e", version) == good_report.candidate
+
+
+def test_a_bad_candidate_fails(bad_report: ValidationReport) -> None:
+    report = bad_report
+    assert report.passed is False
+    assert "6 quality loss(es) vs defaults" in report.reasons
+    assert any(r.startswith("speedup vs defaults ") for r in report.reasons)
+    assert any(r.startswith("Wilcoxon p vs defaults ") for r in report.reasons)
+    [defaults] = report.comparisons
+    assert all(p.candidate_objective is None for p in defaults.pairs)
+    assert all(p.candidate_time_s == pytest.approx(2 * LIMIT) for p in defaults.pairs)
+    assert defaults.speedup < 1
+    assert report.summary().startswith("Validation FAILED")
+    assert "Failed because: " in report.summary()
+    run = ParameterRegistry().client.get_run(report.run_id)
+    assert run.data.tags["validation_status"] == "failed"
+
+
+# ---- the `validate` command -----------------------------------------------------------------
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def params_file(tmp_path: Path, document: dict[str, Any]) -> str:
+    path = tmp_path / "candidate.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+@pytest.mark.parametrize("which", ["both", "neither"])
+def test_cli_validate_needs_one_candidate(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                          instance_paths: tuple[str, ...], which: str) -> None:
+    argv = ["validate", "--template-id", "cli-x", "--instances", *instance_paths,
+            "--seeds", "1", "--time-limit", str(LIMIT)]
+    if which == "both":
+        argv += ["--run-id", "0123456789abcdef", "--params", params_file(tmp_path, GOOD)]
+    code, out, err = cli(capsys, *argv)
+    assert code == 2
+    assert "give exactly one of --run-id" in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_cli_validate_of_an_unknown_run(capsys: pytest.CaptureFixture[str],
+                                        instance_paths: tuple[str, ...]) -> None:
+    code, out, err = cli(capsys, "validate", "--template-id", "cli-x", "--instances",
+                         *instance_paths, "--run-id", "0123456789abcdef", "--seeds", "1",
+                         "--time-limit", str(LIMIT))
+    assert code == 2
+    assert "no MLflow run '0123456789abcdef'" in err
+
+
+def test_cli_validate_a_failing_candidate_is_not_registered(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        instance_paths: tuple[str, ...]) -> None:
+    code, out, err = cli(capsys, "validate", "--template-id", "cli-fail", "--instances",
+                         *instance_paths, "--params", params_file(tmp_path, BAD), "--seeds",
+                         "2", "--time-limit", str(LIMIT), "--json")
+    assert code == 1, err
+    report = json.loads(out)
+    assert report["passed"] is False and report["reasons"]
+    assert report["registered_version"] is None
+    registry = ParameterRegistry()
+    assert registry.versions("cli-fail") == []
+    assert registry._model("cli-fail") is None
+    run = registry.client.get_run(report["run_id"])  # recorded all the same
+    assert run.data.tags["validation_status"] == "failed"
+
+
+def test_cli_validate_registers_a_passing_candidate(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        instance_paths: tuple[str, ...]) -> None:
+    lenient = ["--min-speedup", "0", "--max-p-value", "1.01", "--min-speedup-vs-production", "0"]
+    base = ["validate", "--template-id", "cli-pass", "--instances", *instance_paths,
+            "--seeds", "2", "--time-limit", str(LIMIT), *lenient, "--json"]
+    code, out, err = cli(capsys, *base, "--params", params_file(tmp_path, GOOD))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passed"] is True
+    version = report["registered_version"]
+    registry = ParameterRegistry()
+    mv = registry.version("cli-pass", version)
+    assert mv.current_stage == "Staging"
+    assert mv.tags["validation_status"] == "passed"
+    assert mv.tags["validation_run_id"] == report["run_id"]
+    assert mv.description == report["summary"]
+    assert [len(report["comparisons"])] == [1]  # nothing in Production yet
+
+    # promoted, it is the Production baseline of the next validation, whose candidate comes
+    # from a run (here the validation run itself, which holds parameters.json)
+    registry.promote("cli-pass", version, "reviewer")
+    code, out, err = cli(capsys, *base, "--run-id", report["run_id"])
+    assert code == 0, err
+    second = json.loads(out)
+    assert [c["baseline"] for c in second["comparisons"]] == ["defaults", "production"]
+    assert second["candidate_hash"] == report["candidate_hash"]
+    assert registry.version("cli-pass", second["registered_version"]).tags[
+        "tuning_run_id"] == report["run_id"]
+    assert registry.version("cli-pass", second["registered_version"]).current_stage == \
+        "Staging"
+    assert str(registry.serving("cli-pass").version) == str(version)  # staged, not promoted
