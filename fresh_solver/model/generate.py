@@ -44,7 +44,8 @@ def generate_family(scale: str, seed: int, instance_seed: int | None = None) -> 
     """One template, N identical jobs released together: the template model's home ground.
 
     ``instance_seed`` keeps the template (and machines) of ``seed`` and draws another job
-    count in the scale: the instances a template is tuned on, or held out from tuning.
+    count in the scale, released in one to three waves: the instances a template is tuned on,
+    or held out from tuning.
     """
     rng = random.Random(f"family-{scale}-{seed}")
     n_tasks = rng.randint(2, 5)
@@ -53,16 +54,22 @@ def generate_family(scale: str, seed: int, instance_seed: int | None = None) -> 
     machines = [f"M{i}" for i in range(n_machines)]
     template = _template(rng, "part", machines, n_tasks, flexibility=0.3)
     name = f"family-{scale}-{seed}"
+    jobs = [{"template": "part", "count": n_jobs}]
     if instance_seed is not None:
-        n_jobs = _jobs_in_scale(random.Random(f"{name}-instance-{instance_seed}"), scale,
-                                n_tasks)
+        irng = random.Random(f"{name}-instance-{instance_seed}")
+        n_jobs = _jobs_in_scale(irng, scale, n_tasks)
+        waves = min(n_jobs, irng.randint(1, 3))
+        cuts = sorted(irng.sample(range(1, n_jobs), waves - 1))
+        sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n_jobs])]
+        releases = [0, *sorted(irng.randint(1, 20) for _ in range(waves - 1))]
+        jobs = [{"template": "part", "count": c, "release": r} for c, r in zip(sizes, releases)]
         name += f"-i{instance_seed}"
     return problem_from_dict({
         "format": FORMAT,
         "name": name,
         "machines": [{"id": m} for m in machines],
         "templates": [template],
-        "jobs": [{"template": "part", "count": n_jobs}],
+        "jobs": jobs,
         "objective": "makespan",
     })
 

@@ -31,11 +31,21 @@ from fresh_solver.performance.time_to_target import geometric_mean, spread
 from fresh_solver.tuning.scoring import evaluate, references_from
 
 
-def write_instances(folder: Path, scale: str, template_seed: int, seeds: range) -> list[str]:
+def write_instances(folder: Path, scale: str, template_seed: int, first_seed: int, count: int,
+                    seen: set[str]) -> list[str]:
+    """``count`` instances of the template, none equal to one in ``seen`` (so held-out
+    instances never repeat a training one)."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for seed in seeds:
+    paths: list[str] = []
+    seed = first_seed
+    while len(paths) < count:
         problem = generate_family(scale, template_seed, instance_seed=seed)
+        seed += 1
+        body = problem_to_dict(problem) | {"name": ""}
+        key = json.dumps(body, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
         path = folder / f"{problem.name}.json"
         path.write_text(json.dumps(problem_to_dict(problem)))
         paths.append(str(path))
@@ -89,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    train = write_instances(args.out / "train", args.scale, args.template_seed,
-                            range(args.train))
-    held_out = write_instances(args.out / "held_out", args.scale, args.template_seed,
-                               range(1000, 1000 + args.held_out))
+    seen: set[str] = set()
+    train = write_instances(args.out / "train", args.scale, args.template_seed, 0, args.train,
+                            seen)
+    held_out = write_instances(args.out / "held_out", args.scale, args.template_seed, 1000,
+                               args.held_out, seen)
     template_id = f"bench-{args.scale}-{args.template_seed}-{int(time.time())}"
     sessions: list[dict[str, Any]] = []
     configs: dict[str, SolverConfig] = {}
