@@ -7,7 +7,7 @@ UV := .uv-bootstrap/bin/uv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: venv demo test lint bench-core clean
+.PHONY: venv demo test browser bench-core clean
 
 # uv is bootstrapped into .uv-bootstrap/, so nothing is installed outside the project.
 $(UV):
@@ -27,9 +27,17 @@ demo: venv
 	$(BIN)/fresh-solver check fresh_solver/examples/bracket_line.json \
 		$(OUT)/bracket_line.schedule.json
 
-test: venv
+test: venv browser
 	$(BIN)/ruff check fresh_solver tests
 	$(BIN)/pytest -q
+
+# The UI end-to-end test needs Debian's Chromium and its driver. CI (which runs as root with
+# FRESH_SOLVER_REQUIRE_SERVICES=1) installs them; elsewhere the test skips and says how.
+browser:
+	@if [ "$$FRESH_SOLVER_REQUIRE_SERVICES" = 1 ] && ! command -v chromedriver >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null; \
+	fi
 
 bench-core: venv
 	$(BIN)/python -m fresh_solver.performance.core_benchmark --out $(OUT)/core_benchmark
