@@ -121,8 +121,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     else:
         _writable(args.out, "--out")
+    if args.same_template and args.kind != "family":
+        raise InputError("--same-template goes with --kind family")
     for seed in range(args.seed, args.seed + args.count):
-        problem = generate(args.kind, args.scale, seed, args.objective)
+        if args.same_template:  # instances of one template (a tuning or held-out set)
+            from fresh_solver.model.generate import generate_family
+
+            problem = generate_family(args.scale, args.seed, instance_seed=seed - args.seed
+                                      + args.instance_offset)
+        else:
+            problem = generate(args.kind, args.scale, seed, args.objective)
         path = out / f"{problem.name}.json" if out.is_dir() else out
         path.write_text(json.dumps(problem_to_dict(problem), indent=1) + "\n")
         print(f"{path}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks, "
@@ -298,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=list(SCALES), default="medium")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--count", type=int, default=1, help="problems with seeds seed..seed+count-1")
+    p.add_argument("--same-template", action="store_true",
+                   help="COUNT instances of the template of --seed (job counts and release "
+                        "waves vary): a training or held-out set for one template")
+    p.add_argument("--instance-offset", type=int, default=0,
+                   help="with --same-template: first instance seed (e.g. 1000 for held-out)")
     p.add_argument("--objective", choices=OBJECTIVES, default="makespan",
                    help="for --kind mix")
     p.add_argument("--out", required=True, help="a file, or a folder when --count > 1")

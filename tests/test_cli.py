@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fresh_solver.cli import main
-from fresh_solver.model import load_problem, load_schedule
+from fresh_solver.model import load_problem, load_schedule, problem_to_dict
 from fresh_solver.model.generate import SCALES
 
 FT06 = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jobshop" / "ft06"
@@ -324,3 +324,17 @@ def test_generated_task_counts_are_in_the_scale_range(capsys, tmp_path, kind: st
                    "--out", path)[0] == 0
         counts.append(load_problem(path).num_tasks)
     assert all(low <= n and (high is None or n <= high) for n in counts), counts
+
+
+def test_generate_same_template_writes_instances_of_one_template(capsys, tmp_path) -> None:
+    out = tmp_path / "train"
+    assert run(capsys, "generate", "--scale", "medium", "--seed", 12, "--same-template",
+               "--count", 3, "--out", out)[0] == 0
+    problems = [load_problem(p) for p in sorted(out.glob("*.json"))]
+    assert len(problems) == 3
+    templates = {json.dumps(problem_to_dict(p)["templates"]) for p in problems}
+    assert len(templates) == 1  # one template, instances differ in jobs and releases
+    assert len({json.dumps(problem_to_dict(p)["jobs"]) for p in problems}) == 3
+    code, _, err = run(capsys, "generate", "--kind", "mix", "--same-template", "--out",
+                       tmp_path / "x.json")
+    assert code == 2 and "--same-template" in err
