@@ -1,4 +1,4 @@
-"""Test-suite policy: in CI nothing may be skipped silently.
+"""Test-suite policy: isolated data folders, and in CI nothing may be skipped silently.
 
 Tests skip with a reason where a laptop lacks something (the shared benchmark instances, a
 service such as PostgreSQL). With FRESH_SOLVER_REQUIRE_SERVICES=1 (set by .ci/run) such a skip
@@ -8,8 +8,26 @@ is turned into a failure, so CI can never pass by skipping.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracking_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Each test module gets its own data folder, so its embedded MLflow store (the SQLite
+    default, no server) and caches never leak into another module or into ./.fresh_solver."""
+    from fresh_solver import production
+
+    home = tmp_path_factory.mktemp("fresh_solver_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRESH_SOLVER_HOME", str(home))
+        for name in ("MLFLOW_TRACKING_URI", "FRESH_SOLVER_PARAMS_TTL",
+                     "FRESH_SOLVER_FALLBACK_RETRY"):
+            mp.delenv(name, raising=False)
+        production.clear_cache()
+        yield home
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -63,3 +63,15 @@ def mlflow_server(home: Path):
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@contextmanager
+def using_mlflow_server(home: Path):
+    """A server as above, with MLFLOW_TRACKING_URI pointing at it (and a client data folder)
+    for the duration; the environment is restored after."""
+    import pytest
+
+    with mlflow_server(home) as url, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", url)
+        mp.setenv("FRESH_SOLVER_HOME", str(home / "client"))
+        yield url

@@ -29,16 +29,6 @@ LIMIT = 0.3
 _ids = itertools.count()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tracking_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An embedded MLflow store of this module's own (the SQLite default, no server)."""
-    home = tmp_path_factory.mktemp("fresh_solver_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRESH_SOLVER_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("FRESH_SOLVER_PARAMS_TTL", raising=False)
-        mp.delenv("FRESH_SOLVER_FALLBACK_RETRY", raising=False)
-        yield home
 
 
 @pytest.fixture(autouse=True)

@@ -118,19 +118,6 @@ JOBSHOP_BAD = [
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "fragment"), [c[1:] for c in JOBSHOP_BAD],
-                         ids=[c[0] for c in JOBSHOP_BAD])
-def test_bad_jobshop_text(tmp_path, text: str, line: int | None, fragment: str) -> None:
-    path = tmp_path / "bad"
-    path.write_text(text)
-    with pytest.raises(InputError) as info:
-        load_problem(path)
-    (message,) = info.value.problems
-    where = f"{path}:{line}:" if line else f"{path}:"
-    assert message.startswith(where), message
-    assert fragment in message
-
-
 FJS_BAD = [
     ("header-one-number", "2\n1 1 1 1\n1 1 1 1\n", 1, "header"),
     ("header-decimal-jobs", "2.5 2 1\n1 1 1 1\n1 1 1 1\n", 1, "'2.5'"),
@@ -145,10 +132,16 @@ FJS_BAD = [
 ]
 
 
-@pytest.mark.parametrize(("text", "line", "fragment"), [c[1:] for c in FJS_BAD],
-                         ids=[c[0] for c in FJS_BAD])
-def test_bad_fjs_text(tmp_path, text: str, line: int | None, fragment: str) -> None:
-    path = tmp_path / "bad.fjs"
+BAD_TEXT = [("bad", *c) for c in JOBSHOP_BAD] + [("bad.fjs", *c) for c in FJS_BAD]
+
+
+@pytest.mark.parametrize(("file_name", "text", "line", "fragment"),
+                         [(c[0], *c[2:]) for c in BAD_TEXT],
+                         ids=[f"{'fjs' if c[0].endswith('.fjs') else 'jobshop'}-{c[1]}"
+                              for c in BAD_TEXT])
+def test_bad_benchmark_text(tmp_path, file_name: str, text: str, line: int | None,
+                            fragment: str) -> None:
+    path = tmp_path / file_name
     path.write_text(text)
     with pytest.raises(InputError) as info:
         load_problem(path)

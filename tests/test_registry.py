@@ -13,7 +13,6 @@ import itertools
 import json
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +40,6 @@ _ids = itertools.count()
 # ---- fixtures and helpers -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tracking_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An embedded MLflow store of this module's own (the SQLite default, no server)."""
-    home = tmp_path_factory.mktemp("fresh_solver_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRESH_SOLVER_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        production.clear_cache()
-        yield home
-    production.clear_cache()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ one Production version with the alias.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.request
@@ -20,26 +19,15 @@ import pytest
 
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry.registry import ALIAS, ParameterRegistry, _parameters_run, model_name
-from tests.servers import mlflow_server
+from tests.servers import using_mlflow_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("mlflow-server")
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "FRESH_SOLVER_HOME")}
-    with mlflow_server(home) as url:
-        os.environ["MLFLOW_TRACKING_URI"] = url
-        os.environ["FRESH_SOLVER_HOME"] = str(home / "client")
-        try:
-            yield url
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with using_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
 
 
 def ui_post(url: str, endpoint: str, body: dict) -> dict:

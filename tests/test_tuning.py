@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,6 @@ PLAIN_TYPES = (bool, int, float, str)
 # ---- fixtures -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tracking_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An embedded MLflow store of this module's own (the SQLite default, no server)."""
-    home = tmp_path_factory.mktemp("fresh_solver_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRESH_SOLVER_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield home
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ The default UI's alias editor is clicked through: version page → "Add" aliases
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import mlflow_server
+from tests.servers import using_mlflow_server
 from tests.test_registry_server import passed_version
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -53,39 +52,29 @@ def test_reviewer_adds_the_production_alias_in_the_ui(tmp_path: Path, browser) -
 
     from fresh_solver.registry.registry import ParameterRegistry, model_name
 
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "FRESH_SOLVER_HOME")}
-    try:
-        with mlflow_server(tmp_path) as url:
-            os.environ["MLFLOW_TRACKING_URI"] = url
-            os.environ["FRESH_SOLVER_HOME"] = str(tmp_path / "client")
-            registry = ParameterRegistry()
-            v1, v2 = passed_version(registry, "ui", 1), passed_version(registry, "ui", 2)
-            registry.promote("ui", v1, "alice")
+    with using_mlflow_server(tmp_path) as url:
+        registry = ParameterRegistry()
+        v1, v2 = passed_version(registry, "ui", 1), passed_version(registry, "ui", 2)
+        registry.promote("ui", v1, "alice")
 
-            browser.get(f"{url}/#/models/{model_name('ui')}/versions/{v2}")
-            try:
-                browser.find_element(By.CSS_SELECTOR, "button[title='Add aliases']").click()
-                field = browser.find_element(By.CSS_SELECTOR, "[role='dialog'] input")
-                field.send_keys("production", Keys.ENTER)
-                browser.find_element(
-                    By.CSS_SELECTOR,
-                    "button[data-component-id='mlflow.edit-aliases-modal.save-button']").click()
-                deadline = time.monotonic() + 30
-                while registry.alias_version("ui") != v2 and time.monotonic() < deadline:
-                    time.sleep(0.5)
-            finally:
-                browser.save_screenshot(str(tmp_path / "ui.png"))  # kept for a failing run
+        browser.get(f"{url}/#/models/{model_name('ui')}/versions/{v2}")
+        try:
+            browser.find_element(By.CSS_SELECTOR, "button[title='Add aliases']").click()
+            field = browser.find_element(By.CSS_SELECTOR, "[role='dialog'] input")
+            field.send_keys("production", Keys.ENTER)
+            browser.find_element(
+                By.CSS_SELECTOR,
+                "button[data-component-id='mlflow.edit-aliases-modal.save-button']").click()
+            deadline = time.monotonic() + 30
+            while registry.alias_version("ui") != v2 and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            browser.save_screenshot(str(tmp_path / "ui.png"))  # kept for a failing run
 
-            assert registry.alias_version("ui") == v2, f"see {tmp_path / 'ui.png'}"
-            decision = registry.serving("ui")
-            assert (decision.version, decision.path) == (v2, "alias")
-            assert registry.reconcile("ui")["changed"] is True
-            assert [v.version for v in registry.versions("ui")
-                    if v.current_stage == "Production"] == [v2]
-            assert registry.history("ui")[-1]["path"] == "ui-alias"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        assert registry.alias_version("ui") == v2, f"see {tmp_path / 'ui.png'}"
+        decision = registry.serving("ui")
+        assert (decision.version, decision.path) == (v2, "alias")
+        assert registry.reconcile("ui")["changed"] is True
+        assert [v.version for v in registry.versions("ui")
+                if v.current_stage == "Production"] == [v2]
+        assert registry.history("ui")[-1]["path"] == "ui-alias"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -198,14 +197,6 @@ def test_judge_follows_the_rule() -> None:
 # ---- end to end -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tracking_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An embedded MLflow store of this module's own (the SQLite default, no server)."""
-    home = tmp_path_factory.mktemp("fresh_solver_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FRESH_SOLVER_HOME", str(home))
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield home
 
 
 @pytest.fixture(scope="module")
