@@ -84,7 +84,7 @@ class SearchSpace:
         """The configuration at a point of the space, over ``base`` (defaults otherwise)."""
         data = (base or SolverConfig()).to_dict()
         for dim, value in zip(self.dimensions, point):
-            data[dim.section][dim.name] = _plain(value)
+            data[dim.section][dim.name] = plain_value(value)
         return SolverConfig.from_dict(data)
 
     def as_dict(self) -> dict[str, Any]:
@@ -92,7 +92,7 @@ class SearchSpace:
                         "values": list(d.values)} for d in self.dimensions}
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """numpy scalars from skopt into plain Python values (JSON, protobuf)."""
     return value.item() if hasattr(value, "item") else value
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.model import Problem, load_problem
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.params.space import SearchSpace, load_space
+from fresh_solver.params.space import SearchSpace, load_space, plain_value
 from fresh_solver.tuning.scoring import (
     METRICS,
     Evaluation,
@@ -163,7 +164,7 @@ class TuningSession:
     # ---- the ask/tell seam ------------------------------------------------------------------
     def ask(self, n: int) -> list[list[Any]]:
         points = self._optimizer.ask(n_points=n) if n > 1 else [self._optimizer.ask()]
-        return [[_plain(v) for v in p] for p in points]
+        return [[plain_value(v) for v in p] for p in points]
 
     def tell(self, points: list[list[Any]], evaluations: list[Evaluation]) -> None:
         start = len(self.trials)
@@ -253,13 +254,7 @@ class TuningSession:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _experiment_id(session: TuningSession) -> str:
