@@ -27,6 +27,7 @@ from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.model import Problem, load_problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace, load_space, plain_value
+from fresh_solver.performance.time_to_target import geometric_mean
 from fresh_solver.tuning.scoring import (
     METRICS,
     Evaluation,
@@ -36,6 +37,7 @@ from fresh_solver.tuning.scoring import (
     references_from,
     worst_score,
 )
+from fresh_solver.validation.compare import wilcoxon_p
 
 # "random" is random search over the same space (for comparison); GBRT is broken (DESIGN §9).
 ESTIMATORS = ("GP", "RF", "ET", "random")
@@ -56,6 +58,11 @@ class TuningSpec:
     estimator: str = "GP"
     tuner_seed: int = 0
     cap_factor: float | None = 2.0
+    # The final race: the best few trials and the reference again, on fresh seeds. A trial's
+    # own score is one noisy draw; only a confirmed, significant gain replaces the defaults.
+    race: int = 2
+    race_seeds: int = 2
+    min_gain: float = 1.1
 
     def check(self) -> None:
         problems = []
@@ -76,6 +83,8 @@ class TuningSpec:
             problems.append(f"--seeds: must be >= 1, got {self.seeds}")
         if self.batch < 1:
             problems.append(f"--batch: must be >= 1, got {self.batch}")
+        if self.race < 0 or self.race_seeds < 1 or not 0 < self.min_gain < math.inf:
+            problems.append("--race must be >= 0, --race-seeds >= 1 and --min-gain > 0")
         if self.metric not in METRICS:
             problems.append(f"--metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.estimator not in ESTIMATORS:
@@ -222,11 +231,47 @@ class TuningSession:
         _log_json(self._client, rid, "results.json", evaluation.to_dict())
         self._client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
 
+    def race(self) -> tuple[Trial, dict[str, Any]]:
+        """Re-run the best few trials and the reference on fresh seeds, paired; the winner is
+        the fastest contender with a geometric-mean gain of at least ``min_gain`` and a
+        Wilcoxon p below 0.1, else the reference (the CP-SAT defaults)."""
+        spec = self.spec
+        contenders = sorted((t for t in self.searched if t.config is not None
+                             and not t.evaluation.failed
+                             and t.evaluation.score < self.reference.evaluation.score),
+                            key=lambda t: t.evaluation.score)[:spec.race]
+        if not contenders:
+            return self.reference, {"contenders": {}, "winner": self.reference.index}
+        seeds = list(range(spec.seeds, spec.seeds + spec.race_seeds))
+        reference = run_trial(SolverConfig().to_dict(), self.instances, seeds, spec.metric,
+                              spec.trial_time_limit, None, None, None)
+        base = per_pair(reference)
+        results: dict[int, dict[str, float]] = {}
+        for trial in contenders:
+            evaluation = run_trial(trial.config.to_dict(), self.instances, seeds, spec.metric,
+                                   spec.trial_time_limit, references_from(reference), None,
+                                   None)
+            if evaluation.failed or reference.failed:
+                continue
+            scores = per_pair(evaluation)
+            keys = sorted(base)
+            gain = geometric_mean([base[k] / max(scores[k], 1e-4) for k in keys])
+            p_value = wilcoxon_p([max(base[k], 1e-4) for k in keys],
+                                 [max(scores[k], 1e-4) for k in keys])
+            results[trial.index] = {"gain": gain, "p_value": p_value}
+        accepted = [(r["gain"], i) for i, r in results.items()
+                    if r["gain"] >= spec.min_gain and r["p_value"] < 0.1]
+        winner = self.trials[max(accepted)[1]] if accepted else self.reference
+        return winner, {"contenders": results, "winner": winner.index, "seeds": seeds}
+
     def finish(self) -> dict[str, Any]:
-        """Parent artifacts and metrics; the session's summary (the `tune --json` object)."""
+        """Race the best trials, then the parent's artifacts and metrics; the session's
+        summary (the `tune --json` object)."""
         import pandas as pd
 
-        best = self.best
+        best, race = self.race() if self.spec.race else (self.best, {})
+        if race:
+            _log_json(self._client, self.run_id, "race.json", race)
         rows = [{"trial": t.index, "role": "reference" if t.point is None else "trial",
                  "score": t.evaluation.score, "capped_runs": t.evaluation.capped,
                  "failed": t.evaluation.failed or "",
@@ -250,7 +295,8 @@ class TuningSession:
         return {"run_id": self.run_id, "experiment": self.experiment,
                 "best_params": best.config.to_dict(), "best_score": best.evaluation.score,
                 "default_score": self.reference.evaluation.score,
-                "trials": len(self.searched)}
+                "trials": len(self.searched), "best_trial": best.index,
+                "search_best_trial": self.best.index, "race": race}
 
 
 def _now_ms() -> int:
@@ -299,6 +345,8 @@ def _spec_params(spec: TuningSpec, space: SearchSpace, instance_hash: str) -> di
             "trial_time_limit_s": str(spec.trial_time_limit), "seeds": str(spec.seeds),
             "batch": str(spec.batch), "estimator": spec.estimator,
             "tuner_seed": str(spec.tuner_seed), "cap_factor": str(spec.cap_factor),
+            "race": str(spec.race), "race_seeds": str(spec.race_seeds),
+            "min_gain": str(spec.min_gain),
             "instance_set": instance_hash, "instances": ",".join(sorted(
                 Path(p).name for p in spec.instance_paths))[:6000],
             "space": space.source, "space_dimensions": str(len(space.dimensions))}
