@@ -16,7 +16,7 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from fresh_solver.model import Assignment, Problem, Schedule
-from fresh_solver.params import apply_parameters, validate_parameters
+from fresh_solver.params import apply_parameters
 from fresh_solver.solver.baseline import build_baseline_model
 from fresh_solver.solver.built import BuiltModel
 from fresh_solver.solver.checker import check_schedule
@@ -152,18 +152,20 @@ def solve(
     the search as soon as an incumbent reaches that objective (time-to-target runs);
     ``on_improvement(seconds, objective)`` is called for every better solution (progress).
     """
-    validate_parameters(params or {})
     params = dict(params or {})
     options = options or ModelOptions()
+    solver = cp_model.CpSolver()
+    apply_parameters(solver, params)  # validates: bad parameters fail before any work
+    solver.parameters.random_seed = seed
     t0 = time.perf_counter()
     built = build_model(problem, model, options)
 
-    solver = cp_model.CpSolver()
-    apply_parameters(solver, params)
-    solver.parameters.random_seed = seed
-    remaining = time_limit - (time.perf_counter() - t0)
-    solver.parameters.max_time_in_seconds = max(0.01, min(
-        remaining, params.get("max_time_in_seconds", remaining)))
+    def set_time_limit() -> None:
+        remaining = time_limit - (time.perf_counter() - t0)
+        solver.parameters.max_time_in_seconds = max(0.01, min(
+            remaining, params.get("max_time_in_seconds", remaining)))
+
+    set_time_limit()
     recorder = _Recorder(t0, stop_at, on_improvement)
     try:
         status = solver.solve(built.model, recorder)
@@ -175,7 +177,7 @@ def solve(
         log.warning("CP-SAT failed on the hinted model of %s; solving without the hint",
                     problem.name)
         built.model.clear_hints()
-        solver.parameters.max_time_in_seconds = max(0.01, time_limit - (time.perf_counter() - t0))
+        set_time_limit()
         recorder = _Recorder(t0, stop_at, on_improvement)
         status = solver.solve(built.model, recorder)
     wall = time.perf_counter() - t0

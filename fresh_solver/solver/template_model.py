@@ -34,8 +34,9 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
     model = cp_model.CpModel()
     horizon = problem.horizon
     warm = _warm_start(problem, options) if options.warm_start else None
-    if warm is not None and problem.objective == "makespan":
-        horizon = min(horizon, _makespan_of(problem, warm))
+    warm_makespan = _makespan_of(problem, warm) if warm is not None else None
+    if warm_makespan is not None and problem.objective == "makespan":
+        horizon = min(horizon, warm_makespan)
 
     tasks = add_task_variables(model, problem, horizon)
     add_precedences(model, problem, tasks)
@@ -48,8 +49,8 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
         makespan = add_makespan(model, problem, tasks, lower, horizon)
         if options.redundant_bounds:
             add_redundant_makespan_bounds(model, problem, tasks, makespan)
-        if warm is not None:
-            model.add_hint(makespan, _makespan_of(problem, warm))
+        if warm_makespan is not None:
+            model.add_hint(makespan, warm_makespan)
     else:
         add_weighted_tardiness(model, problem, tasks, horizon)
     if options.search_strategy:

@@ -18,6 +18,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,11 @@ class TuningSession:
     _optimizer: Any = None
     _client: Any = None
 
+    @cached_property
+    def experiment_id(self) -> str:
+        """Looked up (or created) once, not for every trial logged."""
+        return tracking.experiment_id(self._client, self.experiment)
+
     @property
     def seeds(self) -> list[int]:
         return list(range(self.spec.seeds))
@@ -218,7 +224,7 @@ class TuningSession:
                 else "reference-defaults"}
         if evaluation.failed:
             tags["fresh_solver.error"] = evaluation.failed[:4000]
-        run = self._client.create_run(_experiment_id(self), tags=tags)
+        run = self._client.create_run(self.experiment_id, tags=tags)
         rid = run.info.run_id
         params = trial.params or {d.key: v for d, v in zip(self.space.dimensions, trial.point)}
         metrics = {"score": evaluation.score, "capped_runs": evaluation.capped,
@@ -301,10 +307,6 @@ class TuningSession:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _experiment_id(session: TuningSession) -> str:
-    return tracking.experiment_id(session._client, session.experiment)
 
 
 def _log_json(client, run_id: str, name: str, data: Any) -> None:
@@ -408,7 +410,7 @@ def _restore_trials(session: TuningSession) -> None:
     """Tell the optimiser every finished trial of the session, in order."""
     client = session._client
     runs = client.search_runs(
-        [_experiment_id(session)],
+        [session.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{session.run_id}'", max_results=10000)
     by_index: dict[int, Any] = {}
     for run in runs:
