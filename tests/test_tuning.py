@@ -444,6 +444,19 @@ def test_batches_of_points(instance_paths: tuple[str, ...]) -> None:
     assert len(set(points)) == 3
 
 
+
+def test_the_optimiser_models_log_scores_also_after_a_resume(
+        instance_paths: tuple[str, ...]) -> None:
+    """Scores span orders of magnitude; the surrogate sees their log, before and after a resume."""
+    session = start_session(spec_for("log-scores", instance_paths, trials=2))
+    tuner.score_reference(session)
+    session.tell(session.ask(2), [scoring.Evaluation(0.5), scoring.Evaluation(4.0)])
+    expected = [math.log(0.5), math.log(4.0)]
+    assert session._optimizer.yi == pytest.approx(expected)
+    resumed = start_session(session.spec, resume_run_id=session.run_id)
+    assert resumed._optimizer.yi == pytest.approx(expected)
+
+
 # ---- resuming -------------------------------------------------------------------------------
 
 

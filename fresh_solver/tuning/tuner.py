@@ -124,6 +124,14 @@ def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list
         return Evaluation(worst_score(metric, time_limit), failed=f"{type(exc).__name__}: {exc}")
 
 
+def surrogate_target(score: float) -> float:
+    """What the optimiser's model sees: the log of the score. Scores are geometric means of
+    run times spanning orders of magnitude, with a plateau of PAR2 and capped runs; their log
+    is the mean of log-times, the scale on which a surrogate's Gaussian noise fits (SMAC's
+    log-transformed runtimes). Floored like the geometric mean."""
+    return math.log(max(score, 1e-4))
+
+
 @dataclass
 class Trial:
     index: int
@@ -187,7 +195,7 @@ class TuningSession:
             trial = Trial(start + i, point, self._config_or_none(point), evaluation)
             self.trials.append(trial)
             self._log_trial(trial)
-        self._optimizer.tell(points, [e.score for e in evaluations])
+        self._optimizer.tell(points, [surrogate_target(e.score) for e in evaluations])
 
     def evaluate_points(self, points: list[list[Any]]) -> list[Evaluation]:
         incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
@@ -324,7 +332,7 @@ def _convergence_plot(optimizer, path: Path) -> None:
     from skopt.plots import plot_convergence
 
     ax = plot_convergence(optimizer.get_result())
-    ax.set_ylabel("score (lower is better)")
+    ax.set_ylabel("log of the score (lower is better)")
     ax.figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(ax.figure)
 
@@ -429,7 +437,7 @@ def _restore_trials(session: TuningSession) -> None:
         session.trials.append(Trial(len(session.trials), point, config, evaluation))
         if point is not None:
             points.append(point)
-            scores.append(evaluation.score)
+            scores.append(surrogate_target(evaluation.score))
     session.references = references_from(session.reference.evaluation)
     session._optimizer = _make_optimizer(session.space, session.spec, len(points))
     if points:

@@ -1,0 +1,104 @@
+"""Which templates are worth tuning? One-knob variants against the defaults, per template.
+
+    python -m fresh_solver.performance.template_screen --scale large --templates 9,18,21 \
+        --out out/template_screen
+
+Tuning pays where the defaults are weak, and a cheap screen finds those templates before an
+expensive tuning session: for each generated template, a few instances run with the defaults
+(the reference, which sets the targets, DESIGN §8) and with single-knob variants, paired on the
+same solver seed; the table gives each variant's geometric-mean speedup in time to target.
+A template where no variant moves (all near 1x or below) has little to gain from tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fresh_solver.fingerprint import machine_fingerprint
+from fresh_solver.model.generate import SCALES, generate_family
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance.time_to_target import geometric_mean
+from fresh_solver.tuning.scoring import evaluate, references_from
+
+# One knob at a time, each a value the default search space can reach.
+VARIANTS: dict[str, dict] = {
+    "num_workers=1": {"cp_sat": {"num_workers": 1}},
+    "num_workers=4": {"cp_sat": {"num_workers": 4}},
+    "num_workers=8": {"cp_sat": {"num_workers": 8}},
+    "linearization_level=0": {"cp_sat": {"linearization_level": 0}},
+    "linearization_level=2": {"cp_sat": {"linearization_level": 2}},
+    "optimize_with_core": {"cp_sat": {"optimize_with_core": True}},
+    "no symmetry breaking": {"model": {"symmetry_breaking": False}},
+    "warm start": {"model": {"warm_start": True}},
+}
+
+
+def screen_template(scale: str, template_seed: int, instances: int, seed: int,
+                    limit: float) -> dict[str, object]:
+    problems = {f"{scale}-{template_seed}-i{i}": generate_family(scale, template_seed,
+                                                                instance_seed=i)
+                for i in range(instances)}
+    reference = evaluate(SolverConfig(), problems, [seed], metric="time_to_target",
+                         time_limit=limit)
+    targets = references_from(reference)
+    base = {(r.instance, r.seed): r.score for r in reference.runs}
+    row: dict[str, object] = {"template": f"{scale}-{template_seed}",
+                              "reference": [{"instance": r.instance, "status": r.status,
+                                             "objective": r.objective,
+                                             "time_to_target_s": round(r.score, 3)}
+                                            for r in reference.runs]}
+    for name, config in VARIANTS.items():
+        result = evaluate(SolverConfig.from_dict(config), problems, [seed],
+                          metric="time_to_target", time_limit=limit, references=targets,
+                          cap_factor=None)
+        row[name] = geometric_mean([base[(r.instance, r.seed)] / max(r.score, 1e-4)
+                                    for r in result.runs])
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", choices=list(SCALES), default="large")
+    parser.add_argument("--templates", default="9,18,21",
+                        help="comma-separated template (family) seeds")
+    parser.add_argument("--instances", type=int, default=2, help="instances per template")
+    parser.add_argument("--seed", type=int, default=0, help="solver seed (paired)")
+    parser.add_argument("--time-limit", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.templates.split(",")]
+    except ValueError:
+        parser.error(f"--templates: expected comma-separated integers, got {args.templates!r}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    # One discarded solve first: the first CP-SAT call of a process pays one-time costs.
+    evaluate(SolverConfig(), {"warm-up": generate_family("small", 0)}, [0],
+             metric="time_to_target", time_limit=1.0)
+    rows = []
+    for template_seed in seeds:
+        rows.append(screen_template(args.scale, template_seed, args.instances, args.seed,
+                                    args.time_limit))
+        print(f"screened {rows[-1]['template']}", file=sys.stderr, flush=True)
+    data = {"command": "python -m fresh_solver.performance.template_screen " + " ".join(
+                sys.argv[1:] if argv is None else argv),
+            "machine": machine_fingerprint(), "args": {k: str(v) for k, v in vars(args).items()},
+            "rows": rows}
+    (args.out / "results.json").write_text(json.dumps(data, indent=1))
+    lines = ["| template | defaults: time to target (s) | " + " | ".join(VARIANTS) + " |",
+             "|---" * (len(VARIANTS) + 2) + "|"]
+    for row in rows:
+        times = ", ".join(f"{r['time_to_target_s']:.2f} {r['status'][:4]}"
+                          for r in row["reference"])
+        lines.append(f"| {row['template']} | {times} | "
+                     + " | ".join(f"{row[name]:.2f}x" for name in VARIANTS) + " |")
+    report = "\n".join(lines) + "\n"
+    (args.out / "report.md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The benchmark commands run end to end on tiny settings and write what their reports promise.
+
+They measure speed, so nothing here checks a figure: only that every configuration is run,
+paired, and reported with the context (command, machine, budget) a reader needs to rerun it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fresh_solver.performance import template_screen, tuning_benchmark
+
+
+def test_template_screen_reports_every_variant(tmp_path: Path) -> None:
+    out = tmp_path / "screen"
+    assert template_screen.main(["--scale", "small", "--templates", "0,1", "--instances", "1",
+                                 "--time-limit", "0.5", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["machine"]["ortools"]
+    assert [row["template"] for row in data["rows"]] == ["small-0", "small-1"]
+    for row in data["rows"]:
+        assert set(template_screen.VARIANTS) <= set(row)
+        assert all(row[name] > 0 for name in template_screen.VARIANTS)
+    report = (out / "report.md").read_text()
+    assert report.count("| small-") == 2
+
+
+def test_template_screen_refuses_bad_template_seeds(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        template_screen.main(["--templates", "9,x", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--templates" in capsys.readouterr().err
+
+
+def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
+    out = tmp_path / "tuning"
+    assert tuning_benchmark.main([
+        "--scale", "small", "--template-seed", "3", "--train", "1", "--held-out", "1",
+        "--trials", "2", "--trial-time-limit", "0.3", "--eval-seeds", "1",
+        "--eval-time-limit", "0.5", "--tuner-seeds", "1", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [s["name"] for s in data["sessions"]] == ["GP-seed0", "random-seed0"]
+    assert all(s["cpu_seconds"] >= 0 and s["run_id"] for s in data["sessions"])
+    held = data["held_out_results"]
+    assert {"reference", "GP-seed0", "random-seed0", "defaults-control"} <= set(held)
+    pairs = {(r["instance"], r["seed"]) for r in held["reference"]["runs"]}
+    for name in ("GP-seed0", "random-seed0", "defaults-control"):
+        assert {(r["instance"], r["seed"]) for r in held[name]["runs"]} == pairs
+    assert not set(data["train"]) & set(data["held_out"])
+    assert "defaults-control" in (out / "report.md").read_text()
