@@ -421,6 +421,29 @@ def test_a_small_valid_space(tmp_path: Path) -> None:
     assert over.model == ModelOptions(search_strategy=True, warm_start=True)
 
 
+
+def test_the_defaults_have_a_point_in_the_default_space(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The point stands for the same run: every CP-SAT value at its default, num_workers 0 as
+    the cores it means, the model switches as ModelOptions() has them."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    space = load_space()
+    point = dict(zip([d.key for d in space.dimensions], space.point_of(SolverConfig())))
+    assert point["cp_sat.num_workers"] == 2
+    assert point["cp_sat.search_branching"] == "AUTOMATIC_SEARCH"
+    assert point["cp_sat.linearization_level"] == 1
+    assert point["model.symmetry_breaking"] is True
+    assert point["model.warm_start"] is False
+    config = space.config(list(point.values()))
+    assert space.point_of(config) == list(point.values())
+
+
+def test_a_config_outside_the_space_has_no_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    space = load_space()
+    assert space.point_of(SolverConfig.from_dict({"cp_sat": {"num_workers": 16}})) is None
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
+    assert space.point_of(SolverConfig()) is None  # 32 cores: beyond the space's 8 workers
+
+
 PLAIN_TYPES = (bool, int, float, str)
 
 

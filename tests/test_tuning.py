@@ -427,12 +427,19 @@ def test_nested_trial_runs(main_session: dict, tmp_path: Path) -> None:
 
 
 def test_points_follow_the_tuner_seed(main_session: dict) -> None:
-    """The random start of the search depends on the tuner seed alone: a fresh session with
-    the same seed asks the points the main session tried, in order."""
-    tried = sorted(main_session["nested"], key=trial_index)[1:]
+    """The search depends on the tuner seed and the scores alone: a fresh session with the same
+    seed, told the same reference score, asks the points the main session tried, in order."""
+    reference, *tried = sorted(main_session["nested"], key=trial_index)
     points = [json.loads(r.data.tags["fresh_solver.point"]) for r in tried]
     session = start_session(replace(main_session["spec"], template_id="replay"))
-    assert [session.ask(1)[0] for _ in points] == points
+    session.trials.append(tuner.Trial(0, None, SolverConfig(),
+                                      scoring.Evaluation(reference.data.metrics["score"])))
+    session.tell_reference()
+    asked = []
+    for run in tried:
+        asked += session.ask(1)
+        session._optimizer.tell(asked[-1], tuner.surrogate_target(run.data.metrics["score"]))
+    assert asked == points
 
 
 def test_batches_of_points(instance_paths: tuple[str, ...]) -> None:
@@ -447,11 +454,13 @@ def test_batches_of_points(instance_paths: tuple[str, ...]) -> None:
 
 def test_the_optimiser_models_log_scores_also_after_a_resume(
         instance_paths: tuple[str, ...]) -> None:
-    """Scores span orders of magnitude; the surrogate sees their log, before and after a resume."""
+    """Scores span orders of magnitude; the surrogate sees their log, before and after a resume,
+    and first of all the reference's, at the defaults' own point."""
     session = start_session(spec_for("log-scores", instance_paths, trials=2))
     tuner.score_reference(session)
+    assert session._optimizer.Xi == [session.space.point_of(SolverConfig())]
     session.tell(session.ask(2), [scoring.Evaluation(0.5), scoring.Evaluation(4.0)])
-    expected = [math.log(0.5), math.log(4.0)]
+    expected = [math.log(session.reference.evaluation.score), math.log(0.5), math.log(4.0)]
     assert session._optimizer.yi == pytest.approx(expected)
     resumed = start_session(session.spec, resume_run_id=session.run_id)
     assert resumed._optimizer.yi == pytest.approx(expected)

@@ -87,6 +87,38 @@ class SearchSpace:
             data[dim.section][dim.name] = plain_value(value)
         return SolverConfig.from_dict(data)
 
+    def point_of(self, config: SolverConfig) -> list[Any] | None:
+        """The point of the space that runs exactly as ``config`` does (CP-SAT parameters it
+        leaves unset at their defaults, ``num_workers`` 0 as the cores it means here), or None
+        when one of its values lies outside the space. The tuner tells the optimiser the
+        reference's score there, so the search starts from the defaults (as gp_minimize's x0
+        does) instead of from nothing."""
+        from ortools.sat import sat_parameters_pb2
+
+        from fresh_solver.solver.solve import effective_workers
+
+        defaults = sat_parameters_pb2.SatParameters()
+        switches = config.model.to_dict()
+        point: list[Any] = []
+        for dim in self.dimensions:
+            if dim.section == "model":
+                value = switches[dim.name]
+            elif dim.name == "num_workers":
+                value = effective_workers(config.cp_sat)
+            elif dim.name in config.cp_sat:
+                value = config.cp_sat[dim.name]
+            else:
+                field = defaults.DESCRIPTOR.fields_by_name[dim.name]
+                value = getattr(defaults, dim.name)
+                if field.enum_type is not None:
+                    value = field.enum_type.values_by_number[value].name
+            inside = (any(value == v and type(value) is type(v) for v in dim.values)
+                      if dim.kind == "categorical" else dim.low <= value <= dim.high)
+            if not inside:
+                return None
+            point.append(value)
+        return point
+
     def as_dict(self) -> dict[str, Any]:
         return {d.key: {"kind": d.kind, "low": d.low, "high": d.high, "prior": d.prior,
                         "values": list(d.values)} for d in self.dimensions}

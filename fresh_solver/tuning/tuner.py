@@ -197,6 +197,13 @@ class TuningSession:
             self._log_trial(trial)
         self._optimizer.tell(points, [surrogate_target(e.score) for e in evaluations])
 
+    def tell_reference(self) -> None:
+        """Tell the optimiser the reference's score at the defaults' own point of the space
+        (when the space holds it), so its model knows where the defaults stand."""
+        point = self.space.point_of(self.reference.config)
+        if point is not None and not self.reference.evaluation.failed:
+            self._optimizer.tell(point, surrogate_target(self.reference.evaluation.score))
+
     def evaluate_points(self, points: list[list[Any]]) -> list[Evaluation]:
         incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
         evaluations = []
@@ -412,6 +419,7 @@ def score_reference(session: TuningSession) -> None:
     if evaluation.failed:  # without the reference there is nothing to pair trials with
         session._client.set_terminated(session.run_id, "FAILED")
         raise RuntimeError(f"the reference run (CP-SAT defaults) failed: {evaluation.failed}")
+    session.tell_reference()
 
 
 def _restore_trials(session: TuningSession) -> None:
@@ -440,6 +448,7 @@ def _restore_trials(session: TuningSession) -> None:
             scores.append(surrogate_target(evaluation.score))
     session.references = references_from(session.reference.evaluation)
     session._optimizer = _make_optimizer(session.space, session.spec, len(points))
+    session.tell_reference()
     if points:
         session._optimizer.tell(points, scores)
 
