@@ -51,4 +51,5 @@ def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
     for name in ("GP-seed0", "random-seed0", "defaults-control"):
         assert {(r["instance"], r["seed"]) for r in held[name]["runs"]} == pairs
     assert not set(data["train"]) & set(data["held_out"])
+    assert sum(data["gp_vs_random"].values()) == 1
     assert "defaults-control" in (out / "report.md").read_text()
