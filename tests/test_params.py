@@ -421,7 +421,6 @@ def test_a_small_valid_space(tmp_path: Path) -> None:
     assert over.model == ModelOptions(search_strategy=True, warm_start=True)
 
 
-
 def test_the_defaults_have_a_point_in_the_default_space(monkeypatch: pytest.MonkeyPatch) -> None:
     """The point stands for the same run: every CP-SAT value at its default, num_workers 0 as
     the cores it means, the model switches as ModelOptions() has them."""
@@ -435,6 +434,39 @@ def test_the_defaults_have_a_point_in_the_default_space(monkeypatch: pytest.Monk
     assert point["model.warm_start"] is False
     config = space.config(list(point.values()))
     assert space.point_of(config) == list(point.values())
+
+
+def _subsolvers(params: dict) -> list[str]:
+    """The portfolio CP-SAT runs with ``params``: its log's subsolver lines."""
+    from fresh_solver.model.generate import generate_family
+    from fresh_solver.solver.solve import build_model
+
+    solver = cp_model.CpSolver()
+    apply_parameters(solver, params | {"max_time_in_seconds": 0.05, "log_search_progress": True,
+                                       "log_to_stdout": False})
+    lines: list[str] = []
+    solver.log_callback = lines.append
+    solver.solve(build_model(generate_family("medium", 3), "template").model)
+    return [line for line in lines if "subsolver" in line]
+
+
+def test_the_defaults_point_runs_the_portfolio_the_defaults_run() -> None:
+    """Unset CP-SAT fields at the point's values must not change what CP-SAT runs (an explicit
+    num_violation_ls = 0 drops the local-search worker an unset one runs)."""
+    space = load_space()
+    point = space.point_of(SolverConfig.from_dict({"cp_sat": {"num_workers": 4}}))
+    portfolio = _subsolvers(space.config(point).cp_sat)
+    assert portfolio and any("ls" in line for line in portfolio)
+    assert portfolio == _subsolvers({"num_workers": 4})
+
+
+def test_categories_are_compared_as_configurations_hold_them(tmp_path: Path) -> None:
+    path = write_space(tmp_path, "[cp_sat.search_branching]\nkind = 'categorical'\n"
+                       "values = [0, 1]\n")  # AUTOMATIC_SEARCH, FIXED_SEARCH by number
+    space = load_space(path)
+    assert space.point_of(SolverConfig()) == ["AUTOMATIC_SEARCH"]
+    fixed = SolverConfig.from_dict({"cp_sat": {"search_branching": "FIXED_SEARCH"}})
+    assert space.point_of(fixed) == ["FIXED_SEARCH"]
 
 
 def test_a_config_outside_the_space_has_no_point(monkeypatch: pytest.MonkeyPatch) -> None:

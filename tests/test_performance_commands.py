@@ -51,5 +51,9 @@ def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
     for name in ("GP-seed0", "random-seed0", "defaults-control"):
         assert {(r["instance"], r["seed"]) for r in held[name]["runs"]} == pairs
     assert not set(data["train"]) & set(data["held_out"])
-    assert sum(data["gp_vs_random"].values()) == 1
+    gp, random = data["sessions"]
+    same = gp["best_params"] == random["best_params"]
+    gp_lower = held["GP-seed0"]["score"] < held["random-seed0"]["score"]
+    assert data["gp_vs_random"] == {"wins": int(not same and gp_lower), "ties": int(same),
+                                    "losses": int(not same and not gp_lower)}
     assert "defaults-control" in (out / "report.md").read_text()

@@ -451,11 +451,11 @@ def test_batches_of_points(instance_paths: tuple[str, ...]) -> None:
     assert len(set(points)) == 3
 
 
-
 def test_the_optimiser_models_log_scores_also_after_a_resume(
-        instance_paths: tuple[str, ...]) -> None:
+        instance_paths: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
     """Scores span orders of magnitude; the surrogate sees their log, before and after a resume,
     and first of all the reference's, at the defaults' own point."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # the point needs <= 8
     session = start_session(spec_for("log-scores", instance_paths, trials=2))
     tuner.score_reference(session)
     assert session._optimizer.Xi == [session.space.point_of(SolverConfig())]

@@ -14,9 +14,14 @@ from typing import Any
 
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SECTIONS, SolverConfig
+from fresh_solver.params.sat import normalize_parameters
 
 DEFAULT_SPACE = Path(__file__).with_name("default_space.toml")
 KINDS = ("integer", "real", "categorical")
+# CP-SAT fields whose unset value means something other than the proto's default: an unset
+# num_violation_ls runs one local-search (ls) worker when there are several workers, as 1 does,
+# while an explicit 0 runs none (OR-Tools 9.15, its log's subsolver list).
+UNSET_MEANS = {"num_violation_ls": 1}
 # The tuner sets these itself: seeds pair the runs, the trial time limit bounds them.
 RESERVED = {"random_seed": "seeds are set by --seeds", "num_search_workers": "use num_workers",
             "max_time_in_seconds": "the run time is set by --trial-time-limit"}
@@ -91,8 +96,8 @@ class SearchSpace:
         """The point of the space that runs exactly as ``config`` does (CP-SAT parameters it
         leaves unset at their defaults, ``num_workers`` 0 as the cores it means here), or None
         when one of its values lies outside the space. The tuner tells the optimiser the
-        reference's score there, so the search starts from the defaults (as gp_minimize's x0
-        does) instead of from nothing."""
+        reference's score there, so the search starts from the defaults instead of from
+        nothing."""
         from ortools.sat import sat_parameters_pb2
 
         from fresh_solver.solver.solve import effective_workers
@@ -107,13 +112,19 @@ class SearchSpace:
                 value = effective_workers(config.cp_sat)
             elif dim.name in config.cp_sat:
                 value = config.cp_sat[dim.name]
+            elif dim.name in UNSET_MEANS:
+                value = UNSET_MEANS[dim.name]
             else:
                 field = defaults.DESCRIPTOR.fields_by_name[dim.name]
                 value = getattr(defaults, dim.name)
                 if field.enum_type is not None:
                     value = field.enum_type.values_by_number[value].name
-            inside = (any(value == v and type(value) is type(v) for v in dim.values)
-                      if dim.kind == "categorical" else dim.low <= value <= dim.high)
+            if dim.kind == "categorical":
+                # compared in normalised form: a space may list an enum by number
+                inside = any(value == v and type(value) is type(v)
+                             for v in (_normalized(dim, v) for v in dim.values))
+            else:
+                inside = dim.low <= value <= dim.high
             if not inside:
                 return None
             point.append(value)
@@ -122,6 +133,11 @@ class SearchSpace:
     def as_dict(self) -> dict[str, Any]:
         return {d.key: {"kind": d.kind, "low": d.low, "high": d.high, "prior": d.prior,
                         "values": list(d.values)} for d in self.dimensions}
+
+
+def _normalized(dim: Dimension, value: Any) -> Any:
+    """A category as configurations hold it (enum names, protobuf's number types)."""
+    return normalize_parameters({dim.name: value})[dim.name] if dim.section == "cp_sat" else value
 
 
 def plain_value(value: Any) -> Any:

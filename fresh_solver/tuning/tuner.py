@@ -125,10 +125,10 @@ def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list
 
 
 def surrogate_target(score: float) -> float:
-    """What the optimiser's model sees: the log of the score. Scores are geometric means of
-    run times spanning orders of magnitude, with a plateau of PAR2 and capped runs; their log
-    is the mean of log-times, the scale on which a surrogate's Gaussian noise fits (SMAC's
-    log-transformed runtimes). Floored like the geometric mean."""
+    """What the optimiser's model sees: the log of the score. Scores are geometric means (of
+    run times for the time metrics, spanning orders of magnitude with a plateau of PAR2 and
+    capped runs); their log is the mean of the per-run logs, the scale on which a surrogate's
+    Gaussian noise fits (SMAC's log-transformed runtimes). Floored like the geometric mean."""
     return math.log(max(score, 1e-4))
 
 
@@ -346,14 +346,17 @@ def _convergence_plot(optimizer, path: Path) -> None:
 
 def _make_optimizer(space: SearchSpace, spec: TuningSpec, resumed_trials: int = 0):
     """skopt's Optimizer. Random search is its initial random phase that never ends (skopt's
-    own "dummy" estimator fails on this scikit-learn). A resumed session draws from a stream
-    of its own (seeded by the trials already done) so it does not repeat their points."""
+    own "dummy" estimator fails on this scikit-learn). The reference's point, when the space
+    holds it, is told on top of the random start (as gp_minimize counts its x0). A resumed
+    session draws from a stream of its own (seeded by the trials already done) so it does not
+    repeat their points."""
     from skopt import Optimizer
 
     warnings.filterwarnings("ignore", category=UserWarning, module="skopt")
     random_search = spec.estimator == "random"
+    anchored = space.point_of(SolverConfig()) is not None
     return Optimizer(space.to_skopt(), base_estimator="GP" if random_search else spec.estimator,
-                     n_initial_points=10**9 if random_search else min(5, spec.trials),
+                     n_initial_points=10**9 if random_search else min(5, spec.trials) + anchored,
                      random_state=spec.tuner_seed + 7919 * resumed_trials)
 
 
