@@ -162,6 +162,11 @@ class TuningSession:
     _client: Any = None
 
     @cached_property
+    def anchor(self) -> list[Any] | None:
+        """The reference's (the CP-SAT defaults') own point of the space, if it holds one."""
+        return self.space.point_of(SolverConfig())
+
+    @cached_property
     def experiment_id(self) -> str:
         """Looked up (or created) once, not for every trial logged."""
         return tracking.experiment_id(self._client, self.experiment)
@@ -200,9 +205,8 @@ class TuningSession:
     def tell_reference(self) -> None:
         """Tell the optimiser the reference's score at the defaults' own point of the space
         (when the space holds it), so its model knows where the defaults stand."""
-        point = self.space.point_of(self.reference.config)
-        if point is not None and not self.reference.evaluation.failed:
-            self._optimizer.tell(point, surrogate_target(self.reference.evaluation.score))
+        if self.anchor is not None and not self.reference.evaluation.failed:
+            self._optimizer.tell(self.anchor, surrogate_target(self.reference.evaluation.score))
 
     def evaluate_points(self, points: list[list[Any]]) -> list[Evaluation]:
         incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
@@ -344,7 +348,8 @@ def _convergence_plot(optimizer, path: Path) -> None:
     plt.close(ax.figure)
 
 
-def _make_optimizer(space: SearchSpace, spec: TuningSpec, resumed_trials: int = 0):
+def _make_optimizer(space: SearchSpace, spec: TuningSpec, anchored: bool,
+                    resumed_trials: int = 0):
     """skopt's Optimizer. Random search is its initial random phase that never ends (skopt's
     own "dummy" estimator fails on this scikit-learn). The reference's point, when the space
     holds it, is told on top of the random start (as gp_minimize counts its x0). A resumed
@@ -354,7 +359,6 @@ def _make_optimizer(space: SearchSpace, spec: TuningSpec, resumed_trials: int = 
 
     warnings.filterwarnings("ignore", category=UserWarning, module="skopt")
     random_search = spec.estimator == "random"
-    anchored = space.point_of(SolverConfig()) is not None
     return Optimizer(space.to_skopt(), base_estimator="GP" if random_search else spec.estimator,
                      n_initial_points=10**9 if random_search else min(5, spec.trials) + anchored,
                      random_state=spec.tuner_seed + 7919 * resumed_trials)
@@ -406,7 +410,8 @@ def start_session(spec: TuningSpec, resume_run_id: str | None = None) -> TuningS
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     _log_json(client, run.info.run_id, "search_space.json", space.as_dict())
     session = TuningSession(spec, space, instances, instance_hash, run.info.run_id, experiment,
-                            _client=client, _optimizer=_make_optimizer(space, spec))
+                            _client=client)
+    session._optimizer = _make_optimizer(space, spec, session.anchor is not None)
     return session
 
 
@@ -450,7 +455,8 @@ def _restore_trials(session: TuningSession) -> None:
             points.append(point)
             scores.append(surrogate_target(evaluation.score))
     session.references = references_from(session.reference.evaluation)
-    session._optimizer = _make_optimizer(session.space, session.spec, len(points))
+    session._optimizer = _make_optimizer(session.space, session.spec,
+                                         session.anchor is not None, len(points))
     session.tell_reference()
     if points:
         session._optimizer.tell(points, scores)
