@@ -26,6 +26,7 @@ from typing import Any
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.model import load_problem
 from fresh_solver.model.generate import SCALES, generate_family
+from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.time_to_target import (
     geometric_mean,
     spread,
@@ -191,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seeds = list(range(args.reps))
     data: dict[str, Any] = {
-        "command": "python -m fresh_solver.performance.core_benchmark " + " ".join(
-            sys.argv[1:] if argv is None else argv),
+        "command": rerun_command(__spec__.name, argv),
         "machine": machine_fingerprint(), "cap_s": args.cap, "seeds": seeds,
         "ablation_seeds": seeds[:args.ablation_reps], "num_workers": "CP-SAT default",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "families": {},
@@ -211,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         log("shared instances:")
         data["shared"] = bench_shared(args.shared, args.shared_cap, 0, log)
     data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    (args.out / "results.json").write_text(json.dumps(data, indent=1))
-    report = report_markdown(data)
-    (args.out / "report.md").write_text(report)
-    print(report)
+    write_results(args.out, data, report_markdown(data))
     return 0
 
 

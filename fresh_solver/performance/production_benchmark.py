@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fresh_solver.performance.record import rerun_command
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -78,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         overheads.append(runs["production"] / runs["raw"] - 1)
 
     result = {
-        "command": "python -m fresh_solver.performance.production_benchmark " + " ".join(
-            sys.argv[1:] if argv is None else argv),
+        "command": rerun_command(__spec__.name, argv),
         "machine": machine_fingerprint(), "num_workers": 2,
         "cold_resolution_ms": {"median": statistics.median(cold) * 1000,
                                "min": min(cold) * 1000, "max": max(cold) * 1000,

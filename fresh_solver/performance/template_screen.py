@@ -13,13 +13,13 @@ A template where no variant moves (all near 1x or below) has little to gain from
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.time_to_target import geometric_mean
 from fresh_solver.tuning.scoring import evaluate, references_from
 
@@ -82,11 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(screen_template(args.scale, template_seed, args.instances, args.seed,
                                     args.time_limit))
         print(f"screened {rows[-1]['template']}", file=sys.stderr, flush=True)
-    data = {"command": "python -m fresh_solver.performance.template_screen " + " ".join(
-                sys.argv[1:] if argv is None else argv),
+    data = {"command": rerun_command(__spec__.name, argv),
             "machine": machine_fingerprint(), "args": {k: str(v) for k, v in vars(args).items()},
             "rows": rows}
-    (args.out / "results.json").write_text(json.dumps(data, indent=1))
     lines = ["| template | defaults: time to target (s) | " + " | ".join(VARIANTS) + " |",
              "|---" * (len(VARIANTS) + 2) + "|"]
     for row in rows:
@@ -94,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                           for r in row["reference"])
         lines.append(f"| {row['template']} | {times} | "
                      + " | ".join(f"{row[name]:.2f}x" for name in VARIANTS) + " |")
-    report = "\n".join(lines) + "\n"
-    (args.out / "report.md").write_text(report)
-    print(report)
+    write_results(args.out, data, "\n".join(lines) + "\n")
     return 0
 
 

@@ -30,6 +30,7 @@ from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.time_to_target import geometric_mean, spread
 from fresh_solver.tuning.scoring import evaluate, references_from
 
@@ -139,15 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     wins = sum(configs[f"GP-seed{s}"].hash != configs[f"random-seed{s}"].hash
                and held[f"GP-seed{s}"]["score"] < held[f"random-seed{s}"]["score"]
                for s in range(args.tuner_seeds))
-    data = {"command": "python -m fresh_solver.performance.tuning_benchmark " + " ".join(
-                sys.argv[1:] if argv is None else argv),
+    data = {"command": rerun_command(__spec__.name, argv),
             "machine": machine_fingerprint(), "args": {k: str(v) for k, v in vars(args).items()},
             "train": [Path(p).name for p in train],
             "held_out": [Path(p).name for p in held_out], "sessions": sessions,
             "held_out_results": held,
             "gp_vs_random": {"wins": wins, "ties": ties,
                              "losses": args.tuner_seeds - wins - ties}}
-    (args.out / "results.json").write_text(json.dumps(data, indent=1, default=str))
     lines = ["| session | train score (defaults) | held-out speedup vs defaults (geomean, "
              "min-max) | num_workers | CPU-s |", "|---|---|---|---|---|"]
     for s in sessions:
@@ -162,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"\nGP vs random search on the held-out score, over {args.tuner_seeds} tuner "
                  f"seeds: {wins} won, {ties} tied (both returned the same configuration), "
                  f"{args.tuner_seeds - wins - ties} lost.")
-    report = "\n".join(lines) + "\n"
-    (args.out / "report.md").write_text(report)
-    print(report)
+    write_results(args.out, data, "\n".join(lines) + "\n")
     return 0
 
 
