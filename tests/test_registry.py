@@ -101,6 +101,12 @@ def ui_alias(registry: ParameterRegistry, template_id: str, version: str) -> Non
     registry.client.set_registered_model_alias(model_name(template_id), ALIAS, version)
 
 
+def last_event(registry: ParameterRegistry, tid: str) -> tuple:
+    """The newest history entry as (event, by, from_version, to_version, path)."""
+    last = registry.history(tid)[-1]
+    return (last["event"], last["by"], last["from_version"], last["to_version"], last["path"])
+
+
 def assert_sole_production(registry: ParameterRegistry, template_id: str,
                            version: str) -> None:
     assert production_versions(registry, template_id) == [str(version)]
@@ -236,9 +242,7 @@ def test_promote_with_override_validation(registry: ParameterRegistry, tid: str,
     assert mv.tags["approved_by"] == "carol"
     assert_sole_production(registry, tid, v2)
     assert stages(registry, tid)[str(v1)] == "Archived"
-    last = registry.history(tid)[-1]
-    assert (last["by"], last["from_version"], last["to_version"], last["path"]) == (
-        "carol", v1, v2, "cli")
+    assert last_event(registry, tid)[1:] == ("carol", v1, v2, "cli")
 
 
 def test_promote_needs_a_reviewer(registry: ParameterRegistry, tid: str) -> None:
@@ -264,9 +268,7 @@ def test_rollback_returns_to_the_previous_version(registry: ParameterRegistry,
     assert str(registry.rollback(tid, "dave")) == str(v1)
     assert_sole_production(registry, tid, v1)
     assert stages(registry, tid)[str(v2)] == "Archived"
-    last = registry.history(tid)[-1]
-    assert (last["event"], last["by"], last["from_version"], last["to_version"],
-            last["path"]) == ("promote", "dave", v2, v1, "rollback")
+    assert last_event(registry, tid) == ("promote", "dave", v2, v1, "rollback")
 
 
 def test_rollback_without_an_earlier_version(registry: ParameterRegistry, tid: str) -> None:
@@ -312,9 +314,7 @@ def test_ui_stage_dropdown(registry: ParameterRegistry, tid: str) -> None:
     assert (found["alias"], found["serving"], found["path"]) == (v1, v2, "stage")
     assert_sole_production(registry, tid, v2)
     assert stages(registry, tid)[str(v1)] == "Archived"
-    last = registry.history(tid)[-1]
-    assert (last["event"], last["by"], last["from_version"], last["to_version"],
-            last["path"]) == ("reconcile", "reconcile", v1, v2, "ui-stage")
+    assert last_event(registry, tid) == ("reconcile", "reconcile", v1, v2, "ui-stage")
 
 
 def test_ui_alias_editor(registry: ParameterRegistry, tid: str) -> None:
@@ -327,9 +327,7 @@ def test_ui_alias_editor(registry: ParameterRegistry, tid: str) -> None:
     assert found["changed"] is True
     assert_sole_production(registry, tid, v2)
     assert stages(registry, tid)[str(v1)] == "Archived"
-    last = registry.history(tid)[-1]
-    assert (last["event"], last["by"], last["from_version"], last["to_version"],
-            last["path"]) == ("reconcile", "ops", v1, v2, "ui-alias")
+    assert last_event(registry, tid) == ("reconcile", "ops", v1, v2, "ui-alias")
 
 
 @pytest.mark.parametrize("order", ["stage-then-alias", "alias-then-stage"])
