@@ -23,7 +23,9 @@ from fresh_solver.model.problem import problem_to_dict
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import load_space
 from fresh_solver.solver import SolveResult
-from fresh_solver.tuning import scoring, tuner
+from fresh_solver.tuning import scoring
+from fresh_solver.tuning import session as tuning_session
+from fresh_solver.tuning.record import open_session, start_reference
 from fresh_solver.tuning.scoring import (
     METRICS,
     Reference,
@@ -32,7 +34,13 @@ from fresh_solver.tuning.scoring import (
     score_run,
     worst_score,
 )
-from fresh_solver.tuning.tuner import TuningSpec, run_trial, start_session, tune
+from fresh_solver.tuning.session import (
+    TuningSession,
+    TuningSpec,
+    load_instances,
+    run_trial,
+)
+from fresh_solver.tuning.tuner import tune
 
 LIMIT = 0.3
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -248,7 +256,7 @@ def test_no_capping(metric: str, cap_factor: float | None, incumbent: float) -> 
 def test_run_trial_turns_an_invalid_config_into_a_failed_trial() -> None:
     problems = {"alpha": generate("family", "small", 1)}
     evaluation = run_trial({"cp_sat": {"search_branching": "NOPE"}}, problems, [0],
-                           "time_to_target", LIMIT, None, None, 2.0)
+                           metric="time_to_target", time_limit=LIMIT, cap_factor=2.0)
     assert evaluation.failed is not None
     assert evaluation.failed.startswith("InputError: ")
     assert "search_branching" in evaluation.failed
@@ -262,20 +270,20 @@ def test_run_trial_turns_a_crash_into_a_failed_trial(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(scoring, "solve", crash)
     evaluation = run_trial({}, {"alpha": generate("family", "small", 1)}, [0],
-                           "objective_at_limit", LIMIT, None, None, None)
+                           metric="objective_at_limit", time_limit=LIMIT)
     assert evaluation.failed == "RuntimeError: solver exploded"
     assert evaluation.score == 2.0
 
 
 def test_instance_set_hash(tmp_path: Path, instance_paths: tuple[str, ...]) -> None:
-    problems, digest = tuner.load_instances(instance_paths)
+    problems, digest = load_instances(instance_paths)
     assert sorted(problems) == ["alpha.json", "beta.json"]
     assert len(digest) == 16
-    assert tuner.load_instances(tuple(reversed(instance_paths)))[1] == digest
-    assert tuner.load_instances(instance_paths[:1])[1] != digest
+    assert load_instances(tuple(reversed(instance_paths)))[1] == digest
+    assert load_instances(instance_paths[:1])[1] != digest
     changed = tmp_path / "alpha.json"
     changed.write_text(json.dumps(problem_to_dict(generate("family", "small", 3))))
-    assert tuner.load_instances((str(changed), instance_paths[1]))[1] != digest
+    assert load_instances((str(changed), instance_paths[1]))[1] != digest
 
 
 def test_two_instances_with_the_same_file_name_are_refused(
@@ -283,7 +291,7 @@ def test_two_instances_with_the_same_file_name_are_refused(
     other = tmp_path / "alpha.json"
     other.write_text(Path(instance_paths[1]).read_text())
     with pytest.raises(InputError, match="two files are named 'alpha.json'"):
-        tuner.load_instances((instance_paths[0], str(other)))
+        load_instances((instance_paths[0], str(other)))
 
 
 # ---- TuningSpec -----------------------------------------------------------------------------
@@ -431,14 +439,12 @@ def test_points_follow_the_tuner_seed(main_session: dict) -> None:
     seed, told the same reference score, asks the points the main session tried, in order."""
     reference, *tried = sorted(main_session["nested"], key=trial_index)
     points = [json.loads(r.data.tags["fresh_solver.point"]) for r in tried]
-    session = start_session(replace(main_session["spec"], template_id="replay"))
-    session.trials.append(tuner.Trial(0, None, SolverConfig(),
-                                      scoring.Evaluation(reference.data.metrics["score"])))
-    session.tell_reference()
+    session = TuningSession.from_spec(main_session["spec"])
+    session.tell_reference(scoring.Evaluation(reference.data.metrics["score"]))
     asked = []
     for run in tried:
         asked += session.ask(1)
-        session._optimizer.tell(asked[-1], tuner.surrogate_target(run.data.metrics["score"]))
+        session.tell(asked[-1:], [scoring.Evaluation(run.data.metrics["score"])])
     assert asked == points
 
 
@@ -456,14 +462,16 @@ def test_the_optimiser_models_log_scores_also_after_a_resume(
     """Scores span orders of magnitude; the surrogate sees their log, before and after a resume,
     and first of all the reference's, at the defaults' own point."""
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # the point needs <= 8
-    session = start_session(spec_for("log-scores", instance_paths, trials=2))
-    tuner.score_reference(session)
-    assert session._optimizer.Xi == [session.space.point_of(SolverConfig())]
-    session.tell(session.ask(2), [scoring.Evaluation(0.5), scoring.Evaluation(4.0)])
+    session, record = open_session(spec_for("log-scores", instance_paths, trials=2))
+    start_reference(session, record)
+    assert session.optimizer().Xi == [session.space.point_of(SolverConfig())]
+    for trial in session.tell(session.ask(2), [scoring.Evaluation(0.5),
+                                              scoring.Evaluation(4.0)]):
+        record.log_trial(trial, session.space)
     expected = [math.log(session.reference.evaluation.score), math.log(0.5), math.log(4.0)]
-    assert session._optimizer.yi == pytest.approx(expected)
-    resumed = start_session(session.spec, resume_run_id=session.run_id)
-    assert resumed._optimizer.yi == pytest.approx(expected)
+    assert session.optimizer().yi == pytest.approx(expected)
+    resumed, _ = open_session(session.spec, resume_run_id=record.run_id)
+    assert resumed.optimizer().yi == pytest.approx(expected)
 
 
 # ---- resuming -------------------------------------------------------------------------------
@@ -553,7 +561,7 @@ def test_resume_of_an_unknown_run_is_refused(instance_paths: tuple[str, ...]) ->
 
 def test_a_crashing_trial_does_not_stop_the_session(monkeypatch: pytest.MonkeyPatch,
                                                     instance_paths: tuple[str, ...]) -> None:
-    real = tuner.evaluate
+    real = tuning_session.evaluate
     calls: list[int] = []
 
     def flaky(*args: Any, **kwargs: Any):
@@ -562,7 +570,7 @@ def test_a_crashing_trial_does_not_stop_the_session(monkeypatch: pytest.MonkeyPa
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tuner, "evaluate", flaky)
+    monkeypatch.setattr(tuning_session, "evaluate", flaky)
     summary = tune(spec_for("flaky", instance_paths, trials=3))
     assert summary["trials"] == 3
     assert len(calls) == 4
@@ -644,7 +652,7 @@ def test_a_point_with_an_invalid_config_is_a_failed_trial(
 
 def test_a_failed_reference_stops_the_session(monkeypatch: pytest.MonkeyPatch,
                                               instance_paths: tuple[str, ...]) -> None:
-    real = tuner.evaluate
+    real = tuning_session.evaluate
     calls: list[int] = []
 
     def reference_crashes(*args: Any, **kwargs: Any):
@@ -653,7 +661,7 @@ def test_a_failed_reference_stops_the_session(monkeypatch: pytest.MonkeyPatch,
             raise RuntimeError("boom")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tuner, "evaluate", reference_crashes)
+    monkeypatch.setattr(tuning_session, "evaluate", reference_crashes)
     with pytest.raises((InputError, RuntimeError)):
         tune(spec_for("no-reference", instance_paths, trials=1))
 
@@ -669,15 +677,23 @@ def test_same_tuner_seed_asks_the_same_points(instance_paths: tuple[str, ...],
                                               estimator: str) -> None:
     spec = spec_for("determinism", instance_paths, trials=3, estimator=estimator,
                     tuner_seed=7)
-    first, second = start_session(spec), start_session(spec)
-    points = [first.ask(1)[0] for _ in range(3)]
-    assert [second.ask(1)[0] for _ in range(3)] == points
-    assert start_session(spec).ask(2) == start_session(spec).ask(2)
+    points = asked_and_told(spec, 3)
+    assert asked_and_told(spec, 3) == points
+    assert len({json.dumps(p) for p in points}) == 3
+    assert TuningSession.from_spec(spec).ask(2) == TuningSession.from_spec(spec).ask(2)
     for point in points:
         assert all(type(v) in PLAIN_TYPES for v in point)
         json.dumps(point)
-    other = start_session(replace(spec, tuner_seed=8))
-    assert [other.ask(1)[0] for _ in range(3)] != points
+    assert asked_and_told(replace(spec, tuner_seed=8), 3) != points
+
+
+def asked_and_told(spec: TuningSpec, n: int) -> list[list[Any]]:
+    """The points a session asks one by one, each told a made-up score."""
+    session = TuningSession.from_spec(spec)
+    session.tell_reference(scoring.Evaluation(1.0))
+    for i in range(n):
+        session.tell(session.ask(1), [scoring.Evaluation(0.5 + i)])
+    return [t.point for t in session.searched]
 
 
 # ---- the `tune` command ---------------------------------------------------------------------

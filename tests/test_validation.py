@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from fresh_solver.cli import main
+from fresh_solver.measure import wilcoxon_p
 from fresh_solver.model.generate import generate
 from fresh_solver.model.problem import problem_to_dict
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry.registry import ParameterRegistry
 from fresh_solver.solver import SolveResult
-from fresh_solver.validation.compare import Comparison, PairResult, PassRule, compare, wilcoxon_p
+from fresh_solver.validation.compare import Comparison, PairResult, PassRule, compare
 from fresh_solver.validation.validator import ValidationReport, judge, validate
 
 LIMIT = 0.3

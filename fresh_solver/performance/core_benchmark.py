@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.model import load_problem
-from fresh_solver.model.generate import SCALES, generate_family
-from fresh_solver.performance.record import rerun_command, write_results
-from fresh_solver.performance.time_to_target import (
+from fresh_solver.measure import (
     geometric_mean,
     spread,
     target_of,
     time_to_target,
 )
+from fresh_solver.model import load_problem
+from fresh_solver.model.generate import SCALES, generate_family
+from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.solver import ModelOptions, SolveResult, solve
 
 FULL = ModelOptions()

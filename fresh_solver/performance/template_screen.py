@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from fresh_solver.fingerprint import machine_fingerprint
+from fresh_solver.measure import geometric_mean
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.record import rerun_command, write_results
-from fresh_solver.performance.time_to_target import geometric_mean
 from fresh_solver.tuning.scoring import evaluate, references_from
 
 # One knob at a time, each a value the default search space can reach.

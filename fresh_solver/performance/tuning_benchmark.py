@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.fingerprint import machine_fingerprint
+from fresh_solver.measure import geometric_mean, spread
 from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.record import rerun_command, write_results
-from fresh_solver.performance.time_to_target import geometric_mean, spread
 from fresh_solver.tuning.scoring import evaluate, references_from
 
 
@@ -59,7 +59,7 @@ def write_instances(folder: Path, scale: str, template_seed: int, first_seed: in
 def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds: list[int],
                       limit: float, log) -> dict[str, Any]:
     """Each configuration against the reference on the held-out pairs (time to target)."""
-    from fresh_solver.tuning.tuner import load_instances
+    from fresh_solver.tuning.session import load_instances
 
     instances, _ = load_instances(tuple(paths))
     # One discarded solve first: the first CP-SAT call of a process pays one-time costs.

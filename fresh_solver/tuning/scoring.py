@@ -25,9 +25,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fresh_solver.measure import Target, geometric_mean, time_to_target
 from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance.time_to_target import Target, geometric_mean, time_to_target
 from fresh_solver.solver import SolveResult, solve
 
 METRICS = ("time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral")

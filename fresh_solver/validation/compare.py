@@ -10,13 +10,12 @@ baseline's beyond a relative tolerance).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fresh_solver.measure import Target, geometric_mean, time_to_target, wilcoxon_p
 from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance.time_to_target import Target, geometric_mean, time_to_target
 from fresh_solver.solver import SolveResult, solve
 
 
@@ -68,16 +67,6 @@ def run_pairs(config: SolverConfig, instances: dict[str, Problem], seeds: list[i
     return {(name, seed): solve(problem, model="template", options=config.model,
                                 params=config.cp_sat, time_limit=time_limit, seed=seed)
             for name, problem in instances.items() for seed in seeds}
-
-
-def wilcoxon_p(baseline_times: list[float], candidate_times: list[float]) -> float:
-    """One-sided p-value that the candidate is faster, on paired log-times."""
-    from scipy.stats import wilcoxon
-
-    diffs = [math.log(b) - math.log(c) for b, c in zip(baseline_times, candidate_times)]
-    if not any(diffs):
-        return 1.0
-    return float(wilcoxon(diffs, alternative="greater").pvalue)
 
 
 def compare(name: str, baseline: dict[tuple[str, int], SolveResult],

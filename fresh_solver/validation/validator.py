@@ -18,8 +18,8 @@ from typing import Any
 
 import ortools
 
+from fresh_solver.measure import geometric_mean
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance.time_to_target import geometric_mean
 from fresh_solver.validation.compare import Comparison, PassRule, compare, run_pairs
 
 
@@ -98,7 +98,7 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
              seeds: list[int], time_limit: float, rule: PassRule | None = None,
              production: SolverConfig | None = None, track: bool = True,
              log=lambda message: None) -> ValidationReport:
-    from fresh_solver.tuning.tuner import load_instances
+    from fresh_solver.tuning.session import load_instances
 
     rule = rule or PassRule()
     instances, instance_hash = load_instances(instance_paths)

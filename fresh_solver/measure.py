@@ -1,5 +1,6 @@
-"""Time to target (DESIGN §8).
+"""Measurement primitives that tuning, validation and benchmarks all use (DESIGN §8).
 
+Time to target:
 A baseline run with cap T sets the target: its proven optimum, or else its best objective at
 T. Another configuration's time to target is when its incumbent first reaches that objective
 and, for a proven target, when it proves optimality too. Unreached targets count PAR2 (2·T).
@@ -48,6 +49,7 @@ def time_to_target(result: SolveResult, target: Target) -> float:
 
 
 def geometric_mean(values: list[float]) -> float:
+    """The aggregate of ratios and run times: the mean of their logs, exponentiated."""
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
@@ -60,3 +62,14 @@ def spread(values: list[float]) -> dict[str, float]:
         "max": max(values),
         "n": len(values),
     }
+
+
+def wilcoxon_p(baseline_times: list[float], candidate_times: list[float]) -> float:
+    """One-sided p-value that the candidate is faster, on paired log-times (scipy's
+    signed-rank test; 1.0 when every pair ties)."""
+    from scipy.stats import wilcoxon
+
+    diffs = [math.log(b) - math.log(c) for b, c in zip(baseline_times, candidate_times)]
+    if not any(diffs):
+        return 1.0
+    return float(wilcoxon(diffs, alternative="greater").pvalue)

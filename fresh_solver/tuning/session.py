@@ -1,0 +1,316 @@
+"""The tuning session's pure core: scikit-optimize's ask/tell over scored trials, no I/O.
+
+A :class:`TuningSession` holds a spec, a search space, the training instances and the trials
+told so far; nothing else. The optimiser is never kept between calls: :meth:`ask` rebuilds it
+from the told trials (a *replay*), so a session restored from its MLflow record asks exactly
+what the live session would have asked. That is what lets an Airflow task ask, retry or move to
+another worker with the same result. :func:`run_trial` scores one configuration and is a pure
+function of plain values. MLflow logging lives beside this module (``tuning.record``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from fresh_solver.errors import InputError
+from fresh_solver.measure import geometric_mean, wilcoxon_p
+from fresh_solver.model import Problem, load_problem
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.space import SearchSpace, load_space, plain_value
+from fresh_solver.tuning.scoring import (
+    METRICS,
+    Evaluation,
+    Reference,
+    evaluate,
+    per_pair,
+    references_from,
+    worst_score,
+)
+
+# "random" is random search over the same space (for comparison); GBRT is broken (DESIGN §9).
+ESTIMATORS = ("GP", "RF", "ET", "random")
+
+
+@dataclass(frozen=True)
+class TuningSpec:
+    """Everything that defines a tuning session; a resumed session must match it."""
+
+    template_id: str
+    instance_paths: tuple[str, ...]
+    trials: int
+    trial_time_limit: float
+    seeds: int
+    metric: str = "time_to_target"
+    space_path: str | None = None
+    batch: int = 1
+    estimator: str = "GP"
+    tuner_seed: int = 0
+    cap_factor: float | None = 2.0
+    # The final race: the best few trials and the reference again, on fresh seeds. A trial's
+    # own score is one noisy draw; only a confirmed, significant gain replaces the defaults.
+    race: int = 2
+    race_seeds: int = 2
+    min_gain: float = 1.1
+
+    def check(self) -> None:
+        """Refuse a spec that cannot run, naming every bad field at once."""
+        problems = []
+        if not self.template_id or "/" in self.template_id:
+            problems.append(f"--template-id: must be a non-empty name without '/', "
+                            f"got {self.template_id!r}")
+        if not self.instance_paths:
+            problems.append("--instances: give at least one problem file")
+        if self.trials < 1:
+            problems.append(f"--trials: must be >= 1, got {self.trials}")
+        if not 0 < self.trial_time_limit < math.inf:
+            problems.append(f"--trial-time-limit: must be a positive number of seconds, "
+                            f"got {self.trial_time_limit}")
+        if self.cap_factor is not None and not 1 <= self.cap_factor < math.inf:
+            problems.append(f"--cap-factor: must be >= 1 (or 0 for no capping), "
+                            f"got {self.cap_factor}")
+        if self.seeds < 1:
+            problems.append(f"--seeds: must be >= 1, got {self.seeds}")
+        if self.batch < 1:
+            problems.append(f"--batch: must be >= 1, got {self.batch}")
+        if self.race < 0 or self.race_seeds < 1 or not 0 < self.min_gain < math.inf:
+            problems.append("--race must be >= 0, --race-seeds >= 1 and --min-gain > 0")
+        if self.metric not in METRICS:
+            problems.append(f"--metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.estimator not in ESTIMATORS:
+            problems.append(f"--estimator: must be one of {', '.join(ESTIMATORS)}, "
+                            f"got {self.estimator!r}")
+        if problems:
+            raise InputError(problems)
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The solver seeds every trial runs on (paired across trials)."""
+        return list(range(self.seeds))
+
+    def first_index(self, round_: int) -> int:
+        """Trial index of a round's first point; the reference is trial 0."""
+        return 1 + round_ * self.batch
+
+    def round_size(self, round_: int) -> int:
+        """Points asked in a round: ``batch``, less in the last round, 0 past the budget."""
+        return max(0, min(self.batch, self.trials - round_ * self.batch))
+
+    @property
+    def rounds(self) -> int:
+        """Rounds of ask / evaluate / tell the trial budget takes."""
+        return -(-self.trials // self.batch)
+
+
+def load_instances(paths: tuple[str, ...] | list[str]) -> tuple[dict[str, Problem], str]:
+    """Problems keyed by file name, and the instance set's hash (over the files' contents)."""
+    problems: dict[str, Problem] = {}
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        problem = load_problem(path)
+        key = Path(path).name
+        if key in problems:
+            raise InputError(f"--instances: two files are named {key!r}")
+        problems[key] = problem
+        digest.update(key.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return problems, digest.hexdigest()[:16]
+
+
+def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list[int], *,
+              metric: str, time_limit: float,
+              references: dict[tuple[str, int], Reference] | None = None,
+              incumbent: dict[tuple[str, int], float] | None = None,
+              cap_factor: float | None = None) -> Evaluation:
+    """Score one configuration; a crash or invalid configuration is a failed trial with the
+    worst score, never an exception, so the session goes on."""
+    try:
+        return evaluate(SolverConfig.from_dict(config), instances, seeds, metric=metric,
+                        time_limit=time_limit, references=references, incumbent=incumbent,
+                        cap_factor=cap_factor)
+    except Exception as exc:  # noqa: BLE001 - any trial failure is recorded, not raised
+        return Evaluation(worst_score(metric, time_limit), failed=f"{type(exc).__name__}: {exc}")
+
+
+def surrogate_target(score: float) -> float:
+    """What the optimiser's model sees: the log of the score. Scores are geometric means (of
+    run times for the time metrics, spanning orders of magnitude with a plateau of PAR2 and
+    capped runs); their log is the mean of the per-run logs, the scale on which a surrogate's
+    Gaussian noise fits (SMAC's log-transformed runtimes). Floored like the geometric mean."""
+    return math.log(max(score, 1e-4))
+
+
+@dataclass
+class Trial:
+    """One scored point (``point`` None: the reference, the CP-SAT defaults)."""
+
+    index: int
+    point: list[Any] | None
+    config: SolverConfig | None  # None when the point's configuration is invalid
+    evaluation: Evaluation
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The trial's configuration, flat, as MLflow params and table columns."""
+        if self.config is None:
+            return {}
+        return ({f"cp_sat.{k}": v for k, v in self.config.cp_sat.items()}
+                | {f"model.{k}": v for k, v in self.config.model.to_dict().items()})
+
+
+@dataclass
+class TuningSession:
+    """The told trials of one session, and the ask/tell seam over them."""
+
+    spec: TuningSpec
+    space: SearchSpace
+    instances: dict[str, Problem]
+    instance_hash: str
+    trials: list[Trial] = field(default_factory=list)
+
+    @classmethod
+    def from_spec(cls, spec: TuningSpec) -> TuningSession:
+        """A session with no trials yet: the spec checked, its instances and space loaded."""
+        spec.check()
+        instances, instance_hash = load_instances(spec.instance_paths)
+        return cls(spec, load_space(spec.space_path), instances, instance_hash)
+
+    @cached_property
+    def anchor(self) -> list[Any] | None:
+        """The reference's (the CP-SAT defaults') own point of the space, if it holds one."""
+        return self.space.point_of(SolverConfig())
+
+    @property
+    def reference(self) -> Trial:
+        return self.trials[0]
+
+    @property
+    def references(self) -> dict[tuple[str, int], Reference]:
+        """Per (instance, seed): what the reference found, the target of every trial."""
+        return references_from(self.reference.evaluation)
+
+    @property
+    def searched(self) -> list[Trial]:
+        return [t for t in self.trials if t.point is not None]
+
+    @property
+    def best(self) -> Trial:
+        """The best valid trial so far; the reference when nothing beat it."""
+        return min((t for t in self.trials if t.config is not None),
+                   key=lambda t: (t.evaluation.score, t.index))
+
+    def told_before(self, index: int) -> TuningSession:
+        """The session as it stood before trial ``index`` was asked (a round's replay)."""
+        return TuningSession(self.spec, self.space, self.instances, self.instance_hash,
+                             [t for t in self.trials if t.index < index])
+
+    # ---- the ask/tell seam ------------------------------------------------------------------
+    def optimizer(self):
+        """skopt's Optimizer told every trial so far: the reference at its own point, then the
+        searched points in order. Random search is its initial random phase that never ends
+        (skopt's own "dummy" estimator fails on this scikit-learn). Its random stream is seeded
+        by the tuner seed and the trials told, so each round draws new random points."""
+        from skopt import Optimizer
+
+        warnings.filterwarnings("ignore", category=UserWarning, module="skopt")
+        spec = self.spec
+        anchored = self.anchor is not None and bool(self.trials) \
+            and not self.reference.evaluation.failed
+        random_search = spec.estimator == "random"
+        optimizer = Optimizer(
+            self.space.to_skopt(), base_estimator="GP" if random_search else spec.estimator,
+            n_initial_points=10**9 if random_search else min(5, spec.trials) + anchored,
+            random_state=spec.tuner_seed + 7919 * len(self.searched))
+        if anchored:
+            optimizer.tell(self.anchor, surrogate_target(self.reference.evaluation.score))
+        if self.searched:
+            optimizer.tell([t.point for t in self.searched],
+                           [surrogate_target(t.evaluation.score) for t in self.searched])
+        return optimizer
+
+    def ask(self, n: int) -> list[list[Any]]:
+        """The next ``n`` points to try (a pure function of the spec and the told trials)."""
+        optimizer = self.optimizer()
+        points = optimizer.ask(n_points=n) if n > 1 else [optimizer.ask()]
+        return [[plain_value(v) for v in p] for p in points]
+
+    def tell(self, points: list[list[Any]], evaluations: list[Evaluation]) -> list[Trial]:
+        """Record scored points as the next trials; returns them (for the caller to log)."""
+        start = len(self.trials)
+        told = [Trial(start + i, point, self.config_or_none(point), evaluation)
+                for i, (point, evaluation) in enumerate(zip(points, evaluations))]
+        self.trials.extend(told)
+        return told
+
+    def tell_reference(self, evaluation: Evaluation) -> Trial:
+        """The CP-SAT defaults' score: trial 0, the target every later trial is paired with."""
+        if self.trials:
+            raise ValueError("the reference is the first trial of a session")
+        trial = Trial(0, None, SolverConfig(), evaluation)
+        self.trials.append(trial)
+        return trial
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def config_or_none(self, point: list[Any]) -> SolverConfig | None:
+        """The point's configuration, or None when the combination is invalid."""
+        try:
+            return self.space.config(point)
+        except InputError:
+            return None
+
+    def score_reference(self) -> Evaluation:
+        """Run the CP-SAT defaults on every pair; its results are every pair's target."""
+        spec = self.spec
+        return run_trial(SolverConfig().to_dict(), self.instances, spec.seed_list,
+                         metric=spec.metric, time_limit=spec.trial_time_limit)
+
+    def evaluate_point(self, point: list[Any]) -> Evaluation:
+        """Score a point against the reference, capped by the best trial told so far."""
+        spec = self.spec
+        config = self.config_or_none(point)
+        if config is None:
+            return Evaluation(worst_score(spec.metric, spec.trial_time_limit),
+                              failed=f"invalid configuration at {point}")
+        incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
+        return run_trial(config.to_dict(), self.instances, spec.seed_list, metric=spec.metric,
+                         time_limit=spec.trial_time_limit, references=self.references,
+                         incumbent=incumbent, cap_factor=spec.cap_factor)
+
+    def race(self) -> tuple[Trial, dict[str, Any]]:
+        """Re-run the best few trials and the reference on fresh seeds, paired; the winner is
+        the fastest contender with a geometric-mean gain of at least ``min_gain`` and a
+        Wilcoxon p below 0.1, else the reference (the CP-SAT defaults)."""
+        spec = self.spec
+        if not spec.race:
+            return self.best, {}
+        contenders = sorted((t for t in self.searched if t.config is not None
+                             and not t.evaluation.failed
+                             and t.evaluation.score < self.reference.evaluation.score),
+                            key=lambda t: t.evaluation.score)[:spec.race]
+        if not contenders:
+            return self.reference, {"contenders": {}, "winner": self.reference.index}
+        seeds = list(range(spec.seeds, spec.seeds + spec.race_seeds))
+        reference = run_trial(SolverConfig().to_dict(), self.instances, seeds,
+                              metric=spec.metric, time_limit=spec.trial_time_limit)
+        base = per_pair(reference)
+        results: dict[int, dict[str, float]] = {}
+        for trial in contenders:
+            evaluation = run_trial(trial.config.to_dict(), self.instances, seeds,
+                                   metric=spec.metric, time_limit=spec.trial_time_limit,
+                                   references=references_from(reference))
+            if evaluation.failed or reference.failed:
+                continue
+            scores = per_pair(evaluation)
+            keys = sorted(base)
+            gain = geometric_mean([base[k] / max(scores[k], 1e-4) for k in keys])
+            p_value = wilcoxon_p([max(base[k], 1e-4) for k in keys],
+                                 [max(scores[k], 1e-4) for k in keys])
+            results[trial.index] = {"gain": gain, "p_value": p_value}
+        accepted = [(r["gain"], i) for i, r in results.items()
+                    if r["gain"] >= spec.min_gain and r["p_value"] < 0.1]
+        winner = self.trials[max(accepted)[1]] if accepted else self.reference
+        return winner, {"contenders": results, "winner": winner.index, "seeds": seeds}
