@@ -40,21 +40,22 @@ def _jobs_in_scale(rng: random.Random, scale: str, n_tasks: int) -> int:
     return min(max(n_jobs, -(-low // n_tasks), 2), max(high // n_tasks, 2))
 
 
-def generate_family(scale: str, seed: int, instance_seed: int | None = None) -> Problem:
+def generate_family(scale: str, seed: int, instance_seed: int | None = None,
+                    template_id: str = "part") -> Problem:
     """One template, N identical jobs released together: the template model's home ground.
 
     ``instance_seed`` keeps the template (and machines) of ``seed`` and draws another job
     count in the scale, released in one to three waves: the instances a template is tuned on,
-    or held out from tuning.
+    or held out from tuning. ``template_id`` only names the template (and its jobs).
     """
     rng = random.Random(f"family-{scale}-{seed}")
     n_tasks = rng.randint(2, 5)
     n_jobs = _jobs_in_scale(rng, scale, n_tasks)
     n_machines = rng.randint(2, min(5, n_tasks + 2))
     machines = [f"M{i}" for i in range(n_machines)]
-    template = _template(rng, "part", machines, n_tasks, flexibility=0.3)
+    template = _template(rng, template_id, machines, n_tasks, flexibility=0.3)
     name = f"family-{scale}-{seed}"
-    jobs = [{"template": "part", "count": n_jobs}]
+    jobs = [{"template": template_id, "count": n_jobs}]
     if instance_seed is not None:
         irng = random.Random(f"{name}-instance-{instance_seed}")
         n_jobs = _jobs_in_scale(irng, scale, n_tasks)
@@ -62,7 +63,8 @@ def generate_family(scale: str, seed: int, instance_seed: int | None = None) -> 
         cuts = sorted(irng.sample(range(1, n_jobs), waves - 1))
         sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n_jobs])]
         releases = [0, *sorted(irng.randint(1, 20) for _ in range(waves - 1))]
-        jobs = [{"template": "part", "count": c, "release": r} for c, r in zip(sizes, releases)]
+        jobs = [{"template": template_id, "count": c, "release": r}
+                for c, r in zip(sizes, releases)]
         name += f"-i{instance_seed}"
     return problem_from_dict({
         "format": FORMAT,

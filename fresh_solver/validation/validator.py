@@ -97,7 +97,9 @@ def judge(comparisons: list[Comparison], invalid: list[str], rule: PassRule) -> 
 def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[str, ...],
              seeds: list[int], time_limit: float, rule: PassRule | None = None,
              production: SolverConfig | None = None, track: bool = True,
-             log=lambda message: None) -> ValidationReport:
+             log=lambda message: None, tags: dict[str, str] | None = None) -> ValidationReport:
+    """Run the candidate and its baselines on every held-out pair, judge, and (``track``)
+    log the report to MLflow with ``tags`` on its run (e.g. the tuning session it checks)."""
     from fresh_solver.tuning.session import load_instances
 
     rule = rule or PassRule()
@@ -121,7 +123,7 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
         comparisons, invalid, not reasons, reasons,
         performance_baseline_s=geometric_mean([p.candidate_time_s for p in perf.pairs]))
     if track:
-        report.run_id = _log_report(report)
+        report.run_id = _log_report(report, tags or {})
     return report
 
 
@@ -152,7 +154,7 @@ def _speedup_chart(report: ValidationReport, path: Path) -> None:
     plt.close(fig)
 
 
-def _log_report(report: ValidationReport) -> str:
+def _log_report(report: ValidationReport, tags: dict[str, str]) -> str:
     from mlflow.entities import Metric, Param
 
     from fresh_solver import tracking
@@ -163,7 +165,7 @@ def _log_report(report: ValidationReport) -> str:
         "mlflow.runName": f"validate-{report.candidate.hash}",
         "validation_status": "passed" if report.passed else "failed",
         "template_id": report.template_id, "ortools_version": report.ortools_version,
-        "fresh_solver.config_hash": report.candidate.hash})
+        "fresh_solver.config_hash": report.candidate.hash, **tags})
     rid = run.info.run_id
     report.run_id = rid
     now = int(time.time() * 1000)

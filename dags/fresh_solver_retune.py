@@ -1,0 +1,134 @@
+"""Retune one template's CP-SAT parameters: tune, race, validate, register to Staging, notify.
+
+prepare → start → (ask → trial × k → tell) × rounds → race → validate → register → notify
+
+Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` with small
+JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
+tasks retry (with backoff) or move between workers safely. Trials run in the pool
+``fresh_solver_trials`` (sized so concurrent trials do not share cores; see README). Bad input
+fails the run at its first task without retries. A reviewer promotes the Staging version.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from fresh_solver.lifecycle.settings import RETUNE_SETTINGS, max_rounds
+
+TRIAL_POOL = "fresh_solver_trials"
+ROUNDS = max_rounds()
+
+
+def _on_failure(context) -> None:
+    from fresh_solver.lifecycle.retune import task_failed
+
+    ti = context["task_instance"]
+    task_failed(ti.dag_id, ti.task_id, context["run_id"], repr(context.get("exception")))
+
+
+def _bad_input_fails_at_once(function):
+    """Bad input will not get better on a retry: fail the task for good, saying what is wrong."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from airflow.exceptions import AirflowFailException
+
+        from fresh_solver.errors import InputError
+
+        try:
+            return function(*args, **kwargs)
+        except InputError as exc:
+            raise AirflowFailException("bad input:\n" + "\n".join(exc.problems)) from None
+    return wrapper
+
+
+@dag(
+    dag_id="fresh_solver_retune",
+    schedule=os.environ.get("FRESH_SOLVER_RETUNE_SCHEDULE", "@weekly"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["fresh-solver", "tuning"],
+    params={name: Param(default, description=text, **schema)
+            for name, (default, schema, text) in RETUNE_SETTINGS.items()},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=15),
+                  "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10),
+                  "on_failure_callback": _on_failure},
+    doc_md=__doc__,
+)
+def fresh_solver_retune():
+    @task(retries=0)
+    @_bad_input_fails_at_once
+    def prepare() -> dict:
+        from fresh_solver.lifecycle import retune
+
+        return retune.prepare(dict(get_current_context()["params"]), ROUNDS)
+
+    @task
+    def start(plan: dict) -> str:
+        from fresh_solver.lifecycle import retune
+
+        return retune.start(plan, session_key=get_current_context()["run_id"])
+
+    @task
+    def ask(plan: dict, tuning_run: str, round_: int) -> list[dict]:
+        from fresh_solver.lifecycle import retune
+
+        return retune.ask(plan, tuning_run, round_)
+
+    @task(pool=TRIAL_POOL)
+    def trial(plan: dict, tuning_run: str, item: dict) -> dict:
+        from fresh_solver.lifecycle import retune
+
+        return retune.evaluate(plan, tuning_run, item)
+
+    @task(trigger_rule="none_failed")  # a round past the budget maps no trial (skipped)
+    def tell(plan: dict, tuning_run: str, round_: int, results) -> dict:
+        from fresh_solver.lifecycle import retune
+
+        return retune.tell(plan, tuning_run, round_, list(results or []))
+
+    @task
+    def race(plan: dict, tuning_run: str, last_round: dict) -> dict:
+        from fresh_solver.lifecycle import retune
+
+        return retune.race(plan, tuning_run)
+
+    @task
+    def validate(plan: dict, candidate: dict) -> dict:
+        from fresh_solver.lifecycle import retune
+
+        return retune.validate(plan, candidate)
+
+    @task
+    def register(plan: dict, candidate: dict, verdict: dict) -> dict:
+        from fresh_solver.lifecycle import retune
+
+        return retune.register(plan, candidate["run_id"], verdict)
+
+    @task
+    def notify(plan: dict, candidate: dict, verdict: dict, registered: dict) -> dict:
+        from fresh_solver.lifecycle import retune
+
+        return retune.notify(plan, candidate, verdict, registered)
+
+    plan = prepare()
+    tuning_run = start(plan)
+    told = None
+    for round_ in range(ROUNDS):
+        points = ask.override(task_id=f"ask_{round_}")(plan, tuning_run, round_)
+        if told is not None:
+            told >> points
+        results = trial.override(task_id=f"trial_{round_}").partial(
+            plan=plan, tuning_run=tuning_run).expand(item=points)
+        told = tell.override(task_id=f"tell_{round_}")(plan, tuning_run, round_, results)
+    candidate = race(plan, tuning_run, told)
+    verdict = validate(plan, candidate)
+    registered = register(plan, candidate, verdict)
+    notify(plan, candidate, verdict, registered)
+
+
+fresh_solver_retune()

@@ -1,0 +1,394 @@
+"""The retune lifecycle, one function per task of the `fresh_solver_retune` DAG.
+
+prepare → start → (ask → evaluate × k → tell) × rounds → race → validate → register → notify
+
+Every function takes and returns small JSON-able values (settings, paths, run ids, points).
+The tuning session's state is its MLflow record: each task rebuilds the session from it
+(``tuning.record.open_session``), so a task can be retried or run on another worker with the
+same result. Idempotent by construction: ``start`` reuses the session made under the same key
+(the Airflow run id), a trial index is logged once, ``race`` returns the recorded winner of a
+finished session, ``validate`` the recorded validation of the session, ``register`` the
+version already registered for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from fresh_solver import tracking
+from fresh_solver.errors import InputError
+from fresh_solver.lifecycle.settings import max_rounds, resolve
+from fresh_solver.tuning.session import TuningSpec
+
+log = logging.getLogger("fresh_solver.lifecycle")
+
+VALIDATION_KEY_TAG = "fresh_solver.tuning_run_id"
+HELD_OUT_OFFSET = 1000  # generated held-out instance seeds start here, far from training's
+
+
+# ---- prepare ------------------------------------------------------------------------------
+def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) -> dict[str, Any]:
+    """Check the settings and lay out the instance sets: the plan every later task reads.
+
+    Instances come from a folder (the files that contain the template; held out are the
+    ``held_out_fraction`` of them whose SHA-256 of the file name sorts first, at least one,
+    a rule that does not depend on how files are named or listed) or from the generator
+    (``generator_*``: training instance seeds 0.., held-out from 1000, written once under
+    ``$FRESH_SOLVER_HOME/instances``)."""
+    settings = resolve(conf)
+    template_id = settings["template_id"]
+    if settings["instances_folder"]:
+        train, held_out = _split_folder(Path(settings["instances_folder"]), template_id,
+                                        settings["held_out_fraction"])
+    else:
+        train, held_out = _generate(template_id, settings)
+    tuning = {"template_id": template_id, "instance_paths": train,
+              "trials": settings["trials"], "trial_time_limit": settings["trial_time_limit"],
+              "seeds": settings["seeds"], "metric": settings["metric"],
+              "space_path": settings["space"] or None, "batch": settings["batch_size"],
+              "estimator": settings["estimator"], "tuner_seed": settings["tuner_seed"],
+              "cap_factor": settings["cap_factor"] or None, "race": settings["race"],
+              "race_seeds": settings["race_seeds"], "min_gain": settings["min_gain"]}
+    spec = _spec({"tuning": tuning})
+    spec.check()
+    rounds_available = rounds_available or max_rounds()
+    if spec.rounds > rounds_available:
+        raise InputError(f"params.trials / params.batch_size: {spec.trials} trials in batches "
+                         f"of {spec.batch} take {spec.rounds} rounds; this DAG runs at most "
+                         f"{rounds_available} (raise batch_size, or FRESH_SOLVER_RETUNE_ROUNDS)")
+    from fresh_solver.params.space import load_space
+    from fresh_solver.tuning.session import load_instances
+
+    load_space(spec.space_path)  # a bad space file is bad input, found before any solve
+    _, instance_set = load_instances(train)
+    _, held_out_set = load_instances(held_out)
+    validation = {"seeds": settings["validation_seeds"],
+                  "time_limit": settings["validation_time_limit"],
+                  "rule": {k: settings[k] for k in ("min_speedup", "max_p_value",
+                                                    "min_speedup_vs_production",
+                                                    "quality_tolerance")}}
+    warnings = []
+    pairs = len(held_out) * validation["seeds"]
+    if pairs < 6:
+        warnings.append(f"{pairs} held-out pairs: a one-sided Wilcoxon test needs 5 pairs to "
+                        "reach p < 0.05 at all and 6 to do so with one slower pair: "
+                        "validation may fail on the test alone")
+    for warning in warnings:
+        log.warning("retune %s: %s", template_id, warning)
+    plan = {"template_id": template_id, "train": train, "held_out": held_out,
+            "instance_set": instance_set, "held_out_set": held_out_set, "tuning": tuning,
+            "validation": validation, "warnings": warnings}
+    log.info("retune %s: %d training and %d held-out instances (sets %s / %s), %d trials in "
+             "%d rounds", template_id, len(train), len(held_out), instance_set, held_out_set,
+             spec.trials, spec.rounds)
+    return plan
+
+
+def _split_folder(folder: Path, template_id: str, fraction: float) -> tuple[list, list]:
+    from fresh_solver.model import load_problem
+
+    if not folder.is_dir():
+        raise InputError(f"params.instances_folder: {folder} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise InputError(f"params.instances_folder: {folder} holds no problem files")
+    matching, seen = [], set()
+    for path in files:
+        problem = load_problem(path)  # a broken file is named by its InputError
+        ids = set(problem.template_by_id)
+        seen |= ids
+        if template_id in ids:
+            matching.append(path)
+    if not matching:
+        raise InputError(f"params.template_id: no problem file in {folder} contains template "
+                         f"{template_id!r} (templates there: {', '.join(sorted(seen))})")
+    if len(matching) < 2:
+        raise InputError(f"params.instances_folder: only {len(matching)} file in {folder} "
+                         f"contains template {template_id!r}; training and held-out sets "
+                         "need at least one each")
+    by_hash = sorted(matching, key=lambda p: hashlib.sha256(p.name.encode()).hexdigest())
+    n_held = min(len(matching) - 1, max(1, round(fraction * len(matching))))
+    return (sorted(str(p.resolve()) for p in by_hash[n_held:]),
+            sorted(str(p.resolve()) for p in by_hash[:n_held]))
+
+
+def _generate(template_id: str, settings: dict[str, Any]) -> tuple[list, list]:
+    """Instances of the generated template of ``generator_seed``; a held-out instance that
+    equals a training one (same jobs and releases) is skipped for the next seed."""
+    from fresh_solver.model.generate import generate_family
+    from fresh_solver.model.problem import problem_to_dict
+
+    scale, seed = settings["generator_scale"], settings["generator_seed"]
+    folder = tracking.home() / "instances" / template_id / f"{scale}-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(instance_seed: int) -> tuple[str, str]:
+        problem = generate_family(scale, seed, instance_seed, template_id=template_id)
+        data = problem_to_dict(problem)
+        body = json.dumps({k: v for k, v in data.items() if k != "name"}, sort_keys=True)
+        path = folder / f"{problem.name}.json"
+        if not path.exists():  # same settings, same file: write once, atomically
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1) + "\n")
+            tmp.replace(path)
+        return str(path), body
+
+    train, bodies = [], set()
+    for instance_seed in range(settings["train_instances"]):
+        path, body = write(instance_seed)
+        train.append(path)
+        bodies.add(body)
+    held_out, instance_seed = [], HELD_OUT_OFFSET
+    while len(held_out) < settings["held_out_instances"]:
+        path, body = write(instance_seed)
+        if body not in bodies:
+            held_out.append(path)
+            bodies.add(body)
+        instance_seed += 1
+    return train, held_out
+
+
+def _spec(plan: dict[str, Any]) -> TuningSpec:
+    tuning = dict(plan["tuning"])
+    tuning["instance_paths"] = tuple(tuning["instance_paths"])
+    return TuningSpec(**tuning)
+
+
+# ---- the tuning session ---------------------------------------------------------------------
+def start(plan: dict[str, Any], session_key: str) -> str:
+    """Open the tuning session (or the one already made under ``session_key``) and score the
+    CP-SAT defaults as its reference; returns the session's MLflow run id."""
+    from fresh_solver.tuning.record import open_session, start_reference
+
+    session, record = open_session(_spec(plan), session_key=session_key)
+    record.client.set_tag(record.run_id, "fresh_solver.held_out_set", plan["held_out_set"])
+    start_reference(session, record)
+    log.info("retune %s: tuning session %s, reference score %.4g", plan["template_id"],
+             record.run_id, session.reference.evaluation.score)
+    return record.run_id
+
+
+def _open(plan: dict[str, Any], run_id: str):
+    from fresh_solver.tuning.record import open_session
+
+    return open_session(_spec(plan), resume_run_id=run_id)
+
+
+def ask(plan: dict[str, Any], run_id: str, round_: int) -> list[dict[str, Any]]:
+    """The round's points, each with its trial index: a replay of the trials told before the
+    round, so a retried ask returns the same points. Past the trial budget: none."""
+    spec = _spec(plan)
+    n = spec.round_size(round_)
+    if n == 0:
+        return []
+    session, _ = _open(plan, run_id)
+    first = spec.first_index(round_)
+    before = session.told_before(first)
+    missing = sorted(set(range(first)) - {t.index for t in before.trials})
+    if missing:
+        raise RuntimeError(f"round {round_}: trials {missing} of earlier rounds are not "
+                           "recorded; their tell task has not succeeded")
+    points = before.ask(n)
+    log.info("retune %s: round %d asks %d point(s)", plan["template_id"], round_, n)
+    return [{"index": first + i, "point": point} for i, point in enumerate(points)]
+
+
+def evaluate(plan: dict[str, Any], run_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    """Score one point on every training instance × seed and log it as its trial run; a trial
+    already logged (a retried task) is returned as recorded, not run again."""
+    from fresh_solver.tuning.session import Trial
+
+    spec = _spec(plan)
+    session, record = _open(plan, run_id)
+    index, point = item["index"], item["point"]
+    trial = next((t for t in session.trials if t.index == index), None)
+    if trial is None:
+        before = session.told_before(spec.first_index((index - 1) // spec.batch))
+        trial = Trial(index, point, before.config_or_none(point), before.evaluate_point(point))
+        record.log_trial(trial, session.space)
+    elif trial.point != point:
+        raise RuntimeError(f"trial {index} is recorded with point {trial.point}, not {point}")
+    return {"index": index, "score": trial.evaluation.score,
+            "failed": trial.evaluation.failed}
+
+
+def tell(plan: dict[str, Any], run_id: str, round_: int,
+         results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Confirm the round's trials are all recorded (the next ask replays them) and log the
+    best score so far as the session's progress."""
+    spec = _spec(plan)
+    n = spec.round_size(round_)
+    if n == 0:
+        return {"round": round_, "told": 0}
+    session, record = _open(plan, run_id)
+    first = spec.first_index(round_)
+    recorded = {t.index for t in session.trials}
+    missing = [i for i in range(first, first + n) if i not in recorded]
+    unexpected = [r["index"] for r in results if not first <= r["index"] < first + n]
+    if missing or unexpected:
+        raise RuntimeError(f"round {round_}: trials {missing} not recorded, results for "
+                           f"{unexpected} do not belong to it")
+    best = session.told_before(first + n).best
+    record.client.log_metric(run_id, "best_score_so_far", best.evaluation.score,
+                             step=first + n - 1)
+    log.info("retune %s: round %d told, best score %.4g (trial %d)", plan["template_id"],
+             round_, best.evaluation.score, best.index)
+    return {"round": round_, "told": n, "best_score": best.evaluation.score,
+            "best_trial": best.index}
+
+
+def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Race the best trials against the defaults on fresh seeds and close the session. A
+    session already closed returns what it recorded."""
+    client = tracking.client()
+    run = tracking.get_run(client, run_id)
+    if run.info.status != "FINISHED" or "fresh_solver.best_trial" not in run.data.tags:
+        spec = _spec(plan)
+        session, record = _open(plan, run_id)
+        if len(session.searched) < spec.trials:
+            raise RuntimeError(f"the session has {len(session.searched)} of {spec.trials} "
+                               "trials recorded")
+        winner, race_result = session.race()
+        record.finish(session, winner, race_result)
+        run = client.get_run(run_id)
+    tags, metrics = run.data.tags, run.data.metrics
+    tuned = tags["fresh_solver.best_trial"] != "0"
+    log.info("retune %s: race %s (best trial %s, score %.4g vs defaults %.4g)",
+             plan["template_id"], "kept a tuned set" if tuned else "kept the CP-SAT defaults",
+             tags["fresh_solver.best_trial"], metrics["best_score"], metrics["default_score"])
+    return {"run_id": run_id, "tuned": tuned, "best_trial": int(tags["fresh_solver.best_trial"]),
+            "config_hash": tags["fresh_solver.best_config_hash"],
+            "best_score": metrics["best_score"], "default_score": metrics["default_score"]}
+
+
+# ---- validation, registration, notification -----------------------------------------------
+def validate(plan: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
+    """The race's winner against the CP-SAT defaults (and the current Production set) on the
+    held-out instances; the verdict, or the verdict already recorded for this session."""
+    from fresh_solver.registry.registry import ParameterRegistry
+    from fresh_solver.tuning.record import read_json
+
+    template_id, run_id = plan["template_id"], candidate["run_id"]
+    if not candidate["tuned"]:
+        return {"validated": False, "passed": False, "validation_run_id": None,
+                "reasons": ["the race kept the CP-SAT defaults: no tuned set beat them on "
+                            "fresh seeds, so there is nothing to validate"]}
+    registry = ParameterRegistry()
+    experiment = registry.client.get_experiment_by_name(
+        tracking.validation_experiment(template_id))
+    done = [] if experiment is None else registry.client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{VALIDATION_KEY_TAG}` = '{run_id}' and attributes.status = "
+                      "'FINISHED'", max_results=1)
+    if done:
+        report = read_json(registry.client, done[0].info.run_id, "validation_report.json")
+    else:
+        report = _run_validation(plan, run_id, registry)
+    verdict = _verdict(report)
+    registry.client.set_tag(run_id, "fresh_solver.validation_run_id", report["run_id"])
+    log.info("retune %s: validation %s: %s", template_id,
+             "PASSED" if report["passed"] else "FAILED", report["summary"])
+    return verdict
+
+
+def _run_validation(plan: dict[str, Any], run_id: str, registry) -> dict[str, Any]:
+    from fresh_solver.params.config import SolverConfig
+    from fresh_solver.tuning.record import read_json
+    from fresh_solver.validation.compare import PassRule
+    from fresh_solver.validation.validator import validate as validate_candidate
+
+    template_id, settings = plan["template_id"], plan["validation"]
+    candidate = SolverConfig.from_dict(read_json(registry.client, run_id, "parameters.json"))
+    serving = registry.serving(template_id).version
+    production = registry.load_config(template_id, serving) if serving else None
+    report = validate_candidate(
+        template_id, candidate, tuple(plan["held_out"]), list(range(settings["seeds"])),
+        settings["time_limit"], PassRule(**settings["rule"]), production,
+        tags={VALIDATION_KEY_TAG: run_id},
+        log=lambda message: log.info("retune %s: validation: %s", template_id, message))
+    return report.to_dict()
+
+
+def _verdict(report: dict[str, Any]) -> dict[str, Any]:
+    defaults = report["comparisons"][0]
+    speedups = [p["speedup"] for p in defaults["pairs"]]
+    return {"validated": True, "passed": report["passed"], "reasons": report["reasons"],
+            "validation_run_id": report["run_id"], "speedup_factor": report["speedup_factor"],
+            "p_value": defaults["p_value"], "pairs": len(speedups),
+            "speedup_min": min(speedups), "speedup_max": max(speedups),
+            "candidate_hash": report["candidate_hash"], "summary": report["summary"]}
+
+
+def register(plan: dict[str, Any], run_id: str, verdict: dict[str, Any]) -> dict[str, Any]:
+    """A passing candidate becomes a new Staging version linked to its tuning and validation
+    runs (the version already registered for this session, on a retry); a failed one: none."""
+    from fresh_solver.params.config import SolverConfig
+    from fresh_solver.registry.registry import ParameterRegistry, model_name
+    from fresh_solver.tuning.record import read_json
+
+    template_id = plan["template_id"]
+    if not verdict["passed"]:
+        log.info("retune %s: nothing registered (%s)", template_id, "; ".join(verdict["reasons"]))
+        return {"version": None, "model": model_name(template_id)}
+    registry = ParameterRegistry()
+    existing = [v for v in registry.versions(template_id)
+                if v.tags.get("tuning_run_id") == run_id]
+    if existing:
+        version = str(existing[0].version)
+    else:
+        report = read_json(registry.client, verdict["validation_run_id"],
+                           "validation_report.json")
+        version = registry.register(template_id, SolverConfig.from_dict(report["candidate"]),
+                                    report, tuning_run_id=run_id)
+    for linked in (run_id, verdict["validation_run_id"]):
+        registry.client.set_tag(linked, "fresh_solver.registered_version",
+                                f"{model_name(template_id)}/{version}")
+    log.info("retune %s: registered %s version %s in Staging", template_id,
+             model_name(template_id), version)
+    return {"version": version, "model": model_name(template_id)}
+
+
+def notify(plan: dict[str, Any], candidate: dict[str, Any], verdict: dict[str, Any],
+           registered: dict[str, Any]) -> dict[str, Any]:
+    """Tell reviewers what the run produced and how to promote it (a log line today)."""
+    template_id, model = plan["template_id"], registered["model"]
+    lines = [f"fresh-solver retune of template {template_id!r}: tuning run "
+             f"{candidate['run_id']} (experiment {tracking.tuning_experiment(template_id)})."]
+    if registered["version"]:
+        version = registered["version"]
+        lines += [
+            f"{model} version {version} is in Staging: {verdict['speedup_factor']:.2f}x "
+            f"geomean time to target vs the CP-SAT defaults over {verdict['pairs']} held-out "
+            f"pairs (per pair {verdict['speedup_min']:.2f}x-{verdict['speedup_max']:.2f}x), "
+            f"Wilcoxon p = {verdict['p_value']:.3g}; validation run "
+            f"{verdict['validation_run_id']}.",
+            f"Promote it: fresh-solver registry promote {template_id} {version} "
+            "--approved-by YOUR_NAME",
+            f"or in the MLflow UI ({_ui_hint()}): Models > {model} > Version {version} > "
+            "Aliases > add 'production' (or, with the classic UI, Stage > Transition to "
+            "Production).",
+        ]
+    else:
+        lines.append("Nothing registered: " + "; ".join(verdict["reasons"]) + ".")
+    message = "\n".join(lines)
+    log.info("%s", message)
+    return {"message": message, **registered, "passed": verdict["passed"]}
+
+
+def _ui_hint() -> str:
+    uri = tracking.tracking_uri()
+    if uri.startswith("http"):
+        return uri
+    return f"`make up` serves this store ({uri})"
+
+
+def task_failed(dag_id: str, task_id: str, run_id: str, error: str) -> str:
+    """What a failed task tells operators (a log line; alert channels come with operations)."""
+    message = f"fresh-solver: task {dag_id}.{task_id} failed in run {run_id}: {error}"
+    log.error("%s", message)
+    return message

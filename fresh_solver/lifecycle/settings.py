@@ -1,0 +1,93 @@
+"""The retune DAG's settings: one table that the DAG's Airflow Params and the lifecycle's own
+check both read, so the UI form, a REST trigger and `airflow dags test` accept the same values.
+
+Light on purpose (no solver, MLflow or Airflow import): the DAG file imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fresh_solver.errors import InputError
+
+# name -> (default, JSON-schema fields, description)
+RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
+    "template_id": ("demo", {"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9_.\-]+$"},
+                    "Template to retune; registered model fresh-solver-<template_id>."),
+    "instances_folder": ("", {"type": "string"},
+                         "Folder of problem files containing the template; empty: generate "
+                         "instances with the generator_* settings."),
+    "held_out_fraction": (0.34, {"type": "number", "minimum": 0.05, "maximum": 0.9},
+                          "Share of the folder's files held out for validation (the files "
+                          "whose SHA-256 of the file name sorts first)."),
+    "generator_scale": ("large", {"type": "string", "enum": ["small", "medium", "large"]},
+                        "Generated family scale."),
+    "generator_seed": (21, {"type": "integer", "minimum": 0},
+                       "Generated family (template) seed."),
+    "train_instances": (2, {"type": "integer", "minimum": 1, "maximum": 50},
+                        "Generated training instances."),
+    "held_out_instances": (3, {"type": "integer", "minimum": 1, "maximum": 50},
+                           "Generated held-out instances (instance seeds from 1000)."),
+    "trials": (8, {"type": "integer", "minimum": 1, "maximum": 500},
+               "Trials besides the reference (CP-SAT defaults)."),
+    "batch_size": (4, {"type": "integer", "minimum": 1, "maximum": 64},
+                   "Points asked per round; one mapped trial task each."),
+    "trial_time_limit": (2.0, {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                         "Seconds per solve in a trial."),
+    "seeds": (1, {"type": "integer", "minimum": 1, "maximum": 20},
+              "Solver seeds per training instance."),
+    "metric": ("time_to_target", {"type": "string", "enum": [
+        "time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral"]},
+        "Trial score."),
+    "space": ("", {"type": "string"},
+              "Search space TOML; empty: the shipped default space."),
+    "estimator": ("GP", {"type": "string", "enum": ["GP", "RF", "ET", "random"]},
+                  "Surrogate model (random: random search)."),
+    "tuner_seed": (0, {"type": "integer", "minimum": 0}, "Optimiser seed."),
+    "cap_factor": (2.0, {"type": "number", "minimum": 0},
+                   "Adaptive capping factor; 0 turns capping off."),
+    "race": (2, {"type": "integer", "minimum": 0, "maximum": 10},
+             "Best trials re-run against the defaults on fresh seeds (0: off)."),
+    "race_seeds": (2, {"type": "integer", "minimum": 1, "maximum": 20},
+                   "Fresh seeds of the race."),
+    "min_gain": (1.1, {"type": "number", "exclusiveMinimum": 0},
+                 "Least confirmed race gain over the defaults to keep a tuned set."),
+    "validation_seeds": (2, {"type": "integer", "minimum": 1, "maximum": 20},
+                         "Solver seeds per held-out instance."),
+    "validation_time_limit": (5.0, {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                              "Seconds per validation solve."),
+    "min_speedup": (1.2, {"type": "number", "exclusiveMinimum": 0},
+                    "Pass rule: geometric-mean speedup vs the defaults."),
+    "max_p_value": (0.05, {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                    "Pass rule: one-sided Wilcoxon p vs the defaults."),
+    "min_speedup_vs_production": (0.9, {"type": "number", "exclusiveMinimum": 0},
+                                  "Pass rule: least speedup vs the current Production set."),
+    "quality_tolerance": (0.0, {"type": "number", "minimum": 0, "maximum": 1},
+                          "Pass rule: relative objective loss allowed."),
+}
+
+
+def max_rounds() -> int:
+    """Rounds the retune DAG unrolls (ask → mapped trials → tell each); a run needs
+    ceil(trials / batch_size) of them. Read at DAG parse time."""
+    return int(os.environ.get("FRESH_SOLVER_RETUNE_ROUNDS", "6"))
+
+
+def schema() -> dict[str, Any]:
+    """The settings as one JSON schema (what Airflow checks its Params against, too)."""
+    return {"type": "object", "additionalProperties": False,
+            "properties": {name: spec for name, (_, spec, _) in RETUNE_SETTINGS.items()}}
+
+
+def resolve(conf: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with ``conf``, checked against the table; every problem named."""
+    from jsonschema import Draft202012Validator
+
+    settings = {name: default for name, (default, _, _) in RETUNE_SETTINGS.items()}
+    settings |= dict(conf or {})
+    problems = [f"params{''.join(f'.{p}' for p in error.absolute_path)}: {error.message}"
+                for error in Draft202012Validator(schema()).iter_errors(settings)]
+    if problems:
+        raise InputError(sorted(problems))
+    return settings
