@@ -1,12 +1,16 @@
 """Retune one template's CP-SAT parameters: tune, race, validate, register to Staging, notify.
 
-prepare → start → (ask → trial × k → tell) × rounds → race → validate → register → notify
+route → prepare → start → (ask → trial × k → tell) × rounds → race → validate → register → notify
 
 Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` with small
 JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
 tasks retry (with backoff) or move between workers safely. Trials run in the pool
 ``fresh_solver_trials`` (sized so concurrent trials do not share cores; see README). Bad input
 fails the run at its first task without retries. A reviewer promotes the Staging version.
+
+A run with ``template_id`` '*' (the scheduled weekly run) retunes nothing itself: it starts one
+run of this DAG for each template listed in ``retune_templates.toml`` beside this file (or the
+file ``FRESH_SOLVER_RETUNE_TEMPLATES`` names); ``max_active_runs=1`` queues them.
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ from __future__ import annotations
 import functools
 import os
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
-from fresh_solver.lifecycle.settings import RETUNE_SETTINGS, max_rounds
+from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, RETUNE_SETTINGS, max_rounds
 
+DAG_ID = "fresh_solver_retune"
 TRIAL_POOL = "fresh_solver_trials"
 ROUNDS = max_rounds()
+TEMPLATES_FILE = os.environ.get("FRESH_SOLVER_RETUNE_TEMPLATES",
+                                str(Path(__file__).with_name("retune_templates.toml")))
+RETRY_DELAY = timedelta(seconds=float(os.environ.get("FRESH_SOLVER_RETRY_DELAY_S", "15")))
 
 
 def _on_failure(context) -> None:
@@ -46,7 +56,7 @@ def _bad_input_fails_at_once(function):
 
 
 @dag(
-    dag_id="fresh_solver_retune",
+    dag_id=DAG_ID,
     schedule=os.environ.get("FRESH_SOLVER_RETUNE_SCHEDULE", "@weekly"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -54,12 +64,26 @@ def _bad_input_fails_at_once(function):
     tags=["fresh-solver", "tuning"],
     params={name: Param(default, description=text, **schema)
             for name, (default, schema, text) in RETUNE_SETTINGS.items()},
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=15),
+    default_args={"retries": 2, "retry_delay": RETRY_DELAY,
                   "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10),
                   "on_failure_callback": _on_failure},
     doc_md=__doc__,
 )
 def fresh_solver_retune():
+    @task.branch(retries=0)
+    def route() -> str:
+        every = get_current_context()["params"]["template_id"] == EVERY_TEMPLATE
+        return "each_template" if every else "prepare"
+
+    @task(retries=0)
+    @_bad_input_fails_at_once
+    def each_template() -> list[dict]:
+        from fresh_solver.lifecycle.settings import scheduled_confs
+
+        run_id = get_current_context()["run_id"]
+        return [{"conf": conf, "trigger_run_id": f"{conf['template_id']}__{run_id}"}
+                for conf in scheduled_confs(TEMPLATES_FILE)]
+
     @task(retries=0)
     @_bad_input_fails_at_once
     def prepare() -> dict:
@@ -85,11 +109,13 @@ def fresh_solver_retune():
 
         return retune.evaluate(plan, tuning_run, item)
 
-    @task(trigger_rule="none_failed")  # a round past the budget maps no trial (skipped)
+    # A round past the budget maps no trial (skipped); a '*' run skips them all.
+    @task(trigger_rule="none_failed_min_one_success")
     def tell(plan: dict, tuning_run: str, round_: int, results) -> dict:
         from fresh_solver.lifecycle import retune
 
-        return retune.tell(plan, tuning_run, round_, list(results or []))
+        return retune.tell(plan, tuning_run, round_,
+                           [results[i] for i in range(len(results or []))])
 
     @task
     def race(plan: dict, tuning_run: str, last_round: dict) -> dict:
@@ -115,7 +141,10 @@ def fresh_solver_retune():
 
         return retune.notify(plan, candidate, verdict, registered)
 
-    plan = prepare()
+    routed, confs, plan = route(), each_template(), prepare()
+    routed >> [confs, plan]
+    TriggerDagRunOperator.partial(task_id="retune_each", trigger_dag_id=DAG_ID,
+                                  retries=0).expand_kwargs(confs)
     tuning_run = start(plan)
     told = None
     for round_ in range(ROUNDS):

@@ -22,7 +22,7 @@ from typing import Any
 
 from fresh_solver import tracking
 from fresh_solver.errors import InputError
-from fresh_solver.lifecycle.settings import max_rounds, resolve
+from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, max_rounds, resolve
 from fresh_solver.tuning.session import TuningSpec
 
 log = logging.getLogger("fresh_solver.lifecycle")
@@ -42,6 +42,9 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
     ``$FRESH_SOLVER_HOME/instances``)."""
     settings = resolve(conf)
     template_id = settings["template_id"]
+    if template_id == EVERY_TEMPLATE:
+        raise InputError(f"params.template_id: {EVERY_TEMPLATE!r} starts one run per listed "
+                         "template; a retune run needs one template")
     if settings["instances_folder"]:
         train, held_out = _split_folder(Path(settings["instances_folder"]), template_id,
                                         settings["held_out_fraction"])

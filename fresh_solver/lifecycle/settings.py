@@ -7,14 +7,18 @@ Light on purpose (no solver, MLflow or Airflow import): the DAG file imports it 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
 
+EVERY_TEMPLATE = "*"
+
 # name -> (default, JSON-schema fields, description)
 RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
-    "template_id": ("demo", {"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9_.\-]+$"},
-                    "Template to retune; registered model fresh-solver-<template_id>."),
+    "template_id": (EVERY_TEMPLATE, {"type": "string", "pattern": r"^([A-Za-z0-9_.\-]+|\*)$"},
+                    "Template to retune (registered model fresh-solver-<template_id>); '*': "
+                    "one run for each template listed in retune_templates.toml."),
     "instances_folder": ("", {"type": "string"},
                          "Folder of problem files containing the template; empty: generate "
                          "instances with the generator_* settings."),
@@ -86,8 +90,37 @@ def resolve(conf: dict[str, Any] | None) -> dict[str, Any]:
 
     settings = {name: default for name, (default, _, _) in RETUNE_SETTINGS.items()}
     settings |= dict(conf or {})
-    problems = [f"params{''.join(f'.{p}' for p in error.absolute_path)}: {error.message}"
+    problems = [f"params{''.join(f'.{p}' for p in error.absolute_path)}: "
+                + (f"{error.instance!r} is not a name of letters, digits, '_', '.' and '-'"
+                   if error.validator == "pattern" else error.message)
                 for error in Draft202012Validator(schema()).iter_errors(settings)]
     if problems:
         raise InputError(sorted(problems))
     return settings
+
+
+def scheduled_confs(path: str | Path) -> list[dict[str, Any]]:
+    """The runs a scheduled retune starts: one conf per ``[[retune]]`` table of the TOML file
+    (each a ``template_id`` and the settings it overrides), every one checked."""
+    import tomllib
+
+    try:
+        entries = tomllib.loads(Path(path).read_text()).get("retune", [])
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: malformed TOML: {exc}") from None
+    problems = []
+    for i, entry in enumerate(entries):
+        if entry.get("template_id", EVERY_TEMPLATE) == EVERY_TEMPLATE:
+            problems.append(f"{path}: retune[{i}].template_id: name one template")
+            continue
+        try:
+            resolve(entry)
+        except InputError as exc:
+            problems += [f"{path}: retune[{i}]: {p}" for p in exc.problems]
+    if not entries:
+        problems.append(f"{path}: no [[retune]] table: nothing to retune")
+    if problems:
+        raise InputError(problems)
+    return entries

@@ -1,0 +1,287 @@
+"""The Airflow DAGs: integrity (Airflow's own DagBag) and the retune DAG end to end with
+``dag.test()`` on an embedded SQLite metadata DB and MLflow store.
+
+Airflow reads its configuration once, at import: the module fixture points AIRFLOW_HOME at a
+fresh folder, migrates its database and only then imports Airflow. ``dag.test()`` runs every
+task in this process, which lets a test swap the trial scores for fixed ones (the wiring is
+under test here, not the speed of a configuration) or fail a task once to see it retried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fresh_solver.lifecycle.settings import RETUNE_SETTINGS
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS = ROOT / "dags"
+pytestmark = pytest.mark.timeout(600)
+
+# A small, quick retune: small generated instances, short trials, no race.
+TINY = {"generator_scale": "small", "generator_seed": 3, "train_instances": 2,
+        "held_out_instances": 2, "trials": 3, "batch_size": 2, "trial_time_limit": 0.2,
+        "race": 0, "validation_seeds": 3, "validation_time_limit": 0.3}
+
+
+@pytest.fixture(scope="module")
+def airflow_dagbag(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("airflow")
+    env = {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+           "FRESH_SOLVER_RETRY_DELAY_S": "0"}
+    if "airflow" in sys.modules and os.environ.get("AIRFLOW_HOME") != str(home):
+        pytest.fail("Airflow was imported before this module configured it")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                       check=True, capture_output=True, env=os.environ.copy())
+        from airflow.dag_processing.dagbag import DagBag
+
+        yield DagBag(str(DAGS))
+
+
+@pytest.fixture(scope="module")
+def retune_dag(airflow_dagbag):
+    return airflow_dagbag.dags["fresh_solver_retune"]
+
+
+def run_dag(dag, conf: dict[str, Any]):
+    """``dag.test()`` with this run conf; the finished run and its task instances by id."""
+    run = dag.test(run_conf=conf)
+    tis: dict[str, list] = {}
+    for ti in run.get_task_instances():
+        tis.setdefault(ti.task_id, []).append(ti)
+    return run, tis
+
+
+def mlflow_client():
+    from fresh_solver import tracking
+
+    return tracking.client()
+
+
+def runs_of(experiment: str, filter_string: str = "") -> list:
+    client = mlflow_client()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], filter_string=filter_string,
+                              max_results=1000)
+
+
+def versions_of(template_id: str) -> list:
+    from fresh_solver.registry.registry import ParameterRegistry
+
+    return ParameterRegistry().versions(template_id)
+
+
+# ---- integrity ------------------------------------------------------------------------------
+
+
+def test_dag_files_import_without_errors(airflow_dagbag) -> None:
+    assert airflow_dagbag.import_errors == {}
+    assert set(airflow_dagbag.dag_ids) >= {"fresh_solver_retune"}
+    for stat in airflow_dagbag.dagbag_stats:  # printed, not asserted: timing is not behaviour
+        print(f"parse time {stat.file}: {stat.duration}")
+
+
+def test_retune_dag_shape(retune_dag) -> None:
+    dag = retune_dag
+    assert dag.dag_id == "fresh_solver_retune"
+    assert dag.timetable.expression == "0 0 * * 0"  # @weekly
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert set(dag.tags) == {"fresh-solver", "tuning"}
+    assert set(dag.params.keys()) == set(RETUNE_SETTINGS)
+    assert dag.params["template_id"] == "*"
+    for task in dag.tasks:
+        if task.task_id in ("route", "each_template", "prepare", "retune_each"):
+            assert task.retries == 0, task.task_id  # routing and bad input do not retry
+        else:
+            assert task.retries == 2 and task.retry_exponential_backoff, task.task_id
+            assert task.on_failure_callback, task.task_id
+    trials = [t for t in dag.tasks if t.task_id.startswith("trial_")]
+    assert trials and all(t.pool == "fresh_solver_trials" for t in trials)
+    assert {t.task_id for t in dag.tasks} >= {"prepare", "start", "ask_0", "tell_0", "race",
+                                              "validate", "register", "notify"}
+
+
+def test_dag_file_imports_nothing_heavy() -> None:
+    """Parsing must stay fast: no solver, MLflow, optimiser or pandas import at top level."""
+    code = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
+            "print([m for m in ('ortools', 'mlflow', 'skopt', 'sklearn') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, str(DAGS / "fresh_solver_retune.py")],
+                         capture_output=True, text=True, check=True, env=os.environ.copy())
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ---- end to end -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fixed_trial_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials score below the reference, by trial; the reference's and validation's solves
+    stay real (and checked by the independent checker)."""
+    from fresh_solver.tuning import session as tuning_session
+
+    def fixed(self, point):
+        return tuning_session.Evaluation(self.reference.evaluation.score
+                                         / (2 + len(self.searched)))
+
+    monkeypatch.setattr(tuning_session.TuningSession, "evaluate_point", fixed)
+
+
+@pytest.fixture
+def passing_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny instances make speedups noise: the wiring tests fix the judge's verdict to a pass
+    (the judge itself is tested in test_validation.py)."""
+    from fresh_solver.validation import validator
+
+    monkeypatch.setattr(validator, "judge", lambda comparisons, invalid, rule: [])
+
+
+def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_trial(
+        retune_dag, fixed_trial_scores, passing_verdict,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fresh_solver.tuning import record
+
+    real_log_trial = record.SessionRecord.log_trial
+    failures: list[int] = []
+
+    def fails_once_after_logging(self, trial, space):
+        run_id = real_log_trial(self, trial, space)
+        if trial.index == 1 and not failures:
+            failures.append(1)
+            raise ConnectionError("worker lost after logging trial 1")
+        return run_id
+
+    monkeypatch.setattr(record.SessionRecord, "log_trial", fails_once_after_logging)
+    run, tis = run_dag(retune_dag, {"template_id": "wired", **TINY})
+    assert run.state == "success"
+    assert failures == [1]
+    [retried] = [ti for ti in tis["trial_0"] if ti.map_index == 0]
+    assert retried.try_number == 2 and retried.state == "success"
+    assert [ti.state for ti in tis["trial_2"]] == ["skipped"]  # past the budget
+
+    [session] = runs_of("fresh-solver/tuning/wired", "tags.fresh_solver.kind = 'tuning-session'")
+    assert session.info.status == "FINISHED"
+    assert session.data.tags["fresh_solver.session_key"] == run.run_id
+    trials = runs_of("fresh-solver/tuning/wired",
+                     f"tags.mlflow.parentRunId = '{session.info.run_id}'")
+    indices = sorted(int(r.data.tags["fresh_solver.trial"]) for r in trials)
+    assert indices == [0, 1, 2, 3]  # one run per trial, the retried one included
+
+    [validation] = runs_of("fresh-solver/validation/wired")
+    assert validation.data.tags["fresh_solver.tuning_run_id"] == session.info.run_id
+    assert validation.data.tags["validation_status"] == "passed"
+    [version] = versions_of("wired")
+    assert version.current_stage == "Staging"
+    assert version.tags["tuning_run_id"] == session.info.run_id
+    assert version.tags["validation_run_id"] == validation.info.run_id
+    assert session.data.tags["fresh_solver.validation_run_id"] == validation.info.run_id
+    assert mlflow_client().get_run(session.info.run_id).data.tags[
+        "fresh_solver.registered_version"] == f"fresh-solver-wired/{version.version}"
+
+    [notify] = tis["notify"]
+    message = notify.xcom_pull(task_ids="notify")["message"]
+    assert f"fresh-solver registry promote wired {version.version} --approved-by" in message
+    assert "Aliases" in message
+
+
+def test_a_failed_validation_ends_the_run_successfully_and_registers_nothing(
+        retune_dag, fixed_trial_scores) -> None:
+    run, tis = run_dag(retune_dag, {"template_id": "too-strict", **TINY,
+                                    "min_speedup": 1000.0})
+    assert run.state == "success"
+    [validation] = runs_of("fresh-solver/validation/too-strict")
+    assert validation.data.tags["validation_status"] == "failed"
+    assert versions_of("too-strict") == []
+    [notify] = tis["notify"]
+    assert "Nothing registered: speedup vs defaults" in notify.xcom_pull(
+        task_ids="notify")["message"]
+
+
+def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdict) -> None:
+    """Every task is idempotent: running the lifecycle's tasks again for the same Airflow run
+    (here: the same session key) adds no session, trial, validation or version."""
+    from fresh_solver.lifecycle import retune
+
+    plan = retune.prepare({"template_id": "again", **TINY})
+    outcome = []
+    for _ in range(2):
+        run_id = retune.start(plan, session_key="manual__same")
+        for round_ in range(2):
+            results = [retune.evaluate(plan, run_id, item)
+                       for item in retune.ask(plan, run_id, round_)]
+            retune.tell(plan, run_id, round_, results)
+        candidate = retune.race(plan, run_id)
+        verdict = retune.validate(plan, candidate)
+        outcome.append((run_id, candidate, verdict, retune.register(plan, run_id, verdict)))
+    assert outcome[0] == outcome[1]
+    assert len(runs_of("fresh-solver/tuning/again",
+                       "tags.fresh_solver.kind = 'tuning-session'")) == 1
+    assert len(runs_of("fresh-solver/validation/again")) == 1
+    assert len(versions_of("again")) == 1
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+
+def write_instances(folder: Path, template_id: str, count: int) -> None:
+    from fresh_solver.model.generate import generate_family
+    from fresh_solver.model.problem import problem_to_dict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        problem = generate_family("small", 1, i, template_id=template_id)
+        (folder / f"{problem.name}.json").write_text(json.dumps(problem_to_dict(problem)))
+
+
+def assert_failed_at_prepare(run, tis, template_id: str) -> str:
+    assert run.state == "failed"
+    [prepare] = tis["prepare"]
+    assert prepare.state == "failed" and prepare.try_number == 1  # not retried
+    assert all(ti.state in ("skipped", "upstream_failed", None)
+               for task_id, group in tis.items() if task_id not in ("prepare", "route")
+               for ti in group)
+    assert runs_of(f"fresh-solver/tuning/{template_id}") == []
+    assert versions_of(template_id) == []
+    return prepare.task_id
+
+
+@pytest.mark.parametrize("case", ["unknown template", "empty folder", "too many rounds"])
+def test_bad_input_fails_the_run_at_its_first_task(retune_dag, tmp_path: Path, case: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "instances"
+    conf: dict[str, Any] = {**TINY, "instances_folder": str(folder), "template_id": "gear"}
+    if case == "unknown template":
+        write_instances(folder, "bracket", 3)
+        expected = "no problem file in"
+    elif case == "empty folder":
+        folder.mkdir()
+        expected = "holds no problem files"
+    else:
+        write_instances(folder, "gear", 3)
+        conf |= {"trials": 100, "batch_size": 1}
+        expected = "take 100 rounds"
+    start = time.monotonic()
+    run, tis = run_dag(retune_dag, conf)
+    assert_failed_at_prepare(run, tis, "gear")
+    assert expected in caplog.text
+    print(f"{case}: failed in {time.monotonic() - start:.1f} s")
+
+
+def test_a_param_of_the_wrong_type_is_refused_before_the_run(retune_dag) -> None:
+    from airflow.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="trials"):
+        retune_dag.test(run_conf={"template_id": "gear", "trials": -1})
