@@ -1,13 +1,15 @@
 # Two entry points for a fresh machine with only Python 3.11 and pip:
-#   make demo   the main job on the embedded defaults
+#   make demo   the main job on the embedded defaults: the whole parameter lifecycle
 #   make test   the whole test suite (what CI runs)
+# Also: make solve-example (one quick solve), make up / make down (MLflow + Airflow UIs).
 PYTHON ?= python3.11
 VENV := .venv
 UV := .uv-bootstrap/bin/uv
 BIN := $(VENV)/bin
 OUT ?= out
+DEMO_ARGS ?=
 
-.PHONY: venv demo test browser bench-core clean
+.PHONY: venv demo solve-example up down test browser bench-core clean
 
 # uv is bootstrapped into .uv-bootstrap/, so nothing is installed outside the project.
 $(UV):
@@ -20,7 +22,11 @@ $(BIN)/fresh-solver: pyproject.toml uv.lock | $(UV)
 
 venv: $(BIN)/fresh-solver
 
+# Generate instances, run the retune DAG (Airflow, SQLite), promote, solve from Production.
 demo: venv
+	$(BIN)/python -m fresh_solver.demo --dags dags $(DEMO_ARGS)
+
+solve-example: venv
 	mkdir -p $(OUT)
 	$(BIN)/fresh-solver solve fresh_solver/examples/bracket_line.json --time-limit 20 \
 		--out $(OUT)/bracket_line.schedule.json --gantt $(OUT)/bracket_line.gantt.png
@@ -28,7 +34,7 @@ demo: venv
 		$(OUT)/bracket_line.schedule.json
 
 test: venv browser
-	$(BIN)/ruff check fresh_solver tests
+	$(BIN)/ruff check fresh_solver tests dags
 	$(BIN)/pytest -q
 
 # The UI end-to-end test needs Debian's Chromium and its driver. CI (which runs as root with
