@@ -33,6 +33,17 @@ solve-example: venv
 	$(BIN)/fresh-solver check fresh_solver/examples/bracket_line.json \
 		$(OUT)/bracket_line.schedule.json
 
+# MLflow UI (the main job's store) and Airflow (this dags/ folder) on 127.0.0.1, in the
+# background; `make down` stops them by process session.
+MLFLOW_PORT ?= 5000
+AIRFLOW_PORT ?= 8080
+up: venv
+	$(BIN)/python -m fresh_solver.devstack up --dags dags \
+		--mlflow-port $(MLFLOW_PORT) --airflow-port $(AIRFLOW_PORT)
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m fresh_solver.devstack down; fi
+
 test: venv browser
 	$(BIN)/ruff check fresh_solver tests dags
 	$(BIN)/pytest -q

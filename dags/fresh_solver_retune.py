@@ -5,7 +5,8 @@ route → prepare → start → (ask → trial × k → tell) × rounds → race
 Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` with small
 JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
 tasks retry (with backoff) or move between workers safely. Trials run in the pool
-``fresh_solver_trials`` (sized so concurrent trials do not share cores; see README). Bad input
+``fresh_solver_trials`` (sized so concurrent trials do not share cores:
+``fresh_solver.lifecycle.pool``). Bad input
 fails the run at its first task without retries. A reviewer promotes the Staging version.
 
 A run with ``template_id`` '*' (the scheduled weekly run) retunes nothing itself: it starts one
@@ -23,10 +24,12 @@ from pathlib import Path
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
+from fresh_solver.lifecycle.pool import TRIAL_POOL
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, RETUNE_SETTINGS, max_rounds
 
 DAG_ID = "fresh_solver_retune"
-TRIAL_POOL = "fresh_solver_trials"
+# Weekly unless FRESH_SOLVER_RETUNE_SCHEDULE gives another cron/preset, or "none" (manual only).
+SCHEDULE = os.environ.get("FRESH_SOLVER_RETUNE_SCHEDULE", "@weekly")
 ROUNDS = max_rounds()
 TEMPLATES_FILE = os.environ.get("FRESH_SOLVER_RETUNE_TEMPLATES",
                                 str(Path(__file__).with_name("retune_templates.toml")))
@@ -57,7 +60,7 @@ def _bad_input_fails_at_once(function):
 
 @dag(
     dag_id=DAG_ID,
-    schedule=os.environ.get("FRESH_SOLVER_RETUNE_SCHEDULE", "@weekly"),
+    schedule=None if SCHEDULE.lower() == "none" else SCHEDULE,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

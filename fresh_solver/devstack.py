@@ -1,0 +1,628 @@
+"""The local hands-on stack: an MLflow server and a real Airflow, started and stopped as processes.
+
+``python -m fresh_solver.devstack up|down|status`` (what ``make up``/``make down`` run) starts
+them in the background on 127.0.0.1 and records them in ``$FRESH_SOLVER_HOME/stack.json``, so
+another process can stop them. The integration tests call :func:`start_airflow` and
+:func:`stop` directly. This module only spawns processes and talks HTTP (stdlib only); it never
+imports airflow or mlflow, which cost seconds and would pin this process's configuration.
+
+Every server runs in its own session (``start_new_session``) and is stopped as a whole
+session: MLflow's and uvicorn's workers, LocalExecutor's workers and the task runners (which
+Airflow puts in process groups of their own) all outlive a stopped main process otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+AIRFLOW_USER = "admin"
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+STATE_FILE = "stack.json"
+
+
+@dataclass
+class Service:
+    """A started server: its URL and the sessions (one per process) that make it up.
+
+    ``processes`` rows are JSON-able (name, pid, log) so a later process can stop them from
+    ``stack.json``; ``info`` holds what a user needs to log in (Airflow's password file)."""
+
+    name: str
+    url: str
+    port: int
+    processes: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    popens: list[subprocess.Popen] = field(default_factory=list, repr=False, compare=False)
+
+    def to_json(self) -> dict:
+        """What stack.json records (no Popen objects: they do not outlive this process)."""
+        return {"name": self.name, "url": self.url, "port": self.port,
+                "processes": self.processes, "info": self.info}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Service:
+        """A service read back from stack.json, enough to check and stop it elsewhere."""
+        return cls(data["name"], data["url"], data["port"], list(data["processes"]),
+                   dict(data.get("info", {})))
+
+
+class StackError(RuntimeError):
+    """A server could not start (the message carries the tail of its log)."""
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+def venv_bin() -> Path:
+    """The bin/ folder of the running interpreter's environment: the servers must run the same
+    airflow/mlflow (and see the same fresh_solver) as the process that starts them."""
+    return Path(sys.executable).parent
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """Whether something listens on ``host:port`` (or a wildcard address), so ``up`` can refuse
+    before starting anything. SO_REUSEADDR: a just-stopped stack's TIME_WAIT sockets do not
+    count, as they do not stop the servers (which set it too) from binding."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (for tests and side-by-side stacks)."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path | str, lines: int = 40) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _spawn(service: Service, name: str, argv: list[str], env: dict, log: Path,
+           cwd: Path | None = None) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+    service.popens.append(process)
+    service.processes.append({"name": name, "pid": process.pid, "pgid": process.pid,
+                              "log": str(log)})
+    return process
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, pgrp, session) of ``pid`` from /proc, None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    return fields[0], int(fields[2]), int(fields[3])
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session ``sid``: the server and everything it spawned,
+    whatever process group they moved to. Without /proc, the session leader's group."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(sid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [sid]
+    members = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat and stat[2] == sid and stat[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
+def _signal_session(sid: int, sig: int) -> None:
+    # One killpg per process group, so a server and its helpers get the signal together; the
+    # groups that Airflow's task runners make for themselves within the session are reached
+    # as well. (Airflow's triggerer may still take ~10 s: it waits for its trigger runner.)
+    groups = {sid}
+    if Path("/proc").is_dir():
+        groups |= {stat[1] for pid in _session_members(sid) if (stat := _proc_stat(pid))}
+    for pgid in sorted(groups, key=lambda g: g != sid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+
+def alive(service: Service) -> list[str]:
+    """Names of the service's processes that still run (anything left in their session)."""
+    for process in service.popens:
+        process.poll()  # reap our own children, or they count as alive (zombies)
+    return [p["name"] for p in service.processes if _session_members(p["pid"])]
+
+
+def stop(handle: Service | list[Service], timeout: float = 20.0) -> None:
+    """Stop services by session: SIGTERM everything in them, SIGKILL what is left after
+    ``timeout`` s. Idempotent, and works from another process (``down``)."""
+    services = handle if isinstance(handle, list) else [handle]
+    sids = [p["pid"] for s in services for p in s.processes]
+    for sid in sids:
+        _signal_session(sid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(alive(s) for s in services):
+            break
+        time.sleep(0.2)
+    else:
+        for sid in sids:
+            _signal_session(sid, signal.SIGKILL)
+        time.sleep(0.5)
+    for s in services:
+        for process in s.popens:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(service: Service, path: str, timeout: float) -> None:
+    """Wait until ``service.url + path`` answers 200; raise StackError with the log tail as
+    soon as one of its processes dies, or when ``timeout`` s pass."""
+    url = service.url.rstrip("/") + path
+    deadline = time.monotonic() + timeout
+    while True:
+        for process, row in zip(service.popens, service.processes):
+            if process.poll() is not None:
+                raise StackError(f"{service.name} {row['name']} exited with {process.returncode} "
+                                 f"before {url} answered; {row['log']} ends:\n"
+                                 f"{_tail(row['log'])}")
+        try:
+            if _get(url)[0] == 200:
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {r['log']}\n{_tail(r['log'], 15)}" for r in service.processes)
+            raise StackError(f"{url} did not answer within {timeout:.0f} s\n{logs}")
+        time.sleep(0.3)
+
+
+# --------------------------------------------------------------------------------------------
+# MLflow
+
+
+def start_mlflow(home: Path, port: int, wait: bool = True, timeout: float = 120.0) -> Service:
+    """Run mlflow_config/start_server.sh (what a deployment runs) on 127.0.0.1:``port`` over
+    the embedded store the CLI writes (``home``/mlflow.db), so the UI shows the main job's runs
+    and versions."""
+    home = Path(home).resolve()
+    env = os.environ | {
+        "FRESH_SOLVER_HOME": str(home),
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_HOST": HOST,
+        "MLFLOW": str(venv_bin() / "mlflow"),
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{home / 'mlflow.db'}",
+    }
+    service = Service("mlflow", f"http://{HOST}:{port}", port)
+    _spawn(service, "server", ["bash", str(ROOT / "mlflow_config" / "start_server.sh")], env,
+           home / "logs" / "mlflow.log")
+    if wait:
+        try:
+            wait_ready(service, "/health", timeout)
+        except BaseException:
+            stop(service)
+            raise
+    return service
+
+
+# --------------------------------------------------------------------------------------------
+# Airflow
+
+
+def airflow_env(home: Path, dags_folder: Path, port: int, env_extra: dict | None = None) -> dict:
+    """The environment every Airflow process of the stack shares: everything is set here (not
+    in airflow.cfg) so a user's own AIRFLOW_* settings or a stale cfg cannot leak in, and the
+    task processes reach this api-server instead of Airflow's default localhost:8080."""
+    home = Path(home).resolve()
+    airflow_home = home / "airflow"
+    bin_dir = venv_bin()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AIRFLOW__") and k not in ("AIRFLOW_HOME", "AIRFLOW_CONFIG")}
+    env |= {
+        "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        "AIRFLOW_HOME": str(airflow_home),
+        "FRESH_SOLVER_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__API__HOST": HOST,
+        "AIRFLOW__API__PORT": str(port),
+        # Where the LocalExecutor's task supervisors call home (default: localhost:8080).
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
+        "AIRFLOW__CORE__AUTH_MANAGER":
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file(home)),
+    }
+    env |= {k: str(v) for k, v in (env_extra or {}).items()}
+    return env
+
+
+def password_file(home: Path) -> Path:
+    """Where SimpleAuthManager reads the Airflow login's password (JSON {user: password})."""
+    return Path(home).resolve() / "airflow" / "simple_auth_manager_passwords.json.generated"
+
+
+def airflow_password(home: Path, user: str = AIRFLOW_USER) -> str:
+    """The Airflow password of ``user``, for the CLI's message and for API clients."""
+    return json.loads(password_file(home).read_text())[user]
+
+
+def _ensure_password(home: Path) -> None:
+    # Written before the api-server starts (it only adds users missing from the file), so the
+    # login is known at once and survives restarts; 0600 as Airflow's own.
+    path = password_file(home)
+    passwords = json.loads(path.read_text()) if path.exists() else {}
+    if AIRFLOW_USER not in passwords:
+        passwords[AIRFLOW_USER] = secrets.token_urlsafe(12)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(passwords) + "\n")
+
+
+def create_trial_pool(env: dict, log: Path, timeout: float = 120.0) -> int:
+    """The pool the retune DAG's trial tasks run in, sized so trials do not share cores
+    (``fresh_solver.lifecycle.pool``); set again at every start, as the machine may differ."""
+    from fresh_solver.lifecycle.pool import TRIAL_POOL, trial_pool_slots
+
+    slots = trial_pool_slots()
+    with open(log, "ab") as out:
+        done = subprocess.run(
+            [str(venv_bin() / "airflow"), "pools", "set", TRIAL_POOL, str(slots),
+             "fresh-solver trials: cores // the most CP-SAT workers a trial may use"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            timeout=timeout, start_new_session=True, check=False)
+    if done.returncode != 0:
+        raise StackError(f"airflow pools set failed ({done.returncode}); {log} ends:\n"
+                         f"{_tail(log)}")
+    return slots
+
+
+def start_airflow(home: Path, dags_folder: Path, port: int, env_extra: dict | None = None,
+                  wait: bool = True, timeout: float = 180.0) -> Service:
+    """Airflow 3 the embedded way (SQLite metadata DB, LocalExecutor) as four processes
+    (api-server, scheduler, dag-processor, triggerer) with the api-server on 127.0.0.1:``port``,
+    after ``airflow db migrate``. Returns once the api-server answers its health check."""
+    home = Path(home).resolve()
+    env = airflow_env(home, dags_folder, port, env_extra)
+    # One JWT secret for all components of this start (api-server and scheduler must agree);
+    # Airflow's generated one is 16 bytes, which PyJWT warns about on every token.
+    env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    _ensure_password(home)
+    airflow = str(venv_bin() / "airflow")
+    migrate_log = logs / "airflow-db-migrate.log"
+    with open(migrate_log, "ab") as out:
+        done = subprocess.run([airflow, "db", "migrate"], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              timeout=timeout, start_new_session=True, check=False)
+    if done.returncode != 0:
+        raise StackError(f"airflow db migrate failed ({done.returncode}); {migrate_log} ends:\n"
+                         f"{_tail(migrate_log)}")
+    create_trial_pool(env, migrate_log, timeout)
+    service = Service("airflow", f"http://{HOST}:{port}", port, info={
+        "user": AIRFLOW_USER, "password_file": str(password_file(home)),
+        "airflow_home": env["AIRFLOW_HOME"], "dags_folder": env["AIRFLOW__CORE__DAGS_FOLDER"]})
+    argv = {
+        "api-server": ["api-server", "--host", HOST, "--port", str(port), "--workers", "1"],
+        # Log serving is skipped: every component writes under the same AIRFLOW_HOME, so the
+        # api-server reads task logs from disk, and serve-logs would bind 0.0.0.0:8793/8794.
+        "scheduler": ["scheduler", "--skip-serve-logs"],
+        "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer", "--skip-serve-logs"],
+    }
+    try:
+        for name in AIRFLOW_COMPONENTS:
+            _spawn(service, name, [airflow, *argv[name]], env, logs / f"airflow-{name}.log")
+        if wait:
+            wait_ready(service, "/api/v2/monitor/health", timeout)
+    except BaseException:
+        stop(service)
+        raise
+    return service
+
+
+# --------------------------------------------------------------------------------------------
+# Airflow REST API client
+
+
+class AirflowAPI:
+    """A minimal client of Airflow 3's REST API (stdlib only): enough to trigger a DAG run and
+    follow it from tests and scripts without the airflow package or requests."""
+
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._token: str | None = None
+
+    def token(self) -> str:
+        """A JWT from the auth manager (POST /auth/token), cached until a request gets 401."""
+        if self._token is None:
+            body = self._call("POST", "/auth/token",
+                              {"username": self.username, "password": self.password},
+                              auth=False)
+            self._token = body["access_token"]
+        return self._token
+
+    def _call(self, method: str, path: str, body: dict | None = None, auth: bool = True,
+              retry: bool = True):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.token()}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as e:
+            if e.code == 401 and auth and retry:
+                self._token = None
+                return self._call(method, path, body, auth, retry=False)
+            detail = e.read().decode(errors="replace")[:2000]
+            raise AirflowAPIError(e.code, f"{method} {path}: HTTP {e.code}: {detail}") from None
+        return json.loads(raw) if raw else None
+
+    @staticmethod
+    def _q(value: str) -> str:
+        return urllib.parse.quote(value, safe="")
+
+    def health(self) -> dict:
+        """The api-server's view of the metadata DB, scheduler, triggerer and dag-processor."""
+        return self._call("GET", "/api/v2/monitor/health", auth=False)
+
+    def dag(self, dag_id: str) -> dict:
+        """The DAG's record (paused or not, last parsed, ...); 404 until it is parsed."""
+        return self._call("GET", f"/api/v2/dags/{self._q(dag_id)}")
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict:
+        """Wait until the dag-processor has parsed and stored ``dag_id`` (404 before), since
+        a DAG cannot be triggered or unpaused earlier."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.dag(dag_id)
+            except AirflowAPIError as e:
+                if e.status != 404 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
+
+    def unpause(self, dag_id: str) -> dict:
+        """Unpause a DAG (new DAGs are paused by default, and runs of a paused DAG wait)."""
+        return self._call("PATCH", f"/api/v2/dags/{self._q(dag_id)}?update_mask=is_paused",
+                          {"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """Start a manual run now (``logical_date`` null, as Airflow 3 allows) and return its
+        run id."""
+        run = self._call("POST", f"/api/v2/dags/{self._q(dag_id)}/dagRuns",
+                         {"logical_date": None, "conf": conf or {}})
+        return run["dag_run_id"]
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        """One run's record, whose ``state`` :meth:`wait` polls."""
+        return self._call("GET", f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}")
+
+    def wait(self, dag_id: str, run_id: str, timeout: float = 300.0, poll: float = 1.0) -> str:
+        """Poll a run until it is finished; its final state (``success`` or ``failed``).
+        TimeoutError when still queued or running after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.dag_run(dag_id, run_id)["state"]
+            if state in ("success", "failed"):
+                return state
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value",
+             map_index: int = -1):
+        """A task's XCom value (its return value by default), deserialised."""
+        path = (f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}/taskInstances/"
+                f"{self._q(task_id)}/xcomEntries/{self._q(key)}?map_index={map_index}"
+                "&deserialize=true&stringify=false")
+        return self._call("GET", path)["value"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """All task instances of a run, mapped ones one row per ``map_index`` (pages joined)."""
+        rows: list[dict] = []
+        base = f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}/taskInstances"
+        while True:
+            page = self._call("GET", f"{base}?limit=100&offset={len(rows)}")
+            rows += page["task_instances"]
+            if not page["task_instances"] or len(rows) >= page["total_entries"]:
+                return rows
+
+
+class AirflowAPIError(RuntimeError):
+    """An HTTP error from the Airflow API, with its status and response body."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------------------------
+# command line: up / down / status
+
+
+def read_state(home: Path) -> list[Service]:
+    """The services ``up`` recorded in ``home``/stack.json (none when there is no file)."""
+    path = Path(home) / STATE_FILE
+    if not path.exists():
+        return []
+    return [Service.from_json(s) for s in json.loads(path.read_text())["services"]]
+
+
+def write_state(home: Path, services: list[Service]) -> Path:
+    """Record running services so ``down``/``status`` in another process find them."""
+    path = Path(home) / STATE_FILE
+    path.write_text(json.dumps({"services": [s.to_json() for s in services]}, indent=2) + "\n")
+    return path
+
+
+def _home(value: str | None) -> Path:
+    return Path(value or os.environ.get("FRESH_SOLVER_HOME") or ".fresh_solver").resolve()
+
+
+def cmd_up(args) -> int:
+    """Start MLflow and Airflow in the background and record them; 2 when the stack already
+    runs or a port is taken (nothing is started then), 1 when a server fails to start."""
+    home = _home(args.home)
+    running = [s for s in read_state(home) if alive(s)]
+    if running:
+        names = ", ".join(f"{s.name} ({s.url})" for s in running)
+        print(f"error: the stack in {home} already runs: {names}; "
+              f"stop it first with `python -m fresh_solver.devstack down`", file=sys.stderr)
+        return 2
+    busy = [f"{name} port {port}" for name, port in
+            (("MLflow", args.mlflow_port), ("Airflow", args.airflow_port)) if port_in_use(port)]
+    if args.mlflow_port == args.airflow_port:
+        busy.append(f"both servers asked for port {args.mlflow_port}")
+    if busy:
+        print(f"error: {HOST}: {'; '.join(busy)} already in use; choose another with "
+              f"--mlflow-port/--airflow-port", file=sys.stderr)
+        return 2
+    dags = Path(args.dags).resolve()
+    if not dags.is_dir():
+        print(f"warning: DAG folder {dags} does not exist; Airflow will list no DAGs",
+              file=sys.stderr)
+    home.mkdir(parents=True, exist_ok=True)
+    started: list[Service] = []
+    started_at = time.monotonic()
+    try:
+        mlflow = start_mlflow(home, args.mlflow_port, wait=False)
+        started.append(mlflow)
+        write_state(home, started)
+        airflow = start_airflow(home, dags, args.airflow_port, wait=False)
+        started.append(airflow)
+        write_state(home, started)
+        wait_ready(airflow, "/api/v2/monitor/health", args.timeout)
+        wait_ready(mlflow, "/health", args.timeout)
+    except (StackError, OSError, subprocess.SubprocessError) as e:
+        stop(started)
+        (home / STATE_FILE).unlink(missing_ok=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BaseException:
+        stop(started)
+        (home / STATE_FILE).unlink(missing_ok=True)
+        raise
+    print(f"stack up in {time.monotonic() - started_at:.0f} s (state: {home / STATE_FILE}, "
+          f"logs: {home / 'logs'})")
+    print(f"  MLflow   {mlflow.url}   store sqlite:///{home / 'mlflow.db'}")
+    print(f"  Airflow  {airflow.url}   user {AIRFLOW_USER}, password {airflow_password(home)} "
+          f"(in {password_file(home)})")
+    print("  stop with: python -m fresh_solver.devstack down")
+    return 0
+
+
+def cmd_down(args) -> int:
+    """Stop what stack.json records, by session, and forget it."""
+    home = _home(args.home)
+    services = read_state(home)
+    if not services:
+        print(f"nothing recorded in {home / STATE_FILE}")
+        return 0
+    stop(services, timeout=args.timeout)
+    left = [f"{s.name}: {', '.join(names)}" for s in services if (names := alive(s))]
+    if left:
+        print(f"error: still running after SIGKILL: {'; '.join(left)}", file=sys.stderr)
+        return 1
+    (home / STATE_FILE).unlink(missing_ok=True)
+    print("stopped: " + ", ".join(s.name for s in services))
+    return 0
+
+
+def cmd_status(args) -> int:
+    """Print each recorded server's live processes and whether it answers HTTP."""
+    home = _home(args.home)
+    services = read_state(home)
+    if not services:
+        print(f"not running (no {home / STATE_FILE})")
+        return 0
+    for s in services:
+        running = alive(s)
+        down = [p["name"] for p in s.processes if p["name"] not in running]
+        answer = ""
+        if running:
+            path = "/api/v2/monitor/health" if s.name == "airflow" else "/health"
+            try:
+                answer = f", HTTP {_get(s.url + path)[0]}"
+            except (urllib.error.URLError, OSError):
+                answer = ", not answering"
+        print(f"{s.name:8} {s.url}  running: {', '.join(running) or '-'}"
+              f"{'  stopped: ' + ', '.join(down) if down else ''}{answer}")
+        if s.name == "airflow" and running:
+            print(f"         login {s.info.get('user')}, password in "
+                  f"{s.info.get('password_file')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``up``/``down``/``status`` of the local stack (``make up``/``make down``)."""
+    parser = argparse.ArgumentParser(prog="python -m fresh_solver.devstack",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home",
+                        help="data folder (default $FRESH_SOLVER_HOME, else ./.fresh_solver)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start MLflow and Airflow in the background")
+    up.add_argument("--mlflow-port", type=int, default=5000)
+    up.add_argument("--airflow-port", type=int, default=8080)
+    up.add_argument("--dags", default="dags", help="Airflow's DAG folder (default ./dags)")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each server")
+    down = sub.add_parser("down", help="stop what `up` started")
+    down.add_argument("--timeout", type=float, default=20.0, help="seconds before SIGKILL")
+    sub.add_parser("status", help="show what runs")
+    args = parser.parse_args(argv)
+    return {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The hands-on stack (fresh_solver.devstack): a real Airflow started as `make up` starts it runs a
+mapped TaskFlow DAG triggered over its REST API; the `up`/`down` commands refuse what they must.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fresh_solver import devstack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DAG_ID = "fresh_solver_retune"
+# A tiny retune: small generated instances and short solves (the wiring is under test).
+TINY = {"template_id": "live", "generator_scale": "small", "generator_seed": 3,
+        "train_instances": 2, "held_out_instances": 2, "trials": 3, "batch_size": 2,
+        "trial_time_limit": 0.2, "race": 1, "race_seeds": 1, "validation_seeds": 3,
+        "validation_time_limit": 0.3}
+
+
+def devstack_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fresh_solver.devstack", "--home", str(home),
+                           *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_up_refuses_a_busy_port(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = devstack_cli(tmp_path, "up", "--airflow-port", str(port),
+                            "--mlflow-port", str(devstack.free_port()))
+    assert done.returncode == 2, done.stderr
+    assert f"Airflow port {port} already in use" in done.stderr
+    assert not (tmp_path / "stack.json").exists()
+    assert not (tmp_path / "logs").exists()  # nothing was started
+
+
+def test_up_refuses_a_running_stack_and_down_stops_it(tmp_path):
+    # A stand-in server (its own session, as devstack starts them), recorded as `up` records.
+    sleeper = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    service = devstack.Service("airflow", "http://127.0.0.1:1", 1,
+                               [{"name": "scheduler", "pid": sleeper.pid, "pgid": sleeper.pid,
+                                 "log": str(tmp_path / "x.log")}])
+    try:
+        devstack.write_state(tmp_path, [service])
+        done = devstack_cli(tmp_path, "up", "--airflow-port", str(devstack.free_port()),
+                            "--mlflow-port", str(devstack.free_port()))
+        assert done.returncode == 2, done.stderr
+        assert "already runs" in done.stderr
+        assert "scheduler" in devstack_cli(tmp_path, "status").stdout
+
+        done = devstack_cli(tmp_path, "down")
+        assert done.returncode == 0, done.stderr
+        assert sleeper.wait(timeout=10) == -15
+        assert not (tmp_path / "stack.json").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _listening_addresses(service: devstack.Service) -> set[str]:
+    import psutil
+
+    addresses = set()
+    for row in service.processes:
+        for pid in devstack._session_members(row["pid"]):
+            try:
+                connections = psutil.Process(pid).net_connections(kind="inet")
+            except psutil.Error:
+                continue
+            addresses |= {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN}
+    return addresses
+
+
+def mlflow_records(home: Path) -> dict:
+    """What the retune run left in the stack's MLflow store (read as the CLI would)."""
+    from fresh_solver import tracking
+    from fresh_solver.registry.registry import ParameterRegistry
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRESH_SOLVER_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        client = tracking.client()
+        tuning = client.get_experiment_by_name(tracking.tuning_experiment("live"))
+        sessions = client.search_runs(
+            [tuning.experiment_id], filter_string="tags.fresh_solver.kind = 'tuning-session'")
+        trials = client.search_runs(
+            [tuning.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{sessions[0].info.run_id}'")
+        validation = client.get_experiment_by_name(tracking.validation_experiment("live"))
+        validations = [] if validation is None else client.search_runs(
+            [validation.experiment_id])
+        versions = ParameterRegistry(client).versions("live")
+    return {"sessions": sessions, "trials": trials, "validations": validations,
+            "versions": versions}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
+    """The project's own DAG folder on a real Airflow (scheduler, dag-processor, triggerer,
+    api-server; SQLite, LocalExecutor): triggered with a tiny budget, it finishes and leaves
+    one tuning session with its trials, and a version exactly when validation passed."""
+    home = tmp_path / "home"
+    started = time.monotonic()
+    service = devstack.start_airflow(home, ROOT / "dags", devstack.free_port(), env_extra={
+        "FRESH_SOLVER_RETUNE_SCHEDULE": "none", "FRESH_SOLVER_RETRY_DELAY_S": "1"})
+    try:
+        up = time.monotonic() - started
+        assert service.info["password_file"] == str(devstack.password_file(home))
+        api = devstack.AirflowAPI(service.url, service.info["user"],
+                                  devstack.airflow_password(home))
+        api.wait_for_dag(DAG_ID, timeout=120)
+        api.unpause(DAG_ID)
+        run_id = api.trigger(DAG_ID, TINY)
+        state = api.wait(DAG_ID, run_id, timeout=420, poll=1.0)
+        logs = "\n".join(f"--- {r['log']}\n{devstack._tail(r['log'], 20)}"
+                         for r in service.processes)
+        assert state == "success", logs
+
+        instances = api.task_instances(DAG_ID, run_id)
+        trials = sorted((ti["map_index"], ti["state"]) for ti in instances
+                        if ti["task_id"] == "trial_0")
+        assert trials == [(0, "success"), (1, "success")]
+        assert {ti["pool"] for ti in instances if ti["task_id"].startswith("trial_")} == \
+            {"fresh_solver_trials"}
+        outcome = api.xcom(DAG_ID, run_id, "notify")
+        assert _listening_addresses(service) == {"127.0.0.1"}
+        durations = {ti["task_id"]: ti.get("duration") for ti in instances}
+        print(f"stack up in {up:.1f} s; retune run in {time.monotonic() - started - up:.1f} s; "
+              f"task durations {durations}")
+    finally:
+        stopping = time.monotonic()
+        # Short grace: Airflow's triggerer may wait 10 s for its helper before exiting.
+        devstack.stop(service, timeout=5)
+        print(f"stopped in {time.monotonic() - stopping:.1f} s")
+    assert devstack.alive(service) == []
+
+    records = mlflow_records(home)
+    [session] = records["sessions"]
+    assert session.info.status == "FINISHED"
+    assert session.data.tags["fresh_solver.session_key"] == run_id
+    assert sorted(int(r.data.tags["fresh_solver.trial"]) for r in records["trials"]) == \
+        [0, 1, 2, 3]
+    if outcome["passed"]:
+        [version] = records["versions"]
+        assert version.current_stage == "Staging" and outcome["version"] == version.version
+        assert version.tags["tuning_run_id"] == session.info.run_id
+    else:
+        assert records["versions"] == [] and outcome["version"] is None
+        assert "Nothing registered" in outcome["message"]
