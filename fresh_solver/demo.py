@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -53,19 +52,12 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def airflow_env(home: Path, dags: Path) -> dict[str, str]:
-    """Airflow on the embedded defaults: SQLite under the data folder, this repo's DAGs."""
-    bin_dir = str(Path(sys.executable).parent)
-    return os.environ | {
-        "FRESH_SOLVER_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
 def run_airflow(args: list[str], env: dict[str, str], log_path: Path, echo: bool) -> int:
     """Run an `airflow` command, its output to ``log_path``; with ``echo`` the lifecycle's own
     log lines are shown as they come."""
-    airflow = str(Path(sys.executable).parent / "airflow")
+    from fresh_solver.devstack import venv_bin
+
+    airflow = str(venv_bin() / "airflow")
     with open(log_path, "w") as log:
         process = subprocess.Popen([airflow, *args], env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
@@ -97,7 +89,9 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
 
     home = tracking.home()
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    env = airflow_env(home, dags.resolve())
+    from fresh_solver.devstack import DEFAULT_AIRFLOW_PORT, airflow_env
+
+    env = airflow_env(home, dags, DEFAULT_AIRFLOW_PORT)  # the settings `make up` uses
     started = time.monotonic()
     summary: dict[str, Any] = {"template_id": conf["template_id"], "home": str(home)}
 

@@ -34,6 +34,8 @@ HOST = "127.0.0.1"
 AIRFLOW_USER = "admin"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 STATE_FILE = "stack.json"
+DEFAULT_MLFLOW_PORT = 5000
+DEFAULT_AIRFLOW_PORT = 8080
 
 
 @dataclass
@@ -613,8 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="data folder (default $FRESH_SOLVER_HOME, else ./.fresh_solver)")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start MLflow and Airflow in the background")
-    up.add_argument("--mlflow-port", type=int, default=5000)
-    up.add_argument("--airflow-port", type=int, default=8080)
+    up.add_argument("--mlflow-port", type=int, default=DEFAULT_MLFLOW_PORT)
+    up.add_argument("--airflow-port", type=int, default=DEFAULT_AIRFLOW_PORT)
     up.add_argument("--dags", default="dags", help="Airflow's DAG folder (default ./dags)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each server")
     down = sub.add_parser("down", help="stop what `up` started")
