@@ -47,7 +47,7 @@ def _bad_input_fails_at_once(function):
     """Bad input will not get better on a retry: fail the task for good, saying what is wrong."""
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from fresh_solver.errors import InputError
 

@@ -127,8 +127,7 @@ def test_dag_file_imports_nothing_heavy() -> None:
 # ---- end to end -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fixed_trial_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+def fix_trial_scores(mp: pytest.MonkeyPatch) -> None:
     """Trials score below the reference, by trial; the reference's and validation's solves
     stay real (and checked by the independent checker)."""
     from fresh_solver.tuning import session as tuning_session
@@ -137,21 +136,30 @@ def fixed_trial_scores(monkeypatch: pytest.MonkeyPatch) -> None:
         return tuning_session.Evaluation(self.reference.evaluation.score
                                          / (2 + len(self.searched)))
 
-    monkeypatch.setattr(tuning_session.TuningSession, "evaluate_point", fixed)
+    mp.setattr(tuning_session.TuningSession, "evaluate_point", fixed)
 
 
-@pytest.fixture
-def passing_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+def pass_every_verdict(mp: pytest.MonkeyPatch) -> None:
     """Tiny instances make speedups noise: the wiring tests fix the judge's verdict to a pass
     (the judge itself is tested in test_validation.py)."""
     from fresh_solver.validation import validator
 
-    monkeypatch.setattr(validator, "judge", lambda comparisons, invalid, rule: [])
+    mp.setattr(validator, "judge", lambda comparisons, invalid, rule: [])
 
 
-def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_trial(
-        retune_dag, fixed_trial_scores, passing_verdict,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def fixed_trial_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    fix_trial_scores(monkeypatch)
+
+
+@pytest.fixture
+def passing_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    pass_every_verdict(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def wired_run(retune_dag):
+    """One retune run whose first attempt at trial 1 dies right after logging it."""
     from fresh_solver.tuning import record
 
     real_log_trial = record.SessionRecord.log_trial
@@ -164,8 +172,17 @@ def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_
             raise ConnectionError("worker lost after logging trial 1")
         return run_id
 
-    monkeypatch.setattr(record.SessionRecord, "log_trial", fails_once_after_logging)
-    run, tis = run_dag(retune_dag, {"template_id": "wired", **TINY})
+    with pytest.MonkeyPatch.context() as mp:
+        fix_trial_scores(mp)
+        pass_every_verdict(mp)
+        mp.setattr(record.SessionRecord, "log_trial", fails_once_after_logging)
+        run, tis = run_dag(retune_dag, {"template_id": "wired", **TINY})
+    return run, tis, failures
+
+
+def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_trial(
+        wired_run) -> None:
+    run, tis, failures = wired_run
     assert run.state == "success"
     assert failures == [1]
     [retried] = [ti for ti in tis["trial_0"] if ti.map_index == 0]
@@ -195,6 +212,24 @@ def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_
     message = notify.xcom_pull(task_ids="notify")["message"]
     assert f"fresh-solver registry promote wired {version.version} --approved-by" in message
     assert "Aliases" in message
+
+
+def test_the_overhead_report_splits_task_time_into_solving_and_the_rest(
+        wired_run, tmp_path: Path) -> None:
+    """The reference (start) and validation solved for real; the trials' scores were fixed,
+    so they solved nothing."""
+    from fresh_solver.performance import retune_overhead
+
+    airflow_db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+    assert retune_overhead.main(["--out", str(tmp_path), "--airflow-db", str(airflow_db)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["by_kind"]["start"]["solve_s"] > 0
+    assert results["by_kind"]["validate"]["solve_s"] > 0
+    assert results["by_kind"]["trial"]["tasks"] == 3  # trial_0[0], trial_0[1], trial_1[0]
+    for row in results["by_kind"].values():
+        assert row["solve_s"] <= row["duration_s"]
+    assert "| task | runs | duration s | solving s | overhead s |" in \
+        (tmp_path / "report.md").read_text()
 
 
 def test_a_failed_validation_ends_the_run_successfully_and_registers_nothing(
@@ -281,7 +316,7 @@ def test_bad_input_fails_the_run_at_its_first_task(retune_dag, tmp_path: Path, c
 
 
 def test_a_param_of_the_wrong_type_is_refused_before_the_run(retune_dag) -> None:
-    from airflow.exceptions import ParamValidationError
+    from airflow.sdk.exceptions import ParamValidationError
 
     with pytest.raises(ParamValidationError, match="trials"):
         retune_dag.test(run_conf={"template_id": "gear", "trials": -1})

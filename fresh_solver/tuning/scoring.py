@@ -64,6 +64,11 @@ class Evaluation:
     def capped(self) -> int:
         return sum(r.capped for r in self.runs)
 
+    @property
+    def wall_time_s(self) -> float:
+        """Seconds its solves took (model build included): the measured share of a trial."""
+        return sum(r.wall_time_s for r in self.runs)
+
     def to_dict(self) -> dict[str, Any]:
         return {"score": self.score, "failed": self.failed, "capped": self.capped,
                 "runs": [asdict(r) for r in self.runs]}

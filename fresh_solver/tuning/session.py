@@ -298,10 +298,12 @@ class TuningSession:
                               metric=spec.metric, time_limit=spec.trial_time_limit)
         base = per_pair(reference)
         results: dict[int, dict[str, float]] = {}
+        solve_seconds = reference.wall_time_s
         for trial in contenders:
             evaluation = run_trial(trial.config.to_dict(), self.instances, seeds,
                                    metric=spec.metric, time_limit=spec.trial_time_limit,
                                    references=references_from(reference))
+            solve_seconds += evaluation.wall_time_s
             if evaluation.failed or reference.failed:
                 continue
             scores = per_pair(evaluation)
@@ -313,4 +315,5 @@ class TuningSession:
         accepted = [(r["gain"], i) for i, r in results.items()
                     if r["gain"] >= spec.min_gain and r["p_value"] < 0.1]
         winner = self.trials[max(accepted)[1]] if accepted else self.reference
-        return winner, {"contenders": results, "winner": winner.index, "seeds": seeds}
+        return winner, {"contenders": results, "winner": winner.index, "seeds": seeds,
+                        "solve_seconds": solve_seconds}

@@ -37,6 +37,7 @@ class ValidationReport:
     passed: bool
     reasons: list[str]
     performance_baseline_s: float
+    solve_seconds: float = 0.0  # wall time of every solve it ran (overhead accounting)
     validated_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                      time.gmtime()))
     ortools_version: str = ortools.__version__
@@ -58,6 +59,7 @@ class ValidationReport:
                 "candidate_hash": self.candidate.hash,
                 "invalid_schedules": self.invalid_schedules,
                 "comparisons": [c.to_dict() for c in self.comparisons], "run_id": self.run_id,
+                "solve_seconds": self.solve_seconds,
                 "summary": self.summary()}
 
     def summary(self) -> str:
@@ -106,6 +108,7 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     instances, instance_hash = load_instances(instance_paths)
     log(f"candidate {candidate.hash} on {len(instances)} instances x {len(seeds)} seeds")
     cand = run_pairs(candidate, instances, seeds, time_limit)
+    solve_seconds = sum(r.wall_time_s for r in cand.values())
     baselines = {"defaults": SolverConfig()}
     if production is not None:
         baselines["production"] = production
@@ -113,6 +116,7 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     for name, config in baselines.items():
         log(f"baseline {name} ...")
         base = run_pairs(config, instances, seeds, time_limit)
+        solve_seconds += sum(r.wall_time_s for r in base.values())
         comparisons.append(compare(name, base, cand, time_limit, rule.quality_tolerance))
     invalid = [f"{name} seed {seed}: {r.violations[:2]}"
                for (name, seed), r in cand.items() if r.valid is False]
@@ -121,7 +125,8 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     report = ValidationReport(
         template_id, candidate, instance_hash, sorted(instances), seeds, time_limit, rule,
         comparisons, invalid, not reasons, reasons,
-        performance_baseline_s=geometric_mean([p.candidate_time_s for p in perf.pairs]))
+        performance_baseline_s=geometric_mean([p.candidate_time_s for p in perf.pairs]),
+        solve_seconds=solve_seconds)
     if track:
         report.run_id = _log_report(report, tags or {})
     return report

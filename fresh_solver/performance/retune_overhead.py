@@ -1,0 +1,127 @@
+"""Where a retune run's time goes: solving vs Airflow and MLflow overhead.
+
+    make demo && python -m fresh_solver.performance.retune_overhead --out out/retune_overhead
+
+Reads the newest `fresh_solver_retune` run of the Airflow metadata DB under
+``$FRESH_SOLVER_HOME/airflow`` (task instance durations: what each task cost, from process
+start-up to its last MLflow write) and that run's tuning session in MLflow (the wall time of
+every solve: the reference's and the trials' per-run times, the race's and the validation's
+totals). A task's overhead is its duration minus its solving; the run's wall time also holds
+the scheduling gaps between tasks. Solve times include the model build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from fresh_solver.performance.record import rerun_command, write_results
+
+DAG_ID = "fresh_solver_retune"
+
+
+def task_instances(airflow_db: Path) -> tuple[str, float, list[dict[str, Any]]]:
+    """The newest run's id, wall seconds and task instances (task, map index, duration)."""
+    with sqlite3.connect(f"file:{airflow_db}?mode=ro", uri=True) as db:
+        row = db.execute(
+            "select run_id, (julianday(end_date) - julianday(start_date)) * 86400 "
+            "from dag_run where dag_id = ? and state = 'success' order by start_date desc "
+            "limit 1", (DAG_ID,)).fetchone()
+        if row is None:
+            raise SystemExit(f"no successful {DAG_ID} run in {airflow_db}: run `make demo`")
+        run_id, wall = row
+        rows = db.execute(
+            "select task_id, map_index, state, coalesce(duration, 0), try_number "
+            "from task_instance where dag_id = ? and run_id = ?", (DAG_ID, run_id)).fetchall()
+    return run_id, wall, [{"task_id": t, "map_index": m, "state": s, "duration_s": d,
+                           "tries": n} for t, m, s, d, n in rows]
+
+
+def solve_seconds(run_id: str) -> dict[str, float]:
+    """Solve wall time per task id (``trial_<round>[i]`` for mapped trials)."""
+    from fresh_solver import tracking
+    from fresh_solver.tuning.record import KEY_TAG, read_json
+
+    client = tracking.client()
+    found = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()
+         if e.name.startswith("fresh-solver/tuning/")],
+        filter_string=f"tags.`{KEY_TAG}` = '{run_id}'", max_results=1)
+    if not found:
+        raise SystemExit(f"no tuning session with session key {run_id}")
+    session = found[0]
+    params = session.data.params
+    batch = int(params["batch"])
+    seconds: dict[str, float] = {}
+    trials = client.search_runs(
+        [session.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{session.info.run_id}'", max_results=10000)
+    for trial in trials:
+        index = int(trial.data.tags["fresh_solver.trial"])
+        runs = read_json(client, trial.info.run_id, "results.json")["runs"]
+        task = "start" if index == 0 else f"trial_{(index - 1) // batch}[{(index - 1) % batch}]"
+        seconds[task] = sum(r["wall_time_s"] for r in runs)
+    names = {a.path for a in client.list_artifacts(session.info.run_id)}
+    if "race.json" in names:
+        seconds["race"] = read_json(client, session.info.run_id, "race.json").get(
+            "solve_seconds", 0.0)
+    validation = session.data.tags.get("fresh_solver.validation_run_id")
+    if validation:
+        seconds["validate"] = read_json(client, validation, "validation_report.json").get(
+            "solve_seconds", 0.0)
+    return seconds
+
+
+def kind(task_id: str) -> str:
+    """Tasks grouped by what they do: ask_3 and ask_0 are both `ask`."""
+    return task_id.rsplit("_", 1)[0] if task_id[-1].isdigit() else task_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Tabulate the newest retune run's task durations against its solving."""
+    from fresh_solver import tracking
+    from fresh_solver.fingerprint import machine_fingerprint
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--airflow-db", type=Path,
+                        help="Airflow's SQLite DB (default $FRESH_SOLVER_HOME/airflow/airflow.db)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run_id, wall, tis = task_instances(args.airflow_db
+                                       or tracking.home() / "airflow" / "airflow.db")
+    solving = solve_seconds(run_id)
+    by_kind: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for ti in tis:
+        key = ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+        ti["solve_s"] = solving.get(key, 0.0)
+        row = by_kind[kind(ti["task_id"])]
+        row["tasks"] += ti["state"] == "success"
+        row["duration_s"] += ti["duration_s"]
+        row["solve_s"] += ti["solve_s"]
+    total_duration = sum(r["duration_s"] for r in by_kind.values())
+    total_solve = sum(r["solve_s"] for r in by_kind.values())
+    lines = [f"# Retune run {run_id}", "",
+             f"Run wall time {wall:.1f} s; task durations add up to {total_duration:.1f} s, "
+             f"of which solving {total_solve:.1f} s ({100 * total_solve / wall:.0f} % of the "
+             f"run's wall time); task overhead (start-up, MLflow, Airflow) "
+             f"{total_duration - total_solve:.1f} s; between tasks (scheduling) "
+             f"{wall - total_duration:.1f} s.", "",
+             "| task | runs | duration s | solving s | overhead s |", "|---|---|---|---|---|"]
+    for name, row in sorted(by_kind.items(), key=lambda kv: -kv[1]["duration_s"]):
+        lines.append(f"| {name} | {int(row['tasks'])} | {row['duration_s']:.1f} | "
+                     f"{row['solve_s']:.1f} | {row['duration_s'] - row['solve_s']:.1f} |")
+    lines += ["", f"Machine: {machine_fingerprint()}", "",
+              f"Rerun: `{rerun_command('fresh_solver.performance.retune_overhead', argv)}` "
+              "after `make demo`"]
+    write_results(args.out, {"run_id": run_id, "wall_s": wall, "tasks": tis,
+                             "by_kind": by_kind, "solve_s": total_solve,
+                             "machine": machine_fingerprint()}, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
