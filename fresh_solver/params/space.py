@@ -17,6 +17,9 @@ from fresh_solver.params.config import SECTIONS, SolverConfig
 from fresh_solver.params.sat import normalize_parameters
 
 DEFAULT_SPACE = Path(__file__).with_name("default_space.toml")
+# The shipped spaces by name: the default, and the demo's three knobs that mattered on the
+# demo template (README: "The main job").
+SHIPPED_SPACES = {"default": DEFAULT_SPACE, "demo": DEFAULT_SPACE.with_name("demo_space.toml")}
 KINDS = ("integer", "real", "categorical")
 # CP-SAT fields whose unset value means something other than the proto's default: an unset
 # num_violation_ls runs one local-search (ls) worker when there are several workers, as 1 does,
@@ -183,7 +186,9 @@ def _dimension(path: str, section: str, name: str, raw: Any, problems: list[str]
 
 
 def load_space(path: str | Path | None = None) -> SearchSpace:
-    path = Path(path) if path else DEFAULT_SPACE
+    """A search space from a TOML file, or a shipped one by name (``default``, ``demo``);
+    every bad dimension is named at once."""
+    path = SHIPPED_SPACES.get(str(path), Path(path)) if path else DEFAULT_SPACE
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
