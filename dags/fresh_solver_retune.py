@@ -78,7 +78,7 @@ def fresh_solver_retune():
         every = get_current_context()["params"]["template_id"] == EVERY_TEMPLATE
         return "each_template" if every else "prepare"
 
-    @task(retries=0)
+    @task
     @_bad_input_fails_at_once
     def each_template() -> list[dict]:
         from fresh_solver.lifecycle.settings import scheduled_confs
@@ -87,7 +87,7 @@ def fresh_solver_retune():
         return [{"conf": conf, "trigger_run_id": f"{conf['template_id']}__{run_id}"}
                 for conf in scheduled_confs(TEMPLATES_FILE)]
 
-    @task(retries=0)
+    @task
     @_bad_input_fails_at_once
     def prepare() -> dict:
         from fresh_solver.lifecycle import retune

@@ -561,7 +561,7 @@ def cmd_up(args) -> int:
     print(f"  MLflow   {mlflow.url}   store sqlite:///{home / 'mlflow.db'}")
     print(f"  Airflow  {airflow.url}   user {AIRFLOW_USER}, password {airflow_password(home)} "
           f"(in {password_file(home)})")
-    print("  stop with: python -m fresh_solver.devstack down")
+    print("  stop with: make down (python -m fresh_solver.devstack down)")
     return 0
 
 

@@ -104,8 +104,8 @@ def test_retune_dag_shape(retune_dag) -> None:
     assert set(dag.params.keys()) == set(RETUNE_SETTINGS)
     assert dag.params["template_id"] == "*"
     for task in dag.tasks:
-        if task.task_id in ("route", "each_template", "prepare", "retune_each"):
-            assert task.retries == 0, task.task_id  # routing and bad input do not retry
+        if task.task_id in ("route", "retune_each"):
+            assert task.retries == 0, task.task_id  # a branch; a trigger must not repeat
         else:
             assert task.retries == 2 and task.retry_exponential_backoff, task.task_id
             assert task.on_failure_callback, task.task_id
@@ -284,7 +284,7 @@ def write_instances(folder: Path, template_id: str, count: int) -> None:
 def assert_failed_at_prepare(run, tis, template_id: str) -> str:
     assert run.state == "failed"
     [prepare] = tis["prepare"]
-    assert prepare.state == "failed" and prepare.try_number == 1  # not retried
+    assert prepare.state == "failed" and prepare.try_number == 1  # bad input: no retry
     assert all(ti.state in ("skipped", "upstream_failed", None)
                for task_id, group in tis.items() if task_id not in ("prepare", "route")
                for ti in group)
@@ -293,7 +293,8 @@ def assert_failed_at_prepare(run, tis, template_id: str) -> str:
     return prepare.task_id
 
 
-@pytest.mark.parametrize("case", ["unknown template", "empty folder", "too many rounds"])
+@pytest.mark.parametrize("case", ["unknown template", "empty folder", "too many rounds",
+                                  "missing space file"])
 def test_bad_input_fails_the_run_at_its_first_task(retune_dag, tmp_path: Path, case: str,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     folder = tmp_path / "instances"
@@ -304,10 +305,14 @@ def test_bad_input_fails_the_run_at_its_first_task(retune_dag, tmp_path: Path, c
     elif case == "empty folder":
         folder.mkdir()
         expected = "holds no problem files"
-    else:
+    elif case == "too many rounds":
         write_instances(folder, "gear", 3)
         conf |= {"trials": 100, "batch_size": 1}
         expected = "take 100 rounds"
+    else:
+        write_instances(folder, "gear", 3)
+        conf |= {"space": str(tmp_path / "nowhere.toml")}
+        expected = "nowhere.toml: cannot read"
     start = time.monotonic()
     run, tis = run_dag(retune_dag, conf)
     assert_failed_at_prepare(run, tis, "gear")
