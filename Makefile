@@ -8,6 +8,7 @@ UV := .uv-bootstrap/bin/uv
 BIN := $(VENV)/bin
 OUT ?= out
 DEMO_ARGS ?=
+DEMO_CONF ?= {}
 
 .PHONY: venv demo solve-example up down test browser bench-core clean
 
@@ -24,7 +25,7 @@ venv: $(BIN)/fresh-solver
 
 # Generate instances, run the retune DAG (Airflow, SQLite), promote, solve from Production.
 demo: venv
-	$(BIN)/python -m fresh_solver.demo --dags dags $(DEMO_ARGS)
+	$(BIN)/python -m fresh_solver.demo --dags dags --conf '$(DEMO_CONF)' $(DEMO_ARGS)
 
 solve-example: venv
 	mkdir -p $(OUT)

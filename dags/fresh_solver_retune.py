@@ -95,18 +95,21 @@ def fresh_solver_retune():
         return retune.prepare(dict(get_current_context()["params"]), ROUNDS)
 
     @task
+    @_bad_input_fails_at_once
     def start(plan: dict) -> str:
         from fresh_solver.lifecycle import retune
 
         return retune.start(plan, session_key=get_current_context()["run_id"])
 
     @task
+    @_bad_input_fails_at_once
     def ask(plan: dict, tuning_run: str, round_: int) -> list[dict]:
         from fresh_solver.lifecycle import retune
 
         return retune.ask(plan, tuning_run, round_)
 
     @task(pool=TRIAL_POOL)
+    @_bad_input_fails_at_once
     def trial(plan: dict, tuning_run: str, item: dict) -> dict:
         from fresh_solver.lifecycle import retune
 
@@ -114,6 +117,7 @@ def fresh_solver_retune():
 
     # A round past the budget maps no trial (skipped); a '*' run skips them all.
     @task(trigger_rule="none_failed_min_one_success")
+    @_bad_input_fails_at_once
     def tell(plan: dict, tuning_run: str, round_: int, results) -> dict:
         from fresh_solver.lifecycle import retune
 
@@ -121,24 +125,28 @@ def fresh_solver_retune():
                            [results[i] for i in range(len(results or []))])
 
     @task
+    @_bad_input_fails_at_once
     def race(plan: dict, tuning_run: str, last_round: dict) -> dict:
         from fresh_solver.lifecycle import retune
 
         return retune.race(plan, tuning_run)
 
     @task
+    @_bad_input_fails_at_once
     def validate(plan: dict, candidate: dict) -> dict:
         from fresh_solver.lifecycle import retune
 
         return retune.validate(plan, candidate)
 
     @task
+    @_bad_input_fails_at_once
     def register(plan: dict, candidate: dict, verdict: dict) -> dict:
         from fresh_solver.lifecycle import retune
 
         return retune.register(plan, candidate["run_id"], verdict)
 
     @task
+    @_bad_input_fails_at_once
     def notify(plan: dict, candidate: dict, verdict: dict, registered: dict) -> dict:
         from fresh_solver.lifecycle import retune
 

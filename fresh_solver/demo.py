@@ -71,30 +71,35 @@ def run_airflow(args: list[str], env: dict[str, str], log_path: Path, echo: bool
         return process.wait()
 
 
-def latest_session(template_id: str):
-    """The newest tuning session of the template (the one this run made)."""
+def session_since(template_id: str, since_ms: int):
+    """The template's first tuning session started since ``since_ms``: this run's (a
+    scheduled retune started later by `make up` is not taken for it)."""
     from fresh_solver import tracking
 
     client = tracking.client()
     experiment = client.get_experiment_by_name(tracking.tuning_experiment(template_id))
     if experiment is None:
         return None
-    found = client.search_runs([experiment.experiment_id],
-                               filter_string="tags.fresh_solver.kind = 'tuning-session'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.fresh_solver.kind = 'tuning-session' and "
+                      f"attributes.start_time >= {since_ms}",
+        order_by=["attributes.start_time ASC"], max_results=1)
     return found[0] if found else None
 
 
 def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
     """The lifecycle end to end; returns the summary it prints."""
     from fresh_solver import tracking
+    from fresh_solver.lifecycle import retune
 
+    plan = retune.prepare(conf)  # bad settings are refused here, before Airflow starts
     home = tracking.home()
     (home / "logs").mkdir(parents=True, exist_ok=True)
     from fresh_solver.devstack import DEFAULT_AIRFLOW_PORT, airflow_env
 
     env = airflow_env(home, dags, DEFAULT_AIRFLOW_PORT)  # the settings `make up` uses
-    started = time.monotonic()
+    started, started_ms = time.monotonic(), int(time.time() * 1000)
     summary: dict[str, Any] = {"template_id": conf["template_id"], "home": str(home)}
 
     say(f"[1/5] Airflow metadata DB (SQLite) under {home / 'airflow'} ...")
@@ -106,13 +111,13 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
     dag_log = home / "logs" / "retune-dag-test.log"
     code = run_airflow(["dags", "test", "fresh_solver_retune", "-c", json.dumps(conf)], env,
                        dag_log, True)
-    session = latest_session(conf["template_id"])
+    session = session_since(conf["template_id"], started_ms)
     if code or session is None or session.info.status != "FINISHED":
         raise RuntimeError(f"the retune DAG run failed: see {dag_log}")
     tags = session.data.tags
     summary |= {"tuning_run_id": session.info.run_id,
                 "dag_seconds": round(time.monotonic() - started, 1)}
-    verdict = _verdict(tags.get("fresh_solver.validation_run_id"))
+    verdict = _verdict(tags.get("fresh_solver.validation_run_id"))  # None: race kept defaults
     summary["validation"] = verdict
     registered = tags.get("fresh_solver.registered_version")
 
@@ -136,7 +141,7 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
                            for v in registry.versions(conf["template_id"])]
 
     say("[4/5] Production solve: parameters from the registry's Production version ...")
-    summary["production_solve"] = _production_solve(conf["template_id"])
+    summary["production_solve"] = _production_solve(conf["template_id"], plan["held_out"][0])
 
     say("[5/5] Done.")
     summary |= {"model": model_name(conf["template_id"]),
@@ -150,27 +155,22 @@ def _verdict(validation_run_id: str | None) -> dict[str, Any] | None:
     if not validation_run_id:
         return None
     from fresh_solver import tracking
+    from fresh_solver.lifecycle.retune import verdict_of
     from fresh_solver.tuning.record import read_json
 
-    report = read_json(tracking.client(), validation_run_id, "validation_report.json")
-    defaults = report["comparisons"][0]
-    speedups = [p["speedup"] for p in defaults["pairs"]]
-    return {"passed": report["passed"], "reasons": report["reasons"],
-            "speedup_factor": round(report["speedup_factor"], 3),
-            "speedup_min": round(min(speedups), 3), "speedup_max": round(max(speedups), 3),
-            "pairs": len(speedups), "p_value": defaults["p_value"],
-            "run_id": validation_run_id}
+    return verdict_of(read_json(tracking.client(), validation_run_id,
+                                "validation_report.json"))
 
 
-def _production_solve(template_id: str) -> dict[str, Any]:
-    from fresh_solver import production, tracking
+def _production_solve(template_id: str, problem_path: str) -> dict[str, Any]:
+    """What application code does: solve with the Production set (``params_source`` says
+    where the parameters came from), on a held-out instance."""
+    from fresh_solver import production
     from fresh_solver.model import load_problem
 
-    folder = tracking.home() / "instances" / template_id
-    problem_path = sorted(folder.glob("*/*-i1000.json"))[-1]
     result = production.solve(load_problem(problem_path), template_id=template_id,
                               time_limit=10.0)
-    return {"problem": str(problem_path), "params_source": result.params_source,
+    return {"problem": problem_path, "params_source": result.params_source,
             "status": result.status, "objective": result.objective, "valid": result.valid,
             "wall_time_s": round(result.wall_time_s, 3)}
 
@@ -183,9 +183,9 @@ def print_summary(summary: dict[str, Any]) -> None:
              f"  tuning run       {summary['tuning_run_id']}"]
     if verdict:
         lines.append(f"  validation       {'PASSED' if verdict['passed'] else 'FAILED'}: "
-                     f"{verdict['speedup_factor']}x geomean time to target vs CP-SAT defaults "
-                     f"over {verdict['pairs']} held-out pairs (per pair "
-                     f"{verdict['speedup_min']}x-{verdict['speedup_max']}x), "
+                     f"{verdict['speedup_factor']:.2f}x geomean time to target vs CP-SAT "
+                     f"defaults over {verdict['pairs']} held-out pairs (per pair "
+                     f"{verdict['speedup_min']:.2f}x-{verdict['speedup_max']:.2f}x), "
                      f"Wilcoxon p = {verdict['p_value']:.3g}")
         if verdict["reasons"]:
             lines.append(f"                   failed because: {'; '.join(verdict['reasons'])}")
@@ -225,11 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--conf: malformed JSON: {exc}") from None
         if not isinstance(overrides, dict):
             raise InputError("--conf: give a JSON object")
-        from fresh_solver.lifecycle.settings import resolve
-
-        conf = (QUICK_CONF if args.quick else DEMO_CONF) | overrides
-        resolve(conf)  # bad settings are refused here, before Airflow starts
-        summary = run(dags, conf)
+        summary = run(dags, (QUICK_CONF if args.quick else DEMO_CONF) | overrides)
     except InputError as exc:
         for problem in exc.problems:
             say(f"fresh-solver demo: error: {problem}")

@@ -245,12 +245,16 @@ def test_a_failed_validation_ends_the_run_successfully_and_registers_nothing(
         task_ids="notify")["message"]
 
 
-def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdict) -> None:
+@pytest.mark.parametrize("race", [0, 1])
+def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdict,
+                                              race: int) -> None:
     """Every task is idempotent: running the lifecycle's tasks again for the same Airflow run
-    (here: the same session key) adds no session, trial, validation or version."""
+    (here: the same session key) adds no session, trial, validation or version, and neither
+    races nor validates again. Without a race the winner (and so the version) is certain."""
     from fresh_solver.lifecycle import retune
 
-    plan = retune.prepare({"template_id": "again", **TINY})
+    template_id = f"again-{race}"
+    plan = retune.prepare({"template_id": template_id, **TINY, "race": race, "race_seeds": 2})
     outcome = []
     for _ in range(2):
         run_id = retune.start(plan, session_key="manual__same")
@@ -262,10 +266,22 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
         verdict = retune.validate(plan, candidate)
         outcome.append((run_id, candidate, verdict, retune.register(plan, run_id, verdict)))
     assert outcome[0] == outcome[1]
-    assert len(runs_of("fresh-solver/tuning/again",
-                       "tags.fresh_solver.kind = 'tuning-session'")) == 1
-    assert len(runs_of("fresh-solver/validation/again")) == 1
-    assert len(versions_of("again")) == 1
+    experiment = f"fresh-solver/tuning/{template_id}"
+    [session] = runs_of(experiment, "tags.fresh_solver.kind = 'tuning-session'")
+    assert session.info.status == "FINISHED"  # re-reading it did not reopen it
+    validated = outcome[0][2]["validated"]
+    assert len(runs_of(f"fresh-solver/validation/{template_id}")) == int(validated)
+    versions = versions_of(template_id)
+    assert len(versions) == int(outcome[0][2]["passed"])
+    if race == 0:
+        assert [v.current_stage for v in versions] == ["Staging"]
+        # a first attempt that died between registering and staging: the retry stages it
+        from fresh_solver.registry.registry import ParameterRegistry
+
+        ParameterRegistry()._transition(template_id, versions[0].version, "None")
+        run_id, _, verdict, registered = outcome[0]
+        assert retune.register(plan, run_id, verdict) == registered
+        assert [v.current_stage for v in versions_of(template_id)] == ["Staging"]
 
 
 # ---- bad input ------------------------------------------------------------------------------

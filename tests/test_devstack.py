@@ -20,7 +20,7 @@ DAG_ID = "fresh_solver_retune"
 # A tiny retune: small generated instances and short solves (the wiring is under test).
 TINY = {"template_id": "live", "generator_scale": "small", "generator_seed": 3,
         "train_instances": 2, "held_out_instances": 2, "trials": 3, "batch_size": 2,
-        "trial_time_limit": 0.2, "race": 1, "race_seeds": 1, "validation_seeds": 3,
+        "trial_time_limit": 0.2, "race": 0, "validation_seeds": 3,
         "validation_time_limit": 0.3}
 
 

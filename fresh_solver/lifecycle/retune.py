@@ -36,8 +36,9 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
     """Check the settings and lay out the instance sets: the plan every later task reads.
 
     Instances come from a folder (the files that contain the template; held out are the
-    ``held_out_fraction`` of them whose SHA-256 of the file name sorts first, at least one,
-    a rule that does not depend on how files are named or listed) or from the generator
+    ``held_out_fraction`` of them whose SHA-256 of the file name sorts first, at least one:
+    a rule of the names alone, not of their order or of when files were added) or from the
+    generator
     (``generator_*``: training instance seeds 0.., held-out from 1000, written once under
     ``$FRESH_SOLVER_HOME/instances``)."""
     settings = resolve(conf)
@@ -81,6 +82,11 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
         warnings.append(f"{pairs} held-out pairs: a one-sided Wilcoxon test needs 5 pairs to "
                         "reach p < 0.05 at all and 6 to do so with one slower pair: "
                         "validation may fail on the test alone")
+    race_pairs = len(train) * spec.race_seeds
+    if spec.race and race_pairs < 4:
+        warnings.append(f"{race_pairs} race pairs (training instances x race_seeds): the "
+                        "race's Wilcoxon test needs 4 to reach p < 0.1, so it will keep the "
+                        "CP-SAT defaults")
     for warning in warnings:
         log.warning("retune %s: %s", template_id, warning)
     plan = {"template_id": template_id, "train": train, "held_out": held_out,
@@ -168,7 +174,7 @@ def start(plan: dict[str, Any], session_key: str) -> str:
     CP-SAT defaults as its reference; returns the session's MLflow run id."""
     from fresh_solver.tuning.record import open_session, start_reference
 
-    session, record = open_session(_spec(plan), session_key=session_key)
+    session, record = open_session(_spec(plan), session_key=session_key, reopen=False)
     record.client.set_tag(record.run_id, "fresh_solver.held_out_set", plan["held_out_set"])
     start_reference(session, record)
     log.info("retune %s: tuning session %s, reference score %.4g", plan["template_id"],
@@ -179,7 +185,7 @@ def start(plan: dict[str, Any], session_key: str) -> str:
 def _open(plan: dict[str, Any], run_id: str):
     from fresh_solver.tuning.record import open_session
 
-    return open_session(_spec(plan), resume_run_id=run_id)
+    return open_session(_spec(plan), resume_run_id=run_id, reopen=False)
 
 
 def ask(plan: dict[str, Any], run_id: str, round_: int) -> list[dict[str, Any]]:
@@ -250,7 +256,7 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     session already closed returns what it recorded."""
     client = tracking.client()
     run = tracking.get_run(client, run_id)
-    if run.info.status != "FINISHED" or "fresh_solver.best_trial" not in run.data.tags:
+    if "fresh_solver.best_trial" not in run.data.tags:  # not raced yet (finish sets it last)
         spec = _spec(plan)
         session, record = _open(plan, run_id)
         if len(session.searched) < spec.trials:
@@ -286,13 +292,14 @@ def validate(plan: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
         tracking.validation_experiment(template_id))
     done = [] if experiment is None else registry.client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{VALIDATION_KEY_TAG}` = '{run_id}' and attributes.status = "
-                      "'FINISHED'", max_results=1)
+        filter_string=f"tags.`{VALIDATION_KEY_TAG}` = '{run_id}' and "
+                      f"tags.fresh_solver.config_hash = '{candidate['config_hash']}' and "
+                      "attributes.status = 'FINISHED'", max_results=1)
     if done:
         report = read_json(registry.client, done[0].info.run_id, "validation_report.json")
     else:
         report = _run_validation(plan, run_id, registry)
-    verdict = _verdict(report)
+    verdict = verdict_of(report)
     registry.client.set_tag(run_id, "fresh_solver.validation_run_id", report["run_id"])
     log.info("retune %s: validation %s: %s", template_id,
              "PASSED" if report["passed"] else "FAILED", report["summary"])
@@ -317,7 +324,9 @@ def _run_validation(plan: dict[str, Any], run_id: str, registry) -> dict[str, An
     return report.to_dict()
 
 
-def _verdict(report: dict[str, Any]) -> dict[str, Any]:
+def verdict_of(report: dict[str, Any]) -> dict[str, Any]:
+    """The verdict's essentials (what tasks pass on and people read) from a validation
+    report: pass/fail and why, the speedup vs the defaults with its per-pair range and p."""
     defaults = report["comparisons"][0]
     speedups = [p["speedup"] for p in defaults["pairs"]]
     return {"validated": True, "passed": report["passed"], "reasons": report["reasons"],
@@ -343,6 +352,8 @@ def register(plan: dict[str, Any], run_id: str, verdict: dict[str, Any]) -> dict
                 if v.tags.get("tuning_run_id") == run_id]
     if existing:
         version = str(existing[0].version)
+        if existing[0].current_stage == "None":  # the first attempt died before staging it
+            registry.to_staging(template_id, version)
     else:
         report = read_json(registry.client, verdict["validation_run_id"],
                            "validation_report.json")

@@ -50,7 +50,7 @@ RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
     "estimator": ("GP", {"type": "string", "enum": ["GP", "RF", "ET", "random"]},
                   "Surrogate model (random: random search)."),
     "tuner_seed": (0, {"type": "integer", "minimum": 0}, "Optimiser seed."),
-    "cap_factor": (2.0, {"type": "number", "minimum": 0},
+    "cap_factor": (2.0, {"type": "number", "anyOf": [{"enum": [0]}, {"minimum": 1}]},
                    "Adaptive capping factor; 0 turns capping off."),
     "race": (2, {"type": "integer", "minimum": 0, "maximum": 10},
              "Best trials re-run against the defaults on fresh seeds (0: off)."),

@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"run": i, "passed": bool(verdict.get("passed")),
                "speedup": verdict.get("speedup_factor"), "p_value": verdict.get("p_value"),
                "spread": (verdict.get("speedup_min"), verdict.get("speedup_max")),
-               "reasons": verdict.get("reasons") or ([] if verdict else
-                                                     ["race kept the defaults"]),
+               "reasons": verdict.get("reasons") or ([] if verdict or "error" in summary
+                                                     else ["race kept the defaults"]),
                "params_source": summary.get("production_solve", {}).get("params_source"),
                "command_s": round(summary["command_s"], 1), "error": summary.get("error")}
         rows.append(row)
@@ -78,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
              "| run | verdict | speedup vs defaults (per-pair range) | Wilcoxon p | served | s |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        spread = f" ({r['spread'][0]}-{r['spread'][1]})" if r["speedup"] else ""
+        spread = f" ({r['spread'][0]:.2f}-{r['spread'][1]:.2f})" if r["speedup"] else ""
         why = "; ".join(r["reasons"] or [str(r["error"])[:80]])
         lines.append(f"| {r['run']} | {'pass' if r['passed'] else 'FAIL: ' + why} "
-                     f"| {r['speedup']}{spread} | {r['p_value']} | {r['params_source']} "
+                     f"| {r['speedup'] or 0:.2f}{spread} | {r['p_value'] or 1:.2g} "
+                     f"| {r['params_source']} "
                      f"| {r['command_s']} |")
     lines += ["", f"Machine: {machine_fingerprint()}", "",
               f"Rerun: `{rerun_command('fresh_solver.performance.demo_pass_rate', argv)}`"]

@@ -160,8 +160,12 @@ class ParameterRegistry:
             name, source=f"{run.info.artifact_uri}/parameters.json", run_id=run_id,
             tags=tags, description=description)
         if report is not None and report["passed"]:
-            self._transition(template_id, mv.version, "Staging")
+            self.to_staging(template_id, mv.version)
         return str(mv.version)
+
+    def to_staging(self, template_id: str, version: str | int) -> None:
+        """Put a validated version in Staging, where reviewers look for candidates."""
+        self._transition(template_id, str(version), "Staging")
 
     def _check_report(self, template_id: str, config: SolverConfig,
                       report: dict[str, Any]) -> None:

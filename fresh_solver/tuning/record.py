@@ -86,6 +86,7 @@ class SessionRecord:
         existing = self.trial_runs().get(trial.index)
         if existing is not None:
             return existing.info.run_id
+        self._kill_unfinished(trial.index)
         evaluation = trial.evaluation
         tags = {"mlflow.parentRunId": self.run_id, "fresh_solver.trial": str(trial.index),
                 "fresh_solver.role": "reference" if trial.point is None else "trial",
@@ -108,6 +109,17 @@ class SessionRecord:
         log_json(self.client, rid, "results.json", evaluation.to_dict())
         self.client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
         return rid
+
+    def _kill_unfinished(self, index: int) -> None:
+        """A run left RUNNING for this index by a killed attempt is marked KILLED, so exactly
+        one finished run per trial remains."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
+                          f"tags.fresh_solver.trial = '{index}' and "
+                          "attributes.status = 'RUNNING'")
+        for run in runs:
+            self.client.set_terminated(run.info.run_id, "KILLED")
 
     def load_trials(self) -> list[Trial]:
         """Every finished trial, in index order (the order they were told)."""
@@ -173,10 +185,13 @@ def _convergence_plot(optimizer, path: Path) -> None:
 
 
 def open_session(spec: TuningSpec, resume_run_id: str | None = None,
-                 session_key: str | None = None) -> tuple[TuningSession, SessionRecord]:
+                 session_key: str | None = None,
+                 reopen: bool = True) -> tuple[TuningSession, SessionRecord]:
     """A session and its record: new, resumed from ``resume_run_id``, or — with a
     ``session_key`` (e.g. an Airflow run id) — the session already made under that key, so
-    a retried task continues it instead of starting a second one. Trials are loaded."""
+    a retried task continues it instead of starting a second one. Trials are loaded. A
+    resumed session is marked RUNNING again only with ``reopen`` (the CLI's ``--resume``, which
+    may add trials); the DAG's tasks read and append without touching its status."""
     session = TuningSession.from_spec(spec)
     client = tracking.client()
     experiment_id = tracking.experiment_id(client, tracking.tuning_experiment(spec.template_id))
@@ -198,7 +213,7 @@ def open_session(spec: TuningSpec, resume_run_id: str | None = None,
         if session.trials and session.trials[0].index != 0:
             raise InputError(f"--resume {resume_run_id}: the session has no reference trial; "
                              "start a new session")
-        if run.info.status != "RUNNING":
+        if reopen and run.info.status != "RUNNING":
             client.update_run(resume_run_id, status="RUNNING")
         return session, record
 

@@ -126,13 +126,16 @@ def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list
               references: dict[tuple[str, int], Reference] | None = None,
               incumbent: dict[tuple[str, int], float] | None = None,
               cap_factor: float | None = None) -> Evaluation:
-    """Score one configuration; a crash or invalid configuration is a failed trial with the
-    worst score, never an exception, so the session goes on."""
+    """Score one configuration; a configuration that is invalid or makes the solver fail is a
+    failed trial with the worst score, not an exception, so the session goes on."""
     try:
         return evaluate(SolverConfig.from_dict(config), instances, seeds, metric=metric,
                         time_limit=time_limit, references=references, incumbent=incumbent,
                         cap_factor=cap_factor)
-    except Exception as exc:  # noqa: BLE001 - any trial failure is recorded, not raised
+    # What a configuration can do to a solve: be refused (InputError is a ValueError), make
+    # OR-Tools fail (RuntimeError, ValueError) or exhaust memory. Our own bugs (an invalid
+    # schedule, two proven optima that differ: AssertionError; TypeError, KeyError) propagate.
+    except (RuntimeError, ValueError, MemoryError) as exc:
         return Evaluation(worst_score(metric, time_limit), failed=f"{type(exc).__name__}: {exc}")
 
 
@@ -186,6 +189,7 @@ class TuningSession:
 
     @property
     def reference(self) -> Trial:
+        """Trial 0: the CP-SAT defaults."""
         return self.trials[0]
 
     @property
@@ -195,6 +199,7 @@ class TuningSession:
 
     @property
     def searched(self) -> list[Trial]:
+        """The trials the optimiser asked for (all but the reference)."""
         return [t for t in self.trials if t.point is not None]
 
     @property
@@ -240,7 +245,7 @@ class TuningSession:
 
     def tell(self, points: list[list[Any]], evaluations: list[Evaluation]) -> list[Trial]:
         """Record scored points as the next trials; returns them (for the caller to log)."""
-        start = len(self.trials)
+        start = 1 + max((t.index for t in self.trials), default=-1)
         told = [Trial(start + i, point, self.config_or_none(point), evaluation)
                 for i, (point, evaluation) in enumerate(zip(points, evaluations))]
         self.trials.extend(told)
