@@ -82,6 +82,14 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
         warnings.append(f"{pairs} held-out pairs: a one-sided Wilcoxon test needs 5 pairs to "
                         "reach p < 0.05 at all and 6 to do so with one slower pair: "
                         "validation may fail on the test alone")
+    from fresh_solver.lifecycle.pool import trial_pool_slots, trial_workers
+
+    cores, workers, slots = len(os.sched_getaffinity(0)), trial_workers(spec.space_path), \
+        trial_pool_slots()
+    if workers * slots > cores:
+        warnings.append(f"this space lets a trial run {workers} CP-SAT workers; the trial "
+                        f"pool (sized for the shipped space) runs {slots} at once on {cores} "
+                        "cores, so concurrent trials may share cores")
     race_pairs = len(train) * spec.race_seeds
     if spec.race and race_pairs < 4:
         warnings.append(f"{race_pairs} race pairs (training instances x race_seeds): the "
