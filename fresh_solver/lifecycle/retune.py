@@ -86,7 +86,7 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
 
     cores, workers, slots = len(os.sched_getaffinity(0)), trial_workers(spec.space_path), \
         trial_pool_slots()
-    if workers * slots > cores:
+    if slots > 1 and workers * slots > cores:  # one trial at a time shares with nobody
         warnings.append(f"this space lets a trial run {workers} CP-SAT workers; the trial "
                         f"pool (sized for the shipped space) runs {slots} at once on {cores} "
                         "cores, so concurrent trials may share cores")
