@@ -247,16 +247,20 @@ def test_a_failed_validation_ends_the_run_successfully_and_registers_nothing(
 
 @pytest.mark.parametrize("race", [0, 1])
 def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdict,
+                                              monkeypatch: pytest.MonkeyPatch,
                                               race: int) -> None:
     """Every task is idempotent: running the lifecycle's tasks again for the same Airflow run
     (here: the same session key) adds no session, trial, validation or version, and neither
     races nor validates again. Without a race the winner (and so the version) is certain."""
     from fresh_solver.lifecycle import retune
+    from fresh_solver.tuning.session import TuningSession
 
     template_id = f"again-{race}"
     plan = retune.prepare({"template_id": template_id, **TINY, "race": race, "race_seeds": 2})
     outcome = []
-    for _ in range(2):
+    for attempt in range(2):
+        if attempt:  # a cleared run asks its recorded points again, without a new GP fit
+            monkeypatch.setattr(TuningSession, "ask", lambda self, n: pytest.fail("re-asked"))
         run_id = retune.start(plan, session_key="manual__same")
         for round_ in range(2):
             results = [retune.evaluate(plan, run_id, item)
@@ -282,6 +286,25 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
         run_id, _, verdict, registered = outcome[0]
         assert retune.register(plan, run_id, verdict) == registered
         assert [v.current_stage for v in versions_of(template_id)] == ["Staging"]
+
+        # promoted, then found again by a new session: nothing new to register
+        ParameterRegistry().promote(template_id, registered["version"], "reviewer")
+        monkeypatch.undo()
+        fix_trial_scores(monkeypatch)
+        pass_every_verdict(monkeypatch)
+        run_id = retune.start(plan, session_key="manual__next-week")
+        for round_ in range(2):
+            retune.tell(plan, run_id, round_, [retune.evaluate(plan, run_id, item)
+                                               for item in retune.ask(plan, run_id, round_)])
+        candidate = retune.race(plan, run_id)
+        verdict = retune.validate(plan, candidate)
+        assert verdict["candidate_hash"] == outcome[0][2]["candidate_hash"]
+        again = retune.register(plan, run_id, verdict)
+        assert again == {"version": None, "model": f"fresh-solver-{template_id}",
+                         "same_as": registered["version"]}
+        assert len(versions_of(template_id)) == 1
+        assert "already serves in Production" in retune.notify(
+            plan, candidate, verdict, again)["message"]
 
 
 # ---- bad input ------------------------------------------------------------------------------

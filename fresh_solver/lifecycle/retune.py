@@ -198,7 +198,8 @@ def _open(plan: dict[str, Any], run_id: str):
 
 def ask(plan: dict[str, Any], run_id: str, round_: int) -> list[dict[str, Any]]:
     """The round's points, each with its trial index: a replay of the trials told before the
-    round, so a retried ask returns the same points. Past the trial budget: none."""
+    round, so a retried ask returns the same points; points already recorded for the round
+    (a cleared run asked again) are returned as recorded. Past the trial budget: none."""
     spec = _spec(plan)
     n = spec.round_size(round_)
     if n == 0:
@@ -210,7 +211,9 @@ def ask(plan: dict[str, Any], run_id: str, round_: int) -> list[dict[str, Any]]:
     if missing:
         raise RuntimeError(f"round {round_}: trials {missing} of earlier rounds are not "
                            "recorded; their tell task has not succeeded")
-    points = before.ask(n)
+    recorded = {t.index: t.point for t in session.trials if first <= t.index < first + n}
+    points = [recorded[i] for i in range(first, first + n)] if len(recorded) == n else [
+        recorded.get(first + i, point) for i, point in enumerate(before.ask(n))]
     log.info("retune %s: round %d asks %d point(s)", plan["template_id"], round_, n)
     return [{"index": first + i, "point": point} for i, point in enumerate(points)]
 
@@ -358,10 +361,16 @@ def register(plan: dict[str, Any], run_id: str, verdict: dict[str, Any]) -> dict
     registry = ParameterRegistry()
     existing = [v for v in registry.versions(template_id)
                 if v.tags.get("tuning_run_id") == run_id]
+    serving = registry.serving(template_id).version
     if existing:
         version = str(existing[0].version)
         if existing[0].current_stage == "None":  # the first attempt died before staging it
             registry.to_staging(template_id, version)
+    elif serving and registry.version(template_id, serving).tags.get("config_hash") == \
+            verdict["candidate_hash"]:
+        log.info("retune %s: the candidate is the set Production serves (v%s); nothing new "
+                 "to register", template_id, serving)
+        return {"version": None, "model": model_name(template_id), "same_as": serving}
     else:
         report = read_json(registry.client, verdict["validation_run_id"],
                            "validation_report.json")
@@ -395,6 +404,9 @@ def notify(plan: dict[str, Any], candidate: dict[str, Any], verdict: dict[str, A
             "Aliases > add 'production' (or, with the classic UI, Stage > Transition to "
             "Production).",
         ]
+    elif registered.get("same_as"):
+        lines.append(f"Nothing registered: the tuned set is the one {model} v"
+                     f"{registered['same_as']} already serves in Production.")
     else:
         lines.append("Nothing registered: " + "; ".join(verdict["reasons"]) + ".")
     message = "\n".join(lines)
