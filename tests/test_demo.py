@@ -30,8 +30,11 @@ def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clean_env(home: Path) -> dict[str, str]:
+    # Not inherited from `make test` either: MAKEFLAGS/MAKELEVEL make the inner make print
+    # "Entering directory" lines on stdout.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "AIRFLOW", "FRESH_SOLVER_", "VIRTUAL_ENV"))}
+           if not k.startswith(("MLFLOW_", "AIRFLOW", "FRESH_SOLVER_", "VIRTUAL_ENV", "MAKE",
+                                "MFLAGS"))}
     return env | {"FRESH_SOLVER_HOME": str(home)}
 
 
@@ -39,7 +42,7 @@ def clean_env(home: Path) -> dict[str, str]:
 @pytest.mark.timeout(1200)
 def test_make_demo_from_a_fresh_clone(fresh_clone: Path) -> None:
     home = fresh_clone / ".fresh_solver"
-    done = subprocess.run(["make", "demo", "DEMO_ARGS=--quick",
+    done = subprocess.run(["make", "--no-print-directory", "demo", "DEMO_ARGS=--quick",
                            f"PYTHON={Path(sys.executable).name}"],
                           cwd=fresh_clone, env=clean_env(home), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
