@@ -40,3 +40,15 @@ def sink_tasks(problem: Problem, job_index: int) -> list[int]:
     template = problem.template_of(problem.jobs[job_index])
     befores = {p.before for p in template.precedences}
     return [i for i, t in enumerate(template.tasks) if t.id not in befores]
+
+
+def solution_objective(problem: Problem, value, built: BuiltModel) -> int:
+    """The objective of the solution ``value`` reads (a solver's or a callback's ``value``),
+    from its task ends: what the returned schedule really scores. CP-SAT's objective value
+    can be higher on a FEASIBLE stop (tardiness is only bounded from below), never lower."""
+    ends = [max(value(built.tasks[(j, t)].end) for t in sink_tasks(problem, j))
+            for j in range(len(problem.jobs))]
+    if problem.objective == "makespan":
+        return max(ends, default=0)
+    return sum(job.weight * max(0, end - job.due)
+               for job, end in zip(problem.jobs, ends) if job.due is not None)

@@ -18,7 +18,7 @@ from ortools.sat.python import cp_model
 from fresh_solver.model import Assignment, Problem, Schedule
 from fresh_solver.params import apply_parameters
 from fresh_solver.solver.baseline import build_baseline_model
-from fresh_solver.solver.built import BuiltModel
+from fresh_solver.solver.built import BuiltModel, solution_objective
 from fresh_solver.solver.checker import check_schedule
 from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.template_model import build_template_model
@@ -47,6 +47,9 @@ class SolveResult:
     violations: list[str] | None = None
     params_source: str = "defaults"
     options: dict[str, bool] = field(default_factory=dict)
+    # CP-SAT's own objective value; above ``objective`` when a FEASIBLE stop left slack in an
+    # objective variable (weighted tardiness), else equal.
+    cp_sat_objective: int | None = None
 
     @property
     def solved(self) -> bool:
@@ -76,6 +79,7 @@ class SolveResult:
         return {
             "status": self.status,
             "objective": self.objective,
+            "cp_sat_objective": self.cp_sat_objective,
             "best_bound": self.best_bound,
             "gap": self.gap,
             "wall_time_s": round(self.wall_time_s, 4),
@@ -98,18 +102,20 @@ def _round(value: float | None) -> float | None:
 
 
 class _Recorder(cp_model.CpSolverSolutionCallback):
-    """Records every improving solution; optionally stops once a target is reached."""
+    """Records every improving solution, valued by what its schedule scores (not CP-SAT's
+    objective value, which may carry slack); optionally stops once a target is reached."""
 
-    def __init__(self, t0: float, stop_at: int | None,
+    def __init__(self, t0: float, built: BuiltModel, stop_at: int | None,
                  on_improvement: Callable[[float, int], None] | None):
         super().__init__()
+        self.built = built
         self.t0 = t0
         self.stop_at = stop_at
         self.on_improvement = on_improvement
         self.improvements: list[tuple[float, int]] = []
 
     def on_solution_callback(self) -> None:
-        value = round(self.objective_value)
+        value = solution_objective(self.built.problem, self.value, self.built)
         if not self.improvements or value < self.improvements[-1][1]:
             self.improvements.append((time.perf_counter() - self.t0, value))
             if self.on_improvement:
@@ -166,7 +172,7 @@ def solve(
             remaining, params.get("max_time_in_seconds", remaining)))
 
     set_time_limit()
-    recorder = _Recorder(t0, stop_at, on_improvement)
+    recorder = _Recorder(t0, built, stop_at, on_improvement)
     try:
         status = solver.solve(built.model, recorder)
     except IndexError:
@@ -178,15 +184,16 @@ def solve(
                     problem.name)
         built.model.clear_hints()
         set_time_limit()
-        recorder = _Recorder(t0, stop_at, on_improvement)
+        recorder = _Recorder(t0, built, stop_at, on_improvement)
         status = solver.solve(built.model, recorder)
     wall = time.perf_counter() - t0
 
     status_name = solver.status_name(status)
     schedule = None
-    objective = best_bound = None
+    objective = best_bound = cp_sat_objective = None
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        objective = round(solver.objective_value)
+        objective = solution_objective(problem, solver.value, built)
+        cp_sat_objective = round(solver.objective_value)
         best_bound = solver.best_objective_bound
         schedule = extract_schedule(built, solver, objective)
     improvements = recorder.improvements
@@ -215,6 +222,7 @@ def solve(
         violations=check_schedule(problem, schedule) if check and schedule else None,
         params_source=params_source,
         options=options.to_dict() if model == "template" else {},
+        cp_sat_objective=cp_sat_objective,
     )
 
 
