@@ -397,3 +397,61 @@ def test_junk_gives_input_error_or_a_problem(edits: list[tuple[tuple, Any]]) -> 
     else:
         assert isinstance(p, Problem)
         assert roundtrip(p) == p
+
+
+# ---- numeric limits: no valid problem overflows the models' 64-bit arithmetic -------------
+
+
+def edge_problem(capacity: int = 10**6, duration: int = 10**9, release: int = 10**12,
+                 weight: int = 10**6, count: int = 2,
+                 objective: str = "weighted_tardiness") -> dict[str, Any]:
+    return {"format": "fresh-solver/problem-v1", "name": "edge",
+            "machines": [{"id": "A", "capacity": capacity}, {"id": "B"}],
+            "templates": [{"id": "T", "tasks": [
+                {"id": "a", "modes": [{"machine": "A", "duration": duration}]},
+                {"id": "b", "modes": [{"machine": "B", "duration": duration}]}]}],
+            "jobs": [{"template": "T", "count": count, "release": release,
+                      "due": release + duration, "weight": weight}],
+            "objective": objective}
+
+
+@pytest.mark.parametrize("objective", ["makespan", "weighted_tardiness"])
+def test_a_problem_at_the_limits_solves_with_both_models(objective: str) -> None:
+    from fresh_solver.solver import solve
+
+    problem = problem_from_dict(edge_problem(objective=objective))
+    for model in ("template", "baseline"):
+        result = solve(problem, model=model, time_limit=5)
+        assert result.status in ("OPTIMAL", "FEASIBLE"), (model, result.status)
+        assert result.valid is True
+
+
+@pytest.mark.parametrize(("change", "path", "limit"), [
+    ({"capacity": 10**10}, "machines[0].capacity", "1e+06"),  # was MODEL_INVALID
+    ({"duration": 3 * 10**18}, "templates[0].tasks[0].modes[0].duration", "1e+09"),
+    ({"release": 10**13}, "jobs[0].release", "1e+12"),
+    ({"weight": 10**7}, "jobs[0].weight", "1e+06"),
+    ({"count": 10**6}, "jobs[0].count", "1e+05"),
+])
+def test_a_field_past_its_limit_is_refused_by_name(change: dict, path: str,
+                                                   limit: str) -> None:
+    with pytest.raises(InputError) as error:
+        problem_from_dict(edge_problem(**change))
+    assert any(p.startswith(f"{path}: must be <= {limit}") for p in error.value.problems), \
+        error.value.problems
+
+
+def test_fields_within_limits_whose_product_overflows_are_refused() -> None:
+    with pytest.raises(InputError, match=r"jobs: the time horizon .* x total weight of jobs"):
+        problem_from_dict(edge_problem(count=3))  # 3 x 1e6 weight x 1e12 horizon > 2^61
+
+
+def test_cli_refuses_an_overflowing_problem_with_exit_2(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from fresh_solver.cli import main
+
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(edge_problem(capacity=10**10)))
+    assert main(["solve", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "machines[0].capacity: must be <= 1e+06" in err and "Traceback" not in err

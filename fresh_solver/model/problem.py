@@ -161,6 +161,14 @@ class Problem:
 # From and to JSON-able dicts
 
 
+# Input limits: large enough for any real shop (nanosecond-scale durations, a million
+# identical machines), small enough that no valid problem overflows CP-SAT's 64-bit
+# arithmetic (tests/test_problem.py solves problems at these edges with both models).
+LIMITS = {"duration": 10**9, "min_lag": 10**9, "release": 10**12, "due": 2 * 10**12,
+          "weight": 10**6, "capacity": 10**6, "count": 10**5}
+MAX_PRODUCT = 2**61  # horizon x total capacity, horizon x total weight
+
+
 class _Errors:
     """Collects every validation problem so the user sees them all at once."""
 
@@ -179,12 +187,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _int(errors: _Errors, path: str, value: Any, *, minimum: int | None = 0) -> int:
+def _int(errors: _Errors, path: str, value: Any, *, minimum: int | None = 0,
+         maximum: int | None = None) -> int:
     if not _is_int(value):
         errors.add(path, f"must be an integer, got {value!r}")
         return 0
     if minimum is not None and value < minimum:
         errors.add(path, f"must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        errors.add(path, f"must be <= {maximum:.0e} (fresh-solver's limit, see README), "
+                         f"got {value}")
+        return maximum
     return value
 
 
@@ -257,7 +270,8 @@ def _parse_template(
             if machine in seen_machines:
                 errors.add(f"{mpath}.machine", f"machine {machine!r} listed twice for this task")
             seen_machines.add(machine)
-            duration = _int(errors, f"{mpath}.duration", raw_mode.get("duration"))
+            duration = _int(errors, f"{mpath}.duration", raw_mode.get("duration"),
+                            maximum=LIMITS["duration"])
             modes.append(Mode(machine, duration))
         tasks.append(Task(task_id, tuple(modes)))
 
@@ -276,7 +290,8 @@ def _parse_template(
                     errors.add(f"{ppath}.{key}", f"unknown task {name!r}")
             if before and before == after:
                 errors.add(ppath, f"task {before!r} cannot precede itself")
-            lag = _int(errors, f"{ppath}.min_lag", raw_prec.get("min_lag", 0))
+            lag = _int(errors, f"{ppath}.min_lag", raw_prec.get("min_lag", 0),
+                       maximum=LIMITS["min_lag"])
             precedences.append(Precedence(before, after, lag))
 
     if errors.items:
@@ -311,7 +326,8 @@ def problem_from_dict(data: Any) -> Problem:
         mid = _str(errors, f"machines[{i}].id", raw.get("id"))
         if mid in {m.id for m in machines}:
             errors.add(f"machines[{i}].id", f"duplicate machine id {mid!r}")
-        capacity = _int(errors, f"machines[{i}].capacity", raw.get("capacity", 1), minimum=1)
+        capacity = _int(errors, f"machines[{i}].capacity", raw.get("capacity", 1), minimum=1,
+                        maximum=LIMITS["capacity"])
         machines.append(Machine(mid, capacity))
     machine_ids = {m.id for m in machines}
 
@@ -342,17 +358,19 @@ def problem_from_dict(data: Any) -> Problem:
         template = _str(errors, f"{path}.template", raw.get("template"))
         if template and template not in declared_templates:
             errors.add(f"{path}.template", f"unknown template {template!r}")
-        release = _int(errors, f"{path}.release", raw.get("release", 0))
+        release = _int(errors, f"{path}.release", raw.get("release", 0),
+                       maximum=LIMITS["release"])
         due = raw.get("due")
         if due is not None:
-            due = _int(errors, f"{path}.due", due)
-        weight = _int(errors, f"{path}.weight", raw.get("weight", 1))
+            due = _int(errors, f"{path}.due", due, maximum=LIMITS["due"])
+        weight = _int(errors, f"{path}.weight", raw.get("weight", 1), maximum=LIMITS["weight"])
         if "id" in raw and "count" in raw:
             errors.add(path, "give either 'id' (one job) or 'count' (identical jobs), not both")
         if "id" in raw:
             ids = [_str(errors, f"{path}.id", raw["id"])]
         else:
-            count = _int(errors, f"{path}.count", raw.get("count", 1), minimum=1)
+            count = _int(errors, f"{path}.count", raw.get("count", 1), minimum=1,
+                         maximum=LIMITS["count"])
             # Several count entries of one template continue the numbering instead of clashing.
             first = next_copy.get(template, 0)
             next_copy[template] = first + max(count, 0)
@@ -366,7 +384,27 @@ def problem_from_dict(data: Any) -> Problem:
         seen_jobs.add(job.id)
 
     errors.raise_if_any()
-    return Problem(name, tuple(machines), tuple(templates), tuple(jobs), objective, unit)
+    problem = Problem(name, tuple(machines), tuple(templates), tuple(jobs), objective, unit)
+    _check_magnitudes(problem)
+    return problem
+
+
+def _check_magnitudes(problem: Problem) -> None:
+    """The models multiply the horizon by machine capacity (redundant load bounds) and by job
+    weights (weighted tardiness); CP-SAT refuses a model whose sums may leave 64 bits. Each
+    field has its own limit; this is the limit on their products."""
+    horizon = problem.horizon
+    capacity = sum(m.capacity for m in problem.machines)
+    weight = sum(j.weight for j in problem.jobs if j.due is not None)
+    problems = [f"{what}: the time horizon ({horizon}: releases plus all durations and lags) "
+                f"x {name} ({factor}) = {horizon * factor:.3g} exceeds {MAX_PRODUCT:.3g}, the "
+                "range the models' 64-bit sums hold; use a coarser time unit"
+                for what, name, factor in (("machines", "total capacity", capacity),
+                                           ("jobs", "total weight of jobs with a due date",
+                                            weight))
+                if horizon * factor > MAX_PRODUCT]
+    if problems:
+        raise InputError(problems)
 
 
 def problem_to_dict(problem: Problem) -> dict[str, Any]:
