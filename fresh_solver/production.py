@@ -11,6 +11,16 @@ memory for ``FRESH_SOLVER_PARAMS_TTL`` seconds (default 300) and on disk as the 
 When the registry is unreachable or the set is invalid: the last good set (memory, then disk),
 then the CP-SAT defaults; ``params_source`` is ``fallback:<why>``, a warning is logged and the
 event is kept for the health checks (:func:`recent_fallbacks`).
+
+The registry's health never becomes the caller's latency. Once a set has been served, an
+expired entry is served at once while one background refresh per template runs
+(stale-while-revalidate); its result replaces the entry, a failure keeps serving the last good
+set. The first resolution of a template in a process waits for a registry *server* at most
+``FRESH_SOLVER_REGISTRY_BUDGET_S`` (default 1 s; after MLflow's import, paid once per process)
+and then serves the disk copy or the defaults while the refresh goes on. An embedded or
+database store is read directly. No lock is held while the registry is asked, so threads and
+templates never wait on each other; only the errors a registry or network raises become
+fallbacks, our own bugs are raised.
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,14 +62,35 @@ class Resolved:
         return time.time() - self.fetched_at >= ttl
 
 
-_cache: dict[str, Resolved] = {}  # what to serve until it expires
+_cache: dict[str, Resolved] = {}  # what to serve (until it expires, then while refreshing)
 _last_good: dict[str, Resolved] = {}  # the last set the registry served, per template
-_lock = threading.Lock()
+_refreshing: dict[str, Future] = {}  # at most one registry query in flight per template
+_lock = threading.Lock()  # guards the dicts above; never held while the registry is asked
+_refresher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fresh-solver-registry")
 _fallbacks: deque[dict[str, Any]] = deque(maxlen=100)
 
 
 def ttl_seconds() -> float:
+    """How long a served answer is fresh (``FRESH_SOLVER_PARAMS_TTL``, default 300 s)."""
     return float(os.environ.get("FRESH_SOLVER_PARAMS_TTL", "300"))
+
+
+def budget_seconds() -> float | None:
+    """How long a first resolution waits for a registry server; None for an embedded or
+    database store, which is read directly."""
+    from fresh_solver import tracking
+
+    if not tracking.tracking_uri().startswith(("http://", "https://")):
+        return None
+    return float(os.environ.get("FRESH_SOLVER_REGISTRY_BUDGET_S", "1.0"))
+
+
+def registry_errors() -> tuple[type[BaseException], ...]:
+    """What asking the registry may raise that is the registry's or the network's fault."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
+
+    return (MlflowException, RequestException, OSError, json.JSONDecodeError)
 
 
 def _disk_cache(template_id: str) -> Path:
@@ -72,7 +105,8 @@ def recent_fallbacks() -> list[dict[str, Any]]:
 
 
 def clear_cache() -> None:
-    """Forget everything in memory (the disk copy of the last good set stays)."""
+    """Forget everything in memory (the disk copy of the last good set stays); a refresh
+    still running finishes into the emptied cache."""
     with _lock:
         _cache.clear()
         _last_good.clear()
@@ -140,18 +174,65 @@ def get_solver_config(template_id: str) -> Resolved:
         cached = _cache.get(template_id)
         if cached is not None and not cached.expired:
             return cached
+    if cached is None:
+        import mlflow  # noqa: F401 - seconds, once per process: not the registry's wait
+    with _lock:
+        cached = _cache.get(template_id)
+        if cached is not None and not cached.expired:
+            return cached
+        future = _refreshing.get(template_id)
+        if future is None:
+            future = _refreshing[template_id] = _refresher.submit(_refresh, template_id)
+            future.add_done_callback(_report_bug)
+    if cached is not None:
+        return cached  # stale while the refresh runs
+    budget = budget_seconds()
+    try:
+        return future.result(timeout=budget)
+    except FutureTimeout:
+        resolved = _fallback(template_id, f"registry slow (no answer within {budget:g} s)")
+        with _lock:  # unless the refresh has landed meanwhile
+            return _cache.setdefault(template_id, resolved)
+
+
+def refresh(template_id: str) -> Resolved:
+    """Ask the registry now and wait for the answer (health checks, tests); what it finds
+    is served from then on."""
+    with _lock:
+        future = _refreshing.get(template_id)
+        if future is None:
+            future = _refreshing[template_id] = _refresher.submit(_refresh, template_id)
+    return future.result()
+
+
+def _refresh(template_id: str) -> Resolved:
+    """One registry query for the template; its answer (or fallback) becomes the entry."""
+    try:
         try:
             resolved = _from_registry(template_id)
         except InputError as exc:
             resolved = _fallback(template_id, f"invalid parameter set ({exc.problems[0]})")
-        except Exception as exc:  # noqa: BLE001 - any registry failure falls back
+        except registry_errors() as exc:
             resolved = _fallback(template_id, f"registry unreachable ({type(exc).__name__})")
         else:
             if resolved.source.startswith("registry:"):
-                _last_good[template_id] = resolved
                 _remember(template_id, resolved)
-        _cache[template_id] = resolved
+        with _lock:
+            if resolved.source.startswith("registry:"):
+                _last_good[template_id] = resolved
+            _cache[template_id] = resolved
         return resolved
+    finally:
+        with _lock:
+            _refreshing.pop(template_id, None)
+
+
+def _report_bug(future: Future) -> None:
+    """A refresh that raised is a bug of ours (registry faults become fallbacks): say so even
+    when nobody waits for it; a waiting caller gets the exception as well."""
+    exc = future.exception()
+    if exc is not None:
+        log.error("refreshing production parameters failed", exc_info=exc)
 
 
 def get_solver_parameters(template_id: str) -> dict[str, Any]:

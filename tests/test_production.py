@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ _ids = itertools.count()
 def empty_cache() -> Iterator[None]:
     production.clear_cache()
     yield
+    refreshes_done()  # a refresh a test left running must not land in the next one
     production.clear_cache()
 
 
@@ -63,6 +67,19 @@ def served(registry: ParameterRegistry, template_id: str, i: int) -> tuple[str, 
 
 def source_of(template_id: str, version: Any) -> str:
     return f"registry:{model_name(template_id)}/{version}"
+
+
+def refreshes_done() -> None:
+    """Wait for the background refreshes in flight (stale-while-revalidate) to land."""
+    for future in list(production._refreshing.values()):
+        future.result(timeout=60)
+
+
+def after_refresh(template_id: str) -> production.Resolved:
+    """What is served once the refresh an expired entry starts has landed."""
+    production.get_solver_config(template_id)
+    refreshes_done()
+    return production.get_solver_config(template_id)
 
 
 # ---- resolution and the cache ---------------------------------------------------------------
@@ -99,7 +116,7 @@ def test_the_answer_is_cached(registry: ParameterRegistry, tid: str,
     first = production.get_solver_config(tid)
 
     def unreachable(*args: Any, **kwargs: Any) -> ParameterRegistry:
-        raise AssertionError("the registry was consulted within the TTL")
+        raise ConnectionError("the registry was consulted within the TTL")
 
     monkeypatch.setattr(registry_module, "ParameterRegistry", unreachable)
     assert production.get_solver_config(tid) is first
@@ -108,7 +125,7 @@ def test_the_answer_is_cached(registry: ParameterRegistry, tid: str,
     production.clear_cache()
     resolved = production.get_solver_config(tid)
     assert resolved is not first
-    assert resolved.source.startswith("fallback:registry unreachable (AssertionError)")
+    assert resolved.source.startswith("fallback:registry unreachable (ConnectionError)")
     assert resolved.source.endswith(f"disk {source_of(tid, version)}")
     assert resolved.config == cfg
 
@@ -130,8 +147,9 @@ def test_ttl_zero_resolves_every_time(registry: ParameterRegistry, tid: str,
     calls.clear()
     production.clear_cache()
     monkeypatch.setenv("FRESH_SOLVER_PARAMS_TTL", "0")
-    for _ in range(3):
+    for _ in range(3):  # the first resolves; each later one serves it and refreshes behind
         assert production.get_solver_config(tid).source.startswith("registry:")
+        refreshes_done()
     assert calls == [tid] * 3
 
 
@@ -175,6 +193,9 @@ def test_registry_down_serves_the_last_good_set_in_memory(
     production.get_solver_config(tid)
     monkeypatch.setenv("FRESH_SOLVER_PARAMS_TTL", "0")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", DOWN)
+    # served at once, as it was, while the refresh finds the registry down
+    assert production.get_solver_config(tid).source == source_of(tid, version)
+    refreshes_done()
     resolved = production.get_solver_config(tid)
     assert resolved.source.startswith("fallback:registry unreachable")
     assert resolved.source.endswith(f"; cached {source_of(tid, version)}")
@@ -233,7 +254,7 @@ def test_a_fallback_is_retried_sooner_than_a_good_answer_is_refreshed(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", DOWN)
     assert production.get_solver_config(tid).source.startswith("fallback:")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the registry is back
-    good = production.get_solver_config(tid)
+    good = after_refresh(tid)
     assert good.source == source_of(tid, version)
     assert production.get_solver_config(tid) is good  # a good answer is kept for the TTL
 
@@ -272,7 +293,7 @@ def test_an_invalid_parameter_set_falls_back_to_the_last_good_one(
     else:
         production.clear_cache()
     before = len(production.recent_fallbacks())
-    resolved = production.get_solver_config(tid)
+    resolved = after_refresh(tid) if keep_memory else production.get_solver_config(tid)
     assert resolved.source.startswith("fallback:invalid parameter set (cp_sat.no_such_param")
     where = "cached" if keep_memory else "disk"
     assert resolved.source.endswith(f"; {where} {source_of(tid, good)}")
@@ -290,3 +311,95 @@ def test_an_invalid_parameter_set_without_a_good_one_serves_the_defaults(
     assert resolved.source.startswith("fallback:invalid parameter set (cp_sat.num_workers")
     assert resolved.source.endswith("; defaults")
     assert resolved.config == SolverConfig()
+
+
+# ---- the registry's health is never the caller's latency ------------------------------------
+
+
+@pytest.fixture
+def blocked_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[str]]]:
+    """Registry queries block until ``release`` is set (a hung registry); they are counted."""
+    release, calls = threading.Event(), []
+    real = production._from_registry
+
+    def blocking(template_id: str) -> production.Resolved:
+        calls.append(template_id)
+        release.wait(60)
+        return real(template_id)
+
+    monkeypatch.setattr(production, "_from_registry", blocking)
+    yield release, calls
+    release.set()
+    refreshes_done()
+
+
+def test_an_expired_set_is_served_at_once_while_one_refresh_runs(
+        registry: ParameterRegistry, tid: str, monkeypatch: pytest.MonkeyPatch,
+        blocked_registry: tuple[Any, list[str]]) -> None:
+    release, calls = blocked_registry
+    release.set()
+    version, _ = served(registry, tid, 13)
+    first = production.get_solver_config(tid)
+    release.clear()
+    monkeypatch.setenv("FRESH_SOLVER_PARAMS_TTL", "0")
+    with ThreadPoolExecutor(8) as pool:  # eight request threads while the registry hangs
+        served_now = list(pool.map(lambda _: production.get_solver_config(tid), range(8),
+                                   timeout=30))
+    assert all(r is first for r in served_now)
+    assert calls == [tid, tid]  # the first resolution, then one refresh for all eight
+    release.set()
+    refreshes_done()
+    assert production.get_solver_config(tid).source == source_of(tid, version)
+
+
+def test_templates_do_not_wait_on_each_other(registry: ParameterRegistry, tid: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One template's hung registry query holds no lock: another resolves meanwhile."""
+    version, _ = served(registry, tid, 15)
+    hung = f"{tid}-hung"
+    started, release = threading.Event(), threading.Event()
+    real = production._from_registry
+
+    def hangs_for_one(template_id: str) -> production.Resolved:
+        if template_id == hung:
+            started.set()
+            release.wait(60)
+        return real(template_id)
+
+    monkeypatch.setattr(production, "_from_registry", hangs_for_one)
+    with ThreadPoolExecutor(2) as pool:
+        waiting = pool.submit(production.get_solver_config, hung)
+        assert started.wait(30)
+        other = pool.submit(production.get_solver_config, tid)
+        assert other.result(timeout=30).source == source_of(tid, version)
+        assert not waiting.done()
+        release.set()
+        assert waiting.result(timeout=60).source == "defaults"
+
+
+def test_the_first_resolution_waits_for_a_hung_server_only_its_budget(
+        registry: ParameterRegistry, tid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    version, cfg = served(registry, tid, 14)
+    production.get_solver_config(tid)  # a disk copy exists
+    production.clear_cache()
+    with socket.socket() as hung:  # accepts connections (backlog), never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{hung.getsockname()[1]}")
+        monkeypatch.setenv("FRESH_SOLVER_REGISTRY_BUDGET_S", "0.2")
+        resolved = production.get_solver_config(tid)
+        assert resolved.source.startswith("fallback:registry slow (no answer within 0.2 s)")
+        assert resolved.source.endswith(f"disk {source_of(tid, version)}")
+        assert resolved.config == cfg
+        assert production.get_solver_config(tid) is resolved  # later calls do not wait
+    refreshes_done()  # the refresh gives up at MLflow's own HTTP timeout
+
+
+def test_a_bug_in_resolution_is_raised_not_served_as_a_fallback(
+        tid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def buggy(template_id: str) -> production.Resolved:
+        raise TypeError("a bug of ours")
+
+    monkeypatch.setattr(production, "_from_registry", buggy)
+    with pytest.raises(TypeError, match="a bug of ours"):
+        production.get_solver_config(tid)
