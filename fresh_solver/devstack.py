@@ -159,6 +159,13 @@ def _signal_session(sid: int, sig: int) -> None:
             os.killpg(pgid, sig)
 
 
+def send_signal(service: Service, sig: int) -> None:
+    """Signal every process of the service (fault injection: SIGSTOP hangs a server with its
+    sockets still accepting, SIGCONT resumes it)."""
+    for row in service.processes:
+        _signal_session(row["pid"], sig)
+
+
 def alive(service: Service) -> list[str]:
     """Names of the service's processes that still run (anything left in their session)."""
     for process in service.popens:

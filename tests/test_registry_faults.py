@@ -1,0 +1,119 @@
+"""Fault injection on the production path: a real MLflow server (started as `make up` starts
+it) that hangs, dies, answers 500s or malformed JSON, or answers slowly, while application code
+solves. Every production solve must succeed with the last good set; loopback only, every test
+bounded in time. The cost of each fault is measured by `fresh_solver.performance.registry_faults`
+(a benchmark, not these tests).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fresh_solver import devstack, production
+from fresh_solver.model.generate import generate_family
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance import faults
+
+pytestmark = pytest.mark.timeout(300)
+TEMPLATE = "part"
+SERVED = SolverConfig.from_dict({"cp_sat": {"num_workers": 1}})
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An MLflow server serving a promoted set for TEMPLATE; the client's disk copy of it
+    exists (a healthy resolution happened first)."""
+    from fresh_solver.registry.registry import ParameterRegistry, model_name
+
+    home = tmp_path_factory.mktemp("faults")
+    service = devstack.start_mlflow(home / "server", devstack.free_port())
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", service.url)
+            mp.setenv("FRESH_SOLVER_HOME", str(home / "client"))
+            registry = ParameterRegistry()
+            version = registry.register(TEMPLATE, SERVED)
+            registry.promote(TEMPLATE, version, "tester", override_validation=True)
+            production.clear_cache()
+            assert production.get_solver_config(TEMPLATE).config == SERVED
+            yield {"service": service, "home": home / "client",
+                   "source": f"registry:{model_name(TEMPLATE)}/{version}"}
+    finally:
+        devstack.stop(service)
+
+
+@contextmanager
+def injected(fault: str, service: devstack.Service) -> Iterator[str]:
+    """The tracking URI that shows ``fault`` for the duration."""
+    if fault == "hung":
+        devstack.send_signal(service, signal.SIGSTOP)
+        try:
+            yield service.url
+        finally:
+            devstack.send_signal(service, signal.SIGCONT)
+    elif fault == "dead":
+        yield f"http://127.0.0.1:{devstack.free_port()}"  # nothing listens there
+    else:
+        fault_server = {"500s": lambda: faults.error_server(500),
+                        "malformed": faults.malformed_server,
+                        "slow": lambda: faults.delaying_proxy(service.url, 3.0)}[fault]()
+        with fault_server as running:
+            yield running.url
+
+
+def refreshes_done() -> None:
+    for future in list(production._refreshing.values()):
+        future.result(timeout=120)
+
+
+@pytest.mark.parametrize("fault", ["hung", "dead", "500s", "malformed", "slow"])
+def test_production_solves_succeed_with_the_last_good_set(server: dict[str, Any], fault: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    problem = generate_family("small", 1, template_id=TEMPLATE)
+    monkeypatch.setenv("FRESH_SOLVER_HOME", str(server["home"]))
+    monkeypatch.setenv("FRESH_SOLVER_REGISTRY_BUDGET_S", "0.3")
+    monkeypatch.setenv("FRESH_SOLVER_PARAMS_TTL", "0.05")  # every solve meets the fault
+    with injected(fault, server["service"]) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        production.clear_cache()  # a new process: only the disk copy is left
+        first = production.solve(problem, template_id=TEMPLATE, time_limit=0.2)
+        assert first.solved and first.valid
+        assert first.params_source.startswith("fallback:registry ")
+        assert first.params_source.endswith(f"; disk {server['source']}")
+        assert first.num_workers == 1  # the served set's, not the defaults' two
+        with ThreadPoolExecutor(8) as pool:  # request threads while the fault lasts
+            results = list(pool.map(
+                lambda _: production.solve(problem, template_id=TEMPLATE, time_limit=0.1),
+                range(16), timeout=120))
+        assert all(r.solved and r.valid and r.num_workers == 1 for r in results)
+        assert all(r.params_source.startswith("fallback:") for r in results)
+        refreshes_done()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server["service"].url)
+    production.clear_cache()
+    assert production.get_solver_config(TEMPLATE).source == server["source"]  # recovered
+
+
+def test_a_corrupt_or_unwritable_disk_copy_does_not_stop_the_loader(
+        server: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRESH_SOLVER_HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server["service"].url)
+    cache = tmp_path / "production_cache"
+    cache.write_text("a file where the folder should be")  # unwritable, even for root
+    production.clear_cache()
+    assert production.get_solver_config(TEMPLATE).source == server["source"]
+    cache.unlink()
+    cache.mkdir()
+    (cache / f"{TEMPLATE}.json").write_text("{corrupt")
+    with injected("dead", server["service"]) as url:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        production.clear_cache()
+        resolved = production.get_solver_config(TEMPLATE)
+    assert resolved.source.endswith("; defaults") and resolved.config == SolverConfig()
