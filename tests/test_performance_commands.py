@@ -57,3 +57,24 @@ def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
     assert data["gp_vs_random"] == {"wins": int(not same and gp_lower), "ties": int(same),
                                     "losses": int(not same and not gp_lower)}
     assert "defaults-control" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_registry_faults_reports_every_fault(tmp_path: Path) -> None:
+    """Its own process: the command sets the environment (a scratch registry) for itself."""
+    import subprocess
+    import sys
+
+    from fresh_solver.performance.registry_faults import FAULTS
+
+    done = subprocess.run([sys.executable, "-m", "fresh_solver.performance.registry_faults",
+                           "--threads", "2", "--solves", "1", "--delay", "0.2",
+                           "--out", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["fault"] for r in rows] == list(FAULTS)
+    assert all(r["succeeded"] == r["solves"] == 2 for r in rows)
+    assert rows[0]["first_source"].startswith("registry:")
+    assert all(r["first_source"].startswith("fallback:") for r in rows[1:])
+    assert "| hung |" in (tmp_path / "report.md").read_text()
