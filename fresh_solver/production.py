@@ -16,8 +16,9 @@ The registry's health never becomes the caller's latency. Once a set has been se
 expired entry is served at once while one background refresh per template runs
 (stale-while-revalidate); its result replaces the entry, a failure keeps serving the last good
 set. The first resolution of a template in a process waits for a registry *server* at most
-``FRESH_SOLVER_REGISTRY_BUDGET_S`` (default 1 s; after MLflow's import, paid once per process)
-and then serves the disk copy or the defaults while the refresh goes on. An embedded or
+``FRESH_SOLVER_REGISTRY_BUDGET_S`` (default 0.9 s, so a first solve waits under a second;
+counted after MLflow's import, paid once per process) and then serves the disk copy or the
+defaults while the refresh goes on. An embedded or
 database store is read directly. No lock is held while the registry is asked, so threads and
 templates never wait on each other; only the errors a registry or network raises become
 fallbacks, our own bugs are raised.
@@ -82,7 +83,7 @@ def budget_seconds() -> float | None:
 
     if not tracking.tracking_uri().startswith(("http://", "https://")):
         return None
-    return float(os.environ.get("FRESH_SOLVER_REGISTRY_BUDGET_S", "1.0"))
+    return float(os.environ.get("FRESH_SOLVER_REGISTRY_BUDGET_S", "0.9"))
 
 
 def registry_errors() -> tuple[type[BaseException], ...]:
