@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from fresh_solver.errors import InputError
@@ -40,7 +41,33 @@ def client():
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri())
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///") or uri in _opened:
+        return MlflowClient(tracking_uri=uri)
+    with _store_lock(Path(uri.removeprefix("sqlite:///"))):
+        mlflow_client = MlflowClient(tracking_uri=uri)  # creates and migrates the tables
+        mlflow_client.search_registered_models(max_results=1)  # the registry's, too
+    _opened.add(uri)
+    return mlflow_client
+
+
+_opened: set[str] = set()  # SQLite stores this process has opened (created and migrated)
+
+
+@contextmanager
+def _store_lock(db: Path):
+    """Held while a process first opens a SQLite store: two processes creating one store at
+    once make MLflow's migration fail ("Online migration expected to match one row"), e.g. a
+    tuning session and a health check on a fresh data folder."""
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def experiment_id(mlflow_client, name: str) -> str:
