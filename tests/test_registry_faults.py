@@ -225,3 +225,39 @@ def test_the_embedded_store_under_concurrent_writers(tmp_path: Path) -> None:
         registry = ParameterRegistry(client)
         assert [len(registry.versions(f"busy{k}")) for k in range(4)] == [1, 1, 1, 1]
         assert client.get_experiment_by_name(tracking.validation_experiment("busy"))
+
+
+def test_promotions_racing_a_loader_in_another_process_never_serve_an_unvalidated_set(
+        server: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process keeps moving the `production` alias between a validated version and
+    an unvalidated one (as a careless reviewer in the UI would) while this process resolves:
+    the unvalidated set is never served."""
+    import os
+    import subprocess
+    import sys
+
+    from fresh_solver.registry.registry import ParameterRegistry
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server["service"].url)
+    monkeypatch.setenv("FRESH_SOLVER_HOME", str(tmp_path))
+    unvalidated = ParameterRegistry().register(TEMPLATE, SolverConfig.from_dict(
+        {"cp_sat": {"num_workers": 2}}))
+    good = server["source"].rsplit("/", 1)[1]
+    mover = subprocess.Popen([sys.executable, "-c", f"""
+import time
+from fresh_solver.registry.registry import ParameterRegistry, model_name, ALIAS
+registry = ParameterRegistry()
+for i in range(40):
+    version = "{unvalidated}" if i % 2 == 0 else "{good}"
+    registry.client.set_registered_model_alias(model_name("{TEMPLATE}"), ALIAS, version)
+    time.sleep(0.05)
+registry.client.set_registered_model_alias(model_name("{TEMPLATE}"), ALIAS, "{good}")
+"""], env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = set()
+    while mover.poll() is None:
+        resolved = production.refresh(TEMPLATE)
+        seen.add(resolved.source)
+        assert resolved.config == SERVED, resolved.source
+    assert mover.returncode == 0, mover.stderr.read()[-1500:]
+    assert all(s == server["source"] or s.startswith("fallback:") for s in seen), seen
+    assert server["source"] in seen
