@@ -307,6 +307,21 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
             plan, candidate, verdict, again)["message"]
 
 
+def test_the_scheduled_run_starts_one_run_per_listed_template(retune_dag) -> None:
+    """template_id '*' (the weekly run's): one run of the DAG for each [[retune]] table of
+    retune_templates.toml, with that table as its conf; nothing is tuned by the '*' run."""
+    from airflow.models.dagrun import DagRun
+
+    run, tis = run_dag(retune_dag, {})
+    assert run.state == "success"
+    assert [ti.state for ti in tis["prepare"]] == ["skipped"]
+    assert [(ti.map_index, ti.state) for ti in tis["retune_each"]] == [(0, "success")]
+    [triggered] = [r for r in DagRun.find(dag_id="fresh_solver_retune")
+                   if r.run_id == f"demo__{run.run_id}"]
+    assert triggered.conf["template_id"] == "demo"
+    assert triggered.conf["generator_seed"] == 10
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 
