@@ -312,7 +312,8 @@ def test_the_scheduled_run_starts_one_run_per_listed_template(retune_dag) -> Non
     retune_templates.toml, with that table as its conf; nothing is tuned by the '*' run."""
     from airflow.models.dagrun import DagRun
 
-    run, tis = run_dag(retune_dag, {})
+    # explicit: dag.test() merges each run's conf into the DAG object's params
+    run, tis = run_dag(retune_dag, {"template_id": "*"})
     assert run.state == "success"
     assert [ti.state for ti in tis["prepare"]] == ["skipped"]
     assert [(ti.map_index, ti.state) for ti in tis["retune_each"]] == [(0, "success")]

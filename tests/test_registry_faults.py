@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from fresh_solver import devstack, production
 from fresh_solver.model.generate import generate_family
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance import faults
+from fresh_solver.performance.registry_faults import injected
 
 pytestmark = pytest.mark.timeout(300)
 TEMPLATE = "part"
@@ -49,25 +48,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         devstack.stop(service)
 
 
-@contextmanager
-def injected(fault: str, service: devstack.Service) -> Iterator[str]:
-    """The tracking URI that shows ``fault`` for the duration."""
-    if fault == "hung":
-        devstack.send_signal(service, signal.SIGSTOP)
-        try:
-            yield service.url
-        finally:
-            devstack.send_signal(service, signal.SIGCONT)
-    elif fault == "dead":
-        yield f"http://127.0.0.1:{devstack.free_port()}"  # nothing listens there
-    else:
-        fault_server = {"500s": lambda: faults.error_server(500),
-                        "malformed": faults.malformed_server,
-                        "slow": lambda: faults.delaying_proxy(service.url, 3.0)}[fault]()
-        with fault_server as running:
-            yield running.url
-
-
 def refreshes_done() -> None:
     for future in list(production._refreshing.values()):
         future.result(timeout=120)
@@ -81,7 +61,7 @@ def test_production_solves_succeed_with_the_last_good_set(server: dict[str, Any]
     monkeypatch.setenv("FRESH_SOLVER_HOME", str(server["home"]))
     monkeypatch.setenv("FRESH_SOLVER_REGISTRY_BUDGET_S", "0.3")
     monkeypatch.setenv("FRESH_SOLVER_PARAMS_TTL", "0.05")  # every solve meets the fault
-    with injected(fault, server["service"]) as url:
+    with injected(fault, server["service"], delay=3.0) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         production.clear_cache()  # a new process: only the disk copy is left
         first = production.solve(problem, template_id=TEMPLATE, time_limit=0.2)
@@ -112,7 +92,7 @@ def test_a_corrupt_or_unwritable_disk_copy_does_not_stop_the_loader(
     cache.unlink()
     cache.mkdir()
     (cache / f"{TEMPLATE}.json").write_text("{corrupt")
-    with injected("dead", server["service"]) as url:
+    with injected("dead", server["service"], delay=0) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         production.clear_cache()
         resolved = production.get_solver_config(TEMPLATE)
