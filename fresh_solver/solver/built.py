@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ortools.sat.python import cp_model
 
@@ -29,6 +30,23 @@ class BuiltModel:
     tasks: dict[tuple[int, int], TaskVars]  # keyed by (job index, task index)
     build_time_s: float
 
+    @cached_property
+    def job_ends(self) -> tuple[tuple[cp_model.LinearExprT, ...], ...]:
+        """Per job, the end expressions of its sink tasks (the job ends with the last)."""
+        return tuple(tuple(self.tasks[(j, t)].end for t in sink_tasks(self.problem, j))
+                     for j in range(len(self.problem.jobs)))
+
+    def solution_objective(self, value) -> int:
+        """The objective of the solution ``value`` reads (a solver's or a callback's
+        ``value``), from its task ends: what the returned schedule really scores. CP-SAT's
+        objective value can be higher on a FEASIBLE stop (tardiness is only bounded from
+        below), never lower."""
+        ends = [max(value(end) for end in job) for job in self.job_ends]
+        if self.problem.objective == "makespan":
+            return max(ends, default=0)
+        return sum(job.weight * max(0, end - job.due)
+                   for job, end in zip(self.problem.jobs, ends) if job.due is not None)
+
     @property
     def size(self) -> dict[str, int]:
         proto = self.model.proto
@@ -40,15 +58,3 @@ def sink_tasks(problem: Problem, job_index: int) -> list[int]:
     template = problem.template_of(problem.jobs[job_index])
     befores = {p.before for p in template.precedences}
     return [i for i, t in enumerate(template.tasks) if t.id not in befores]
-
-
-def solution_objective(problem: Problem, value, built: BuiltModel) -> int:
-    """The objective of the solution ``value`` reads (a solver's or a callback's ``value``),
-    from its task ends: what the returned schedule really scores. CP-SAT's objective value
-    can be higher on a FEASIBLE stop (tardiness is only bounded from below), never lower."""
-    ends = [max(value(built.tasks[(j, t)].end) for t in sink_tasks(problem, j))
-            for j in range(len(problem.jobs))]
-    if problem.objective == "makespan":
-        return max(ends, default=0)
-    return sum(job.weight * max(0, end - job.due)
-               for job, end in zip(problem.jobs, ends) if job.due is not None)

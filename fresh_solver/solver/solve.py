@@ -18,7 +18,7 @@ from ortools.sat.python import cp_model
 from fresh_solver.model import Assignment, Problem, Schedule
 from fresh_solver.params import apply_parameters
 from fresh_solver.solver.baseline import build_baseline_model
-from fresh_solver.solver.built import BuiltModel, solution_objective
+from fresh_solver.solver.built import BuiltModel
 from fresh_solver.solver.checker import check_schedule
 from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.template_model import build_template_model
@@ -115,7 +115,7 @@ class _Recorder(cp_model.CpSolverSolutionCallback):
         self.improvements: list[tuple[float, int]] = []
 
     def on_solution_callback(self) -> None:
-        value = solution_objective(self.built.problem, self.value, self.built)
+        value = self.built.solution_objective(self.value)
         if not self.improvements or value < self.improvements[-1][1]:
             self.improvements.append((time.perf_counter() - self.t0, value))
             if self.on_improvement:
@@ -192,7 +192,7 @@ def solve(
     schedule = None
     objective = best_bound = cp_sat_objective = None
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        objective = solution_objective(problem, solver.value, built)
+        objective = built.solution_objective(solver.value)
         cp_sat_objective = round(solver.objective_value)
         best_bound = solver.best_objective_bound
         schedule = extract_schedule(built, solver, objective)
