@@ -181,10 +181,7 @@ def get_solver_config(template_id: str) -> Resolved:
         cached = _cache.get(template_id)
         if cached is not None and not cached.expired:
             return cached
-        future = _refreshing.get(template_id)
-        if future is None:
-            future = _refreshing[template_id] = _refresher.submit(_refresh, template_id)
-            future.add_done_callback(_report_bug)
+        future = _refresh_in_flight(template_id)
     if cached is not None:
         return cached  # stale while the refresh runs
     budget = budget_seconds()
@@ -200,10 +197,26 @@ def refresh(template_id: str) -> Resolved:
     """Ask the registry now and wait for the answer (health checks, tests); what it finds
     is served from then on."""
     with _lock:
-        future = _refreshing.get(template_id)
-        if future is None:
-            future = _refreshing[template_id] = _refresher.submit(_refresh, template_id)
+        future = _refresh_in_flight(template_id)
     return future.result()
+
+
+def wait_for_refreshes(timeout: float | None = None) -> None:
+    """Wait until the background refreshes running now have landed (tests, benchmarks)."""
+    with _lock:
+        running = list(_refreshing.values())
+    for future in running:
+        future.result(timeout=timeout)
+
+
+def _refresh_in_flight(template_id: str) -> Future:
+    """The template's running refresh, or a new one (call with ``_lock`` held): at most one
+    registry query per template at a time."""
+    future = _refreshing.get(template_id)
+    if future is None:
+        future = _refreshing[template_id] = _refresher.submit(_refresh, template_id)
+        future.add_done_callback(_report_bug)
+    return future
 
 
 def _refresh(template_id: str) -> Resolved:

@@ -38,7 +38,8 @@ _ids = itertools.count()
 def empty_cache() -> Iterator[None]:
     production.clear_cache()
     yield
-    refreshes_done()  # a refresh a test left running must not land in the next one
+    # a refresh a test left running must not land in the next one
+    production.wait_for_refreshes(timeout=60)
     production.clear_cache()
 
 
@@ -69,16 +70,10 @@ def source_of(template_id: str, version: Any) -> str:
     return f"registry:{model_name(template_id)}/{version}"
 
 
-def refreshes_done() -> None:
-    """Wait for the background refreshes in flight (stale-while-revalidate) to land."""
-    for future in list(production._refreshing.values()):
-        future.result(timeout=60)
-
-
 def after_refresh(template_id: str) -> production.Resolved:
     """What is served once the refresh an expired entry starts has landed."""
     production.get_solver_config(template_id)
-    refreshes_done()
+    production.wait_for_refreshes(timeout=60)
     return production.get_solver_config(template_id)
 
 
@@ -149,7 +144,7 @@ def test_ttl_zero_resolves_every_time(registry: ParameterRegistry, tid: str,
     monkeypatch.setenv("FRESH_SOLVER_PARAMS_TTL", "0")
     for _ in range(3):  # the first resolves; each later one serves it and refreshes behind
         assert production.get_solver_config(tid).source.startswith("registry:")
-        refreshes_done()
+        production.wait_for_refreshes(timeout=60)
     assert calls == [tid] * 3
 
 
@@ -195,7 +190,7 @@ def test_registry_down_serves_the_last_good_set_in_memory(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", DOWN)
     # served at once, as it was, while the refresh finds the registry down
     assert production.get_solver_config(tid).source == source_of(tid, version)
-    refreshes_done()
+    production.wait_for_refreshes(timeout=60)
     resolved = production.get_solver_config(tid)
     assert resolved.source.startswith("fallback:registry unreachable")
     assert resolved.source.endswith(f"; cached {source_of(tid, version)}")
@@ -330,7 +325,7 @@ def blocked_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, lis
     monkeypatch.setattr(production, "_from_registry", blocking)
     yield release, calls
     release.set()
-    refreshes_done()
+    production.wait_for_refreshes(timeout=60)
 
 
 def test_an_expired_set_is_served_at_once_while_one_refresh_runs(
@@ -348,7 +343,7 @@ def test_an_expired_set_is_served_at_once_while_one_refresh_runs(
     assert all(r is first for r in served_now)
     assert calls == [tid, tid]  # the first resolution, then one refresh for all eight
     release.set()
-    refreshes_done()
+    production.wait_for_refreshes(timeout=60)
     assert production.get_solver_config(tid).source == source_of(tid, version)
 
 
@@ -392,7 +387,7 @@ def test_the_first_resolution_waits_for_a_hung_server_only_its_budget(
         assert resolved.source.endswith(f"disk {source_of(tid, version)}")
         assert resolved.config == cfg
         assert production.get_solver_config(tid) is resolved  # later calls do not wait
-    refreshes_done()  # the refresh gives up at MLflow's own HTTP timeout
+    production.wait_for_refreshes(timeout=60)  # it gives up at MLflow's HTTP timeout
 
 
 def test_a_bug_in_resolution_is_raised_not_served_as_a_fallback(

@@ -48,11 +48,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         devstack.stop(service)
 
 
-def refreshes_done() -> None:
-    for future in list(production._refreshing.values()):
-        future.result(timeout=120)
-
-
 @pytest.mark.parametrize("fault", ["hung", "dead", "500s", "malformed", "slow"])
 def test_production_solves_succeed_with_the_last_good_set(server: dict[str, Any], fault: str,
                                                           monkeypatch: pytest.MonkeyPatch
@@ -75,7 +70,7 @@ def test_production_solves_succeed_with_the_last_good_set(server: dict[str, Any]
                 range(16), timeout=120))
         assert all(r.solved and r.valid and r.num_workers == 1 for r in results)
         assert all(r.params_source.startswith("fallback:") for r in results)
-        refreshes_done()
+        production.wait_for_refreshes(timeout=120)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server["service"].url)
     production.clear_cache()
     assert production.get_solver_config(TEMPLATE).source == server["source"]  # recovered

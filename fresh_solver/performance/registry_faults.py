@@ -79,8 +79,7 @@ def measure(fault: str, service, problem, threads: int, solves: int, delay: floa
         first_s = time.perf_counter() - started
         with ThreadPoolExecutor(threads) as pool:
             runs = list(pool.map(one_solve, range(threads * solves)))
-        for future in list(production._refreshing.values()):
-            future.result(timeout=120)  # let the last refresh give up before the next fault
+        production.wait_for_refreshes(timeout=120)  # the last refresh gives up first
     added = [r[0] * 1000 for r in runs]
     sources = Counter(r[2].split(";")[0] for r in runs)
     return {"fault": fault, "solves": len(runs), "succeeded": sum(r[1] for r in runs),
