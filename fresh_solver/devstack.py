@@ -517,7 +517,9 @@ def write_state(home: Path, services: list[Service]) -> Path:
 
 
 def _home(value: str | None) -> Path:
-    return Path(value or os.environ.get("FRESH_SOLVER_HOME") or ".fresh_solver").resolve()
+    from fresh_solver import tracking
+
+    return Path(value).resolve() if value else tracking.home()
 
 
 def cmd_up(args) -> int:
