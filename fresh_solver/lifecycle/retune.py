@@ -66,11 +66,10 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
                          f"of {spec.batch} take {spec.rounds} rounds; this DAG runs at most "
                          f"{rounds_available} (raise batch_size, or FRESH_SOLVER_RETUNE_ROUNDS)")
     from fresh_solver.params.space import load_space
-    from fresh_solver.tuning.session import load_instances
+    from fresh_solver.tuning.session import instance_set_hash
 
     load_space(spec.space_path)  # a bad space file is bad input, found before any solve
-    _, instance_set = load_instances(train)
-    _, held_out_set = load_instances(held_out)
+    instance_set, held_out_set = instance_set_hash(train), instance_set_hash(held_out)
     validation = {"seeds": settings["validation_seeds"],
                   "time_limit": settings["validation_time_limit"],
                   "rule": {k: settings[k] for k in ("min_speedup", "max_p_value",

@@ -110,15 +110,20 @@ class TuningSpec:
 def load_instances(paths: tuple[str, ...] | list[str]) -> tuple[dict[str, Problem], str]:
     """Problems keyed by file name, and the instance set's hash (over the files' contents)."""
     problems: dict[str, Problem] = {}
-    digest = hashlib.sha256()
     for path in sorted(paths):
-        problem = load_problem(path)
         key = Path(path).name
         if key in problems:
             raise InputError(f"--instances: two files are named {key!r}")
-        problems[key] = problem
-        digest.update(key.encode() + b"\0" + Path(path).read_bytes() + b"\0")
-    return problems, digest.hexdigest()[:16]
+        problems[key] = load_problem(path)
+    return problems, instance_set_hash(paths)
+
+
+def instance_set_hash(paths: tuple[str, ...] | list[str]) -> str:
+    """What identifies an instance set in MLflow: its files' names and contents."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list[int], *,
