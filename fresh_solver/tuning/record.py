@@ -80,13 +80,20 @@ class SessionRecord:
                 if r.info.status in ("FINISHED", "FAILED") and "fresh_solver.trial" in r.data.tags}
 
     def log_trial(self, trial: Trial, space: SearchSpace) -> str:
-        """A nested run for the trial, unless one for its index is already finished."""
+        """A nested run for the trial, unless one for its index is already finished (a run a
+        killed attempt left unfinished is marked KILLED)."""
         from mlflow.entities import Metric, Param, RunTag
 
-        existing = self.trial_runs().get(trial.index)
-        if existing is not None:
-            return existing.info.run_id
-        self._kill_unfinished(trial.index)
+        earlier = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
+                          f"tags.fresh_solver.trial = '{trial.index}'")
+        for run in earlier:
+            if run.info.status in ("FINISHED", "FAILED"):
+                return run.info.run_id
+        for run in earlier:  # left RUNNING by a killed attempt: one finished run per trial
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, "KILLED")
         evaluation = trial.evaluation
         tags = {"mlflow.parentRunId": self.run_id, "fresh_solver.trial": str(trial.index),
                 "fresh_solver.role": "reference" if trial.point is None else "trial",
@@ -109,17 +116,6 @@ class SessionRecord:
         log_json(self.client, rid, "results.json", evaluation.to_dict())
         self.client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
         return rid
-
-    def _kill_unfinished(self, index: int) -> None:
-        """A run left RUNNING for this index by a killed attempt is marked KILLED, so exactly
-        one finished run per trial remains."""
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
-                          f"tags.fresh_solver.trial = '{index}' and "
-                          "attributes.status = 'RUNNING'")
-        for run in runs:
-            self.client.set_terminated(run.info.run_id, "KILLED")
 
     def load_trials(self) -> list[Trial]:
         """Every finished trial, in index order (the order they were told)."""
