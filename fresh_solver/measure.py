@@ -5,6 +5,9 @@ A baseline run with cap T sets the target: its proven optimum, or else its best 
 T. Another configuration's time to target is when its incumbent first reaches that objective
 and, for a proven target, when it proves optimality too. Unreached targets count PAR2 (2·T).
 Speedups are baseline time / candidate time, aggregated with the geometric mean.
+
+Times that enter a ratio, a logarithm or a geometric mean are floored at :data:`TIME_FLOOR_S`
+first (:func:`floor_time`); tuning, validation and the benchmarks all use this one floor.
 """
 
 from __future__ import annotations
@@ -14,6 +17,22 @@ from dataclasses import dataclass
 from statistics import median
 
 from fresh_solver.solver import SolveResult
+
+# 0.1 ms: well below any measured solve time (building even a tiny model takes about 1 ms),
+# so for times the floor only keeps a zero (a time that was never reached and defaults to 0, a
+# score such as a gap integral of 0) from making a ratio infinite or a logarithm undefined.
+TIME_FLOOR_S = 1e-4
+
+
+def floor_time(seconds: float) -> float:
+    """``seconds``, but at least :data:`TIME_FLOOR_S`: safe to divide by and take the log of."""
+    return max(seconds, TIME_FLOOR_S)
+
+
+def paired_speedup(baseline_s: float, candidate_s: float) -> float:
+    """How many times faster the candidate was than the baseline on one (instance, seed) pair:
+    baseline time / candidate time, the candidate's time floored (:data:`TIME_FLOOR_S`)."""
+    return baseline_s / floor_time(candidate_s)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.measure import geometric_mean
+from fresh_solver.measure import geometric_mean, paired_speedup
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.record import rerun_command, write_results
@@ -54,7 +54,7 @@ def screen_template(scale: str, template_seed: int, instances: int, seed: int,
         result = evaluate(SolverConfig.from_dict(config), problems, [seed],
                           metric="time_to_target", time_limit=limit, references=targets,
                           cap_factor=None)
-        row[name] = geometric_mean([base[(r.instance, r.seed)] / max(r.score, 1e-4)
+        row[name] = geometric_mean([paired_speedup(base[(r.instance, r.seed)], r.score)
                                     for r in result.runs])
     return row
 

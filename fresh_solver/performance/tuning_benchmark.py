@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.measure import geometric_mean, spread
+from fresh_solver.measure import geometric_mean, paired_speedup, spread
 from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
@@ -74,7 +74,7 @@ def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds:
     for name, config in configs.items():
         result = evaluate(config, instances, seeds, metric="time_to_target", time_limit=limit,
                           references=targets, cap_factor=None)
-        speedups = [base[(r.instance, r.seed)] / max(r.score, 1e-4) for r in result.runs]
+        speedups = [paired_speedup(base[(r.instance, r.seed)], r.score) for r in result.runs]
         out[name] = {"score": result.score, "speedup": spread(speedups),
                      "runs": [vars(r) for r in result.runs]}
         log(f"  held-out {name}: score {result.score:.4g} s vs reference "

@@ -25,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fresh_solver.measure import Target, geometric_mean, time_to_target
+from fresh_solver.measure import Target, floor_time, geometric_mean, time_to_target
 from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.solver import SolveResult, solve
@@ -148,7 +148,7 @@ def evaluate(
                 score = limit
             runs.append(RunScore(name, seed, score, result.status, result.objective,
                                  result.wall_time_s, capped, result.valid))
-    return Evaluation(geometric_mean([max(r.score, 1e-4) for r in runs]), runs)
+    return Evaluation(geometric_mean([floor_time(r.score) for r in runs]), runs)
 
 
 def references_from(evaluation: Evaluation) -> dict[tuple[str, int], Reference]:

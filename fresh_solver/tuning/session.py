@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
-from fresh_solver.measure import geometric_mean, wilcoxon_p
+from fresh_solver.measure import floor_time, geometric_mean, paired_speedup, wilcoxon_p
 from fresh_solver.model import Problem, load_problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace, load_space, plain_value
@@ -149,7 +149,7 @@ def surrogate_target(score: float) -> float:
     run times for the time metrics, spanning orders of magnitude with a plateau of PAR2 and
     capped runs); their log is the mean of the per-run logs, the scale on which a surrogate's
     Gaussian noise fits (SMAC's log-transformed runtimes). Floored like the geometric mean."""
-    return math.log(max(score, 1e-4))
+    return math.log(floor_time(score))
 
 
 @dataclass
@@ -318,9 +318,9 @@ class TuningSession:
                 continue
             scores = per_pair(evaluation)
             keys = sorted(base)
-            gain = geometric_mean([base[k] / max(scores[k], 1e-4) for k in keys])
-            p_value = wilcoxon_p([max(base[k], 1e-4) for k in keys],
-                                 [max(scores[k], 1e-4) for k in keys])
+            gain = geometric_mean([paired_speedup(base[k], scores[k]) for k in keys])
+            p_value = wilcoxon_p([floor_time(base[k]) for k in keys],
+                                 [floor_time(scores[k]) for k in keys])
             results[trial.index] = {"gain": gain, "p_value": p_value}
         accepted = [(r["gain"], i) for i, r in results.items()
                     if r["gain"] >= spec.min_gain and r["p_value"] < 0.1]

@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fresh_solver.measure import Target, geometric_mean, time_to_target, wilcoxon_p
+from fresh_solver.measure import (
+    Target,
+    floor_time,
+    geometric_mean,
+    paired_speedup,
+    time_to_target,
+    wilcoxon_p,
+)
 from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.solver import SolveResult, solve
@@ -45,7 +52,7 @@ class PairResult:
 
     @property
     def speedup(self) -> float:
-        return self.baseline_time_s / max(self.candidate_time_s, 1e-4)
+        return paired_speedup(self.baseline_time_s, self.candidate_time_s)
 
 
 @dataclass
@@ -88,7 +95,7 @@ def compare(name: str, baseline: dict[tuple[str, int], SolveResult],
                     f"{key[0]} seed {key[1]}: objective {cand.objective} vs {name} "
                     f"{base.objective}")
         comparison.pairs.append(PairResult(key[0], key[1], base.objective, cand.objective,
-                                           max(base_time, 1e-4), max(cand_time, 1e-4),
+                                           floor_time(base_time), floor_time(cand_time),
                                            base.optimal, cand.valid))
     comparison.speedup = geometric_mean([p.speedup for p in comparison.pairs])
     comparison.p_value = wilcoxon_p([p.baseline_time_s for p in comparison.pairs],
