@@ -73,6 +73,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     result = solve(problem, model=args.model, options=options, params=config.cp_sat,
                    time_limit=args.time_limit, seed=args.seed, params_source=source,
                    on_improvement=progress)
+    if args.production:
+        production.record_solve(problem, args.production, result)
     if result.schedule is not None:
         if out:
             result.schedule.write(out)
@@ -379,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     for a in actions.choices.values():
         a.add_argument("--json", action="store_true", help="compact JSON")
     p.set_defaults(func=cmd_registry)
+    from fresh_solver.performance.commands import add_commands as add_performance_commands
+    add_performance_commands(sub)
     return parser
 
 

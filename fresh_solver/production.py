@@ -10,7 +10,9 @@ by either UI path, validated), checked structurally against the installed OR-Too
 memory for ``FRESH_SOLVER_PARAMS_TTL`` seconds (default 300) and on disk as the last good set.
 When the registry is unreachable or the set is invalid: the last good set (memory, then disk),
 then the CP-SAT defaults; ``params_source`` is ``fallback:<why>``, a warning is logged and the
-event is kept for the health checks (:func:`recent_fallbacks`).
+event goes to the operations store, where every process's health checks see it
+(:func:`recent_fallbacks`). Every :func:`solve` is recorded there too (``FRESH_SOLVER_MONITOR=0``
+switches recording off); recording is buffered and never delays or fails the solve.
 
 The registry's health never becomes the caller's latency. Once a set has been served, an
 expired entry is served at once while one background refresh per template runs
@@ -31,7 +33,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -68,7 +69,6 @@ _last_good: dict[str, Resolved] = {}  # the last set the registry served, per te
 _refreshing: dict[str, Future] = {}  # at most one registry query in flight per template
 _lock = threading.Lock()  # guards the dicts above; never held while the registry is asked
 _refresher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fresh-solver-registry")
-_fallbacks: deque[dict[str, Any]] = deque(maxlen=100)
 
 
 def ttl_seconds() -> float:
@@ -100,9 +100,39 @@ def _disk_cache(template_id: str) -> Path:
     return tracking.home() / "production_cache" / f"{template_id}.json"
 
 
-def recent_fallbacks() -> list[dict[str, Any]]:
-    """Fallbacks of this process, newest last (for health checks)."""
-    return list(_fallbacks)
+def _monitor():
+    """The operations monitor, or None when recording is off or misconfigured (a bad
+    operations config must not stop production solves; it is logged)."""
+    from fresh_solver.errors import InputError
+    from fresh_solver.operations.monitor import PerformanceMonitor, recording_enabled
+
+    if not recording_enabled():
+        return None
+    try:
+        return PerformanceMonitor()
+    except InputError as exc:
+        log.error("production solves are not recorded: %s", exc.problems[0])
+        return None
+
+
+def _note(kind: str, template_id: str, why: str) -> None:
+    """A fallback or refusal, for every process's health checks (through the store)."""
+    monitor = _monitor()
+    if monitor is not None:
+        monitor.record_event(kind, template_id, why)
+
+
+def recent_fallbacks(since: float = 0.0) -> list[dict[str, Any]]:
+    """Fallback and refusal events of every process since ``since`` (epoch s), oldest first,
+    as ``{"template_id", "at", "kind", "why", "host"}``; waits for this process's buffered
+    events to reach the store first."""
+    monitor = _monitor()
+    if monitor is None:
+        return []
+    monitor.flush()
+    return [{"template_id": e["template_id"], "at": e["at"], "kind": e["kind"],
+             "why": e["detail"], "host": e["host"]}
+            for e in monitor.events(since) if e["kind"] in ("fallback", "refusal")]
 
 
 def clear_cache() -> None:
@@ -123,8 +153,7 @@ def _from_registry(template_id: str) -> Resolved:
     for refusal in decision.refused:
         log.error("refusing to serve %s %s; serving the previous good version",
                   model_name(template_id), refusal)
-        _fallbacks.append({"template_id": template_id, "at": time.time(),
-                           "why": f"refused {refusal}"})
+        _note("refusal", template_id, f"refused {refusal}")
     if decision.version is None:
         return Resolved(SolverConfig(), "defaults", time.time())
     version = registry.version(template_id, decision.version)
@@ -139,7 +168,7 @@ def _from_registry(template_id: str) -> Resolved:
 
 def _fallback(template_id: str, why: str) -> Resolved:
     """The last good set (memory, then disk), else the CP-SAT defaults."""
-    _fallbacks.append({"template_id": template_id, "at": time.time(), "why": why})
+    _note("fallback", template_id, why)
     last = _last_good.get(template_id)
     if last is not None:
         log.warning("registry unusable for %s (%s): serving the cached %s", template_id, why,
@@ -265,6 +294,31 @@ def solve(problem: Problem, template_id: str | None = None, *, time_limit: float
             raise InputError("this problem has several templates: name one with template_id")
         template_id = problem.templates[0].id
     resolved = get_solver_config(template_id)
-    return solve_problem(problem, model=model, options=resolved.config.model,
-                         params=resolved.config.cp_sat, time_limit=time_limit, seed=seed,
-                         params_source=resolved.source)
+    result = solve_problem(problem, model=model, options=resolved.config.model,
+                           params=resolved.config.cp_sat, time_limit=time_limit, seed=seed,
+                           params_source=resolved.source)
+    record_solve(problem, template_id, result)
+    return result
+
+
+def record_solve(problem: Problem, template_id: str, result) -> None:
+    """Buffer one production solve for the operations store (returns at once)."""
+    import resource
+
+    import ortools
+
+    from fresh_solver.operations.monitor import SolveRecord
+
+    monitor = _monitor()
+    if monitor is None:
+        return
+    source = result.params_source
+    version = source.rsplit("/", 1)[1] if "registry:" in source else None
+    monitor.record(SolveRecord(
+        template_id=template_id, status=result.status, solve_time_s=result.wall_time_s,
+        params_source=source, version=version, jobs=len(problem.jobs),
+        tasks=problem.num_tasks, objective=result.objective, best_bound=result.best_bound,
+        build_time_s=result.build_time_s, fallback=source.startswith("fallback:"),
+        # The process's peak so far (Linux: KiB): what the host had to provide.
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        ortools_version=ortools.__version__))

@@ -153,6 +153,8 @@ class ParameterRegistry:
                      "validated_at": report["validated_at"],
                      "instance_set": report["instance_set"],
                      "validation_run_id": report["run_id"]}
+            if "machine_fingerprint" in run.data.params:
+                tags["machine_fingerprint"] = run.data.params["machine_fingerprint"]
         if tuning_run_id:
             tags["tuning_run_id"] = tuning_run_id
         description = report["summary"] if report is not None else "Not validated."

@@ -174,8 +174,13 @@ def _log_report(report: ValidationReport, tags: dict[str, str]) -> str:
     rid = run.info.run_id
     report.run_id = rid
     now = int(time.time() * 1000)
+    from fresh_solver.fingerprint import fingerprint_id
+
+    # The machine that measured: timings (and so the verdict) hold for it; health checks
+    # ask for re-validation where the serving machine differs.
     params = {"instance_set": report.instance_set, "seeds": len(report.seeds),
-              "time_limit_s": report.time_limit, **report.rule.to_dict()}
+              "time_limit_s": report.time_limit, "machine_fingerprint": fingerprint_id(),
+              **report.rule.to_dict()}
     metrics = {"speedup_factor": report.speedup_factor,
                "performance_baseline_s": report.performance_baseline_s}
     for c in report.comparisons:

@@ -1,0 +1,92 @@
+"""What the health checks ask the registry, per registered template: is what Production
+serves one consistent, loadable, validated version that was validated here?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fresh_solver.errors import InputError
+
+PREFIX = "fresh-solver-"
+
+
+def registered_templates(client) -> list[str]:
+    """Template ids of every registered model of this project."""
+    models = client.search_registered_models(filter_string=f"name LIKE '{PREFIX}%'")
+    return sorted(m.tags.get("template_id") or m.name.removeprefix(PREFIX) for m in models)
+
+
+def registry_verdicts() -> dict[str, dict[str, Any]]:
+    """Per template: ``status`` (a health word), ``problems`` (sentences), and the served
+    version's facts (``serving``, ``performance_baseline_s``, ``speedup_factor``, ...).
+    Raises what the registry raises when it is unreachable."""
+    from fresh_solver import tracking
+    from fresh_solver.registry.registry import ParameterRegistry
+
+    client = tracking.client()
+    registry = ParameterRegistry(client)
+    return {t: template_verdict(registry, t) for t in registered_templates(client)}
+
+
+def template_verdict(registry, template_id: str) -> dict[str, Any]:
+    """One template's verdict (see :func:`registry_verdicts`)."""
+    import ortools
+    from ortools.sat.python import cp_model
+
+    from fresh_solver.fingerprint import fingerprint_id
+    from fresh_solver.params.sat import apply_parameters
+
+    decision = registry.serving(template_id)
+    production = [str(v.version) for v in registry.versions(template_id)
+                  if v.current_stage == "Production"]
+    alias = registry.alias_version(template_id)
+    facts: dict[str, Any] = {"serving": decision.version, "production_stage": production,
+                             "alias": alias, "refused": list(decision.refused)}
+    warnings, critical = [], []
+    if decision.refused:
+        warnings.append("promoted but not servable: " + "; ".join(decision.refused))
+    if decision.version is None:
+        (critical if decision.refused else warnings).append(
+            "no servable Production version: solves use the CP-SAT defaults")
+        return _verdict(facts, warnings, critical)
+    if production != [decision.version] or alias != decision.version:
+        warnings.append(f"Production stage {production} and alias {alias} disagree; "
+                        "`fresh-solver registry reconcile` makes them one")
+    version = registry.version(template_id, decision.version)
+    tags = version.tags
+    facts |= {"validation_status": tags.get("validation_status"),
+              "override": "override_validation" in tags,
+              "performance_baseline_s": _float(tags.get("performance_baseline_s")),
+              "speedup_factor": _float(tags.get("speedup_factor")),
+              "ortools_version": tags.get("ortools_version"),
+              "machine_fingerprint": tags.get("machine_fingerprint")}
+    try:
+        config = registry.load_config(template_id, decision.version)
+        apply_parameters(cp_model.CpSolver(), config.cp_sat)
+    except InputError as exc:
+        critical.append(f"v{decision.version} does not load on OR-Tools "
+                        f"{ortools.__version__}: {exc.problems[0]}")
+        return _verdict(facts, warnings, critical)
+    if tags.get("validation_status") != "passed":
+        warnings.append(f"v{decision.version} is served by an override, not a validation")
+    if tags.get("ortools_version") and tags["ortools_version"] != ortools.__version__:
+        warnings.append(f"v{decision.version} was validated on OR-Tools "
+                        f"{tags['ortools_version']}, this is {ortools.__version__}: re-validate")
+    here = fingerprint_id()
+    if tags.get("machine_fingerprint") and tags["machine_fingerprint"] != here:
+        warnings.append(f"v{decision.version} was validated on machine "
+                        f"{tags['machine_fingerprint']}, this is {here}: re-validate")
+    return _verdict(facts, warnings, critical)
+
+
+def _verdict(facts: dict[str, Any], warnings: list[str], critical: list[str]
+             ) -> dict[str, Any]:
+    status = "critical" if critical else "warning" if warnings else "healthy"
+    return facts | {"status": status, "problems": critical + warnings}
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
