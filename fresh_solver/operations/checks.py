@@ -1,8 +1,9 @@
 """HealthChecker: the source document's check categories, each a real check with a timeout.
 
 Every check returns a :class:`CheckResult` (name, status, message, details, duration) and runs
-in its own thread with a timeout; a check that does not answer in time is ``unknown`` ("timed
-out") and its thread is abandoned, so one hung dependency cannot hang the report.
+in its own daemon thread with a timeout counted from its start; a check that does not answer in
+time is ``unknown`` ("timed out") and its thread is abandoned, so one hung dependency (or
+several) cannot hang the report, nor keep the process from exiting.
 
 How the results combine (:func:`overall_status`), in this order:
 
@@ -20,9 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,25 +127,34 @@ class HealthChecker:
             from fresh_solver.errors import InputError
 
             raise InputError(f"unknown health check(s) {unknown}; known: {list(self.checks)}")
-        pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="health-check")
-        try:
-            results = {}
-            if "registry" in names:  # first: it fills the baselines
-                results["registry"] = self._run(pool, "registry")
-            started = {n: pool.submit(self._timed, n) for n in names if n != "registry"}
-            for name, future in started.items():
-                results[name] = self._collect(name, future)
-            return [results[n] for n in names]
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # a hung check is abandoned
+        results = {}
+        if "registry" in names:  # first: it fills the baselines
+            results["registry"] = self._collect("registry", self._start("registry"),
+                                                time.monotonic() + self.timeout_s)
+        deadline = time.monotonic() + self.timeout_s  # the others run at once: one deadline
+        started = {n: self._start(n) for n in names if n != "registry"}
+        for name, future in started.items():
+            results[name] = self._collect(name, future, deadline)
+        return [results[n] for n in names]
 
-    def _run(self, pool: ThreadPoolExecutor, name: str) -> CheckResult:
-        return self._collect(name, pool.submit(self._timed, name))
+    def _start(self, name: str) -> Future:
+        """Run one check in a daemon thread: one that never returns is abandoned and does not
+        hold up the process's exit (a ThreadPoolExecutor's threads are joined at exit)."""
+        future: Future = Future()
 
-    def _collect(self, name: str, future) -> CheckResult:
+        def run() -> None:
+            try:
+                future.set_result(self._timed(name))
+            except BaseException as exc:  # handed to the caller, as ThreadPoolExecutor does
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"health-check-{name}", daemon=True).start()
+        return future
+
+    def _collect(self, name: str, future: Future, deadline: float) -> CheckResult:
         check, required = self.checks[name]
         try:
-            return future.result(timeout=self.timeout_s)
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             log.warning("health check %s timed out after %g s", name, self.timeout_s)
             return CheckResult(name, UNKNOWN, f"timed out after {self.timeout_s:g} s",
