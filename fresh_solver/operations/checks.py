@@ -40,6 +40,9 @@ HEALTHY, WARNING, CRITICAL, UNKNOWN = (HealthStatus.HEALTHY, HealthStatus.WARNIN
                                        HealthStatus.CRITICAL, HealthStatus.UNKNOWN)
 CANARY = Path(__file__).with_name("data") / "ft06.txt"  # Fisher & Thompson 6x6 (JSPLIB)
 CANARY_OPTIMUM = 55  # proven optimum of ft06 (../shared/benchmarks/bounds.json)
+# What reading the store raises when it is down: the driver's errors, or OSError for an SQLite
+# path that cannot be opened (its folder cannot be created, the lock file cannot be written).
+STORE_ERRORS = (SQLAlchemyError, OSError)
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ class HealthChecker:
         start = time.perf_counter()
         try:
             verdict = check()
-        except SQLAlchemyError as exc:  # the checks that read solves from the store
+        except STORE_ERRORS as exc:  # the checks that read solves from the store
             verdict = _Verdict(UNKNOWN, f"operations store unreachable: {type(exc).__name__}")
         return CheckResult(name, verdict.status, verdict.message, verdict.details,
                            time.perf_counter() - start, required)
@@ -181,7 +184,7 @@ class HealthChecker:
         results = results if results is not None else self.run_all_checks()
         try:
             snapshot = self.monitor.get_current_health(self._baselines).to_dict()
-        except SQLAlchemyError as exc:
+        except STORE_ERRORS as exc:
             snapshot = {"status": UNKNOWN.value, "error": f"store unreachable: {exc}"}
         return {"status": overall_status(results).value, "generated_at": time.time(),
                 "production": snapshot, "checks": [r.to_dict() for r in results]}
@@ -225,6 +228,7 @@ class HealthChecker:
         from fresh_solver.operations.registry_check import registry_verdicts
         from fresh_solver.production import registry_errors
 
+        self._templates, self._baselines = None, {}  # nothing from an earlier run is reused
         try:
             templates = registry_verdicts()
         except registry_errors() as exc:
@@ -247,7 +251,7 @@ class HealthChecker:
 
         try:
             current, head = store.schema_revision(store.engine(self.monitor.url))
-        except SQLAlchemyError as exc:
+        except STORE_ERRORS as exc:
             return _Verdict(CRITICAL, f"operations store unreachable: {type(exc).__name__}",
                             {"url": store.safe_url(self.monitor.url)})
         details = {"url": store.safe_url(self.monitor.url), "revision": current, "head": head,
