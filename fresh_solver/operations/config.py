@@ -21,7 +21,7 @@ from typing import Any
 
 from fresh_solver.errors import InputError
 from fresh_solver.operations.channels import CHANNEL_TYPES, Setting
-from fresh_solver.operations.rules import SEVERITIES, ConditionError, Rule
+from fresh_solver.operations.rules import SEVERITIES, ConditionError, Rule, compile_condition
 
 CONFIG_ENV = "FRESH_SOLVER_CONFIG"
 DEFAULT_CHANNEL = "log"
@@ -170,7 +170,7 @@ class _Loader:
     def __init__(self, text: str, source: str):
         self.lines = text.splitlines()
         self.source = source
-        self.problems: list[str] = []
+        self.problems: list[tuple[int, str]] = []
 
     # -- where ---------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ class _Loader:
         return 1
 
     def _problem(self, line: int, table: str, message: str) -> None:
-        self.problems.append(f"{self.source}, line {line}: {table}: {message}")
+        self.problems.append((line, f"{self.source}, line {line}: {table} {message}"))
 
     # -- what ----------------------------------------------------------------------------
 
@@ -236,13 +236,15 @@ class _Loader:
     def load(self, data: dict[str, Any]) -> OperationsConfig:
         for key in data:
             if key not in _SECTIONS:
-                self._problem(self._key(None, key), f"[{key}]",
+                header = self._header(rf"\[\[?\s*{re.escape(key)}\s*[].][^#]*")
+                self._problem(header or self._key(None, key), f"[{key}]",
                               f"unknown section (known: {', '.join(_SECTIONS)})")
         monitor = self._monitor(data.get("monitor", {}))
         channels = self._channels(data.get("channels"))
-        rules = self._rules(data.get("rules"), channels)
+        declared = data["channels"] if isinstance(data.get("channels"), dict) else channels
+        rules = self._rules(data.get("rules"), tuple(declared))
         if self.problems:
-            raise InputError(self.problems)
+            raise InputError([text for _, text in sorted(self.problems, key=lambda p: p[0])])
         return OperationsConfig(monitor, channels, rules, self.source)
 
     def _monitor(self, table: Any) -> MonitorConfig:
@@ -301,8 +303,9 @@ class _Loader:
                 channels[name] = ChannelConfig(name, kind, settings)
         return channels
 
-    def _rules(self, tables: Any, channels: dict[str, ChannelConfig]) -> tuple[Rule, ...]:
-        names = tuple(channels)
+    def _rules(self, tables: Any, names: tuple[str, ...]) -> tuple[Rule, ...]:
+        """The rules, routed to ``names`` (every declared channel, even one with problems of
+        its own, so a bad channel is reported once, not again by each rule routed to it)."""
         if tables is None:
             return tuple(_routed(rule, names) for rule in DEFAULT_RULES)
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
@@ -347,13 +350,14 @@ class _Loader:
             if values[key] < 0:
                 ok = False
                 self._problem(self._key(header, key), label, f"{key}: must be >= 0")
+        try:
+            compile_condition(values["condition"])
+        except ConditionError as exc:
+            ok = False
+            self._problem(self._key(header, "condition"), label, f"condition: {exc}")
         if not ok:
             return None
-        try:
-            return Rule(values["name"], values["condition"], values["severity"],
-                        tuple(routed) if routed is not None else channels,
-                        values["repeat_interval_minutes"], values["cooldown_minutes"],
-                        values["template"], values["description"])
-        except ConditionError as exc:
-            self._problem(self._key(header, "condition"), label, f"condition: {exc}")
-            return None
+        return Rule(values["name"], values["condition"], values["severity"],
+                    tuple(routed) if routed is not None else channels,
+                    values["repeat_interval_minutes"], values["cooldown_minutes"],
+                    values["template"], values["description"])

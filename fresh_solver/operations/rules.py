@@ -150,6 +150,9 @@ def _kind(node: ast.AST) -> str:
     if isinstance(node, ast.Name):
         if node.id in CONTEXT_FIELDS:
             return CONTEXT_FIELDS[node.id].kind
+        if node.id in STATUS_WORDS:
+            raise ConditionError(f"unknown name {node.id!r} (a status word is text: quote it, "
+                                 f'"{node.id}")', _where(node))
         raise ConditionError(f"unknown name {node.id!r} (known: "
                              f"{', '.join(CONTEXT_FIELDS)}, check.<name>)", _where(node))
     if isinstance(node, ast.Attribute):
@@ -172,7 +175,7 @@ def _kind(node: ast.AST) -> str:
     if isinstance(node, ast.BinOp):
         if type(node.op) not in _ARITHMETIC:
             what = _REFUSED.get(type(node.op), f"the operator {type(node.op).__name__}")
-            raise ConditionError(f"{what} not allowed", _where(node))
+            raise ConditionError(f"{what} not allowed (arithmetic is + - * / %)", _where(node))
         if _kind(node.left) != "number" or _kind(node.right) != "number":
             raise ConditionError("arithmetic needs numbers on both sides", _where(node))
         return "number"
