@@ -248,17 +248,14 @@ def cmd_registry(args: argparse.Namespace) -> int:
     elif action == "rollback":
         out = {"serving": registry.rollback(args.template_id, args.approved_by)}
     elif action == "reconcile":
-        ids = [args.template_id] if args.template_id else [
-            m.name.removeprefix("fresh-solver-") for m in
-            registry.client.search_registered_models("name LIKE 'fresh-solver-%'")]
+        ids = [args.template_id] if args.template_id else registry.templates()
         out = {tid: registry.reconcile(tid) for tid in ids}
     elif action == "history":
         out = registry.history(args.template_id)
     elif action == "list":
         out = []
-        for m in registry.client.search_registered_models("name LIKE 'fresh-solver-%'"):
-            tid = m.name.removeprefix("fresh-solver-")
-            out.append({"template_id": tid, "model": m.name,
+        for tid in registry.templates():
+            out.append({"template_id": tid, "model": model_name(tid),
                         "serving": registry.serving(tid).version,
                         "versions": len(registry.versions(tid))})
     else:  # show
@@ -383,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_registry)
     from fresh_solver.performance.commands import add_commands as add_performance_commands
     add_performance_commands(sub)
+    from fresh_solver.operations.commands import add_commands as add_operations_commands
+    add_operations_commands(sub)
     return parser
 
 

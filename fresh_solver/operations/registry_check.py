@@ -7,14 +7,6 @@ from typing import Any
 
 from fresh_solver.errors import InputError
 
-PREFIX = "fresh-solver-"
-
-
-def registered_templates(client) -> list[str]:
-    """Template ids of every registered model of this project."""
-    models = client.search_registered_models(filter_string=f"name LIKE '{PREFIX}%'")
-    return sorted(m.tags.get("template_id") or m.name.removeprefix(PREFIX) for m in models)
-
 
 def registry_verdicts() -> dict[str, dict[str, Any]]:
     """Per template: ``status`` (a health word), ``problems`` (sentences), and the served
@@ -23,9 +15,8 @@ def registry_verdicts() -> dict[str, dict[str, Any]]:
     from fresh_solver import tracking
     from fresh_solver.registry.registry import ParameterRegistry
 
-    client = tracking.client()
-    registry = ParameterRegistry(client)
-    return {t: template_verdict(registry, t) for t in registered_templates(client)}
+    registry = ParameterRegistry(tracking.client())
+    return {t: template_verdict(registry, t) for t in registry.templates()}
 
 
 def template_verdict(registry, template_id: str) -> dict[str, Any]:

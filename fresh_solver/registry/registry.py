@@ -69,6 +69,11 @@ class ParameterRegistry:
                 model_name(template_id), version, stage, archive_existing_versions=archive)
 
     # ---- reading ----------------------------------------------------------------------------
+    def templates(self) -> list[str]:
+        """Template ids of every registered model of this project."""
+        models = self.client.search_registered_models("name LIKE 'fresh-solver-%'")
+        return sorted(m.name.removeprefix("fresh-solver-") for m in models)
+
     def versions(self, template_id: str) -> list:
         found = self.client.search_model_versions(f"name = '{model_name(template_id)}'")
         return sorted(found, key=lambda v: int(v.version))

@@ -1,0 +1,103 @@
+"""The operations commands: `health`, `serve` and `alert`.
+
+Exit codes: `health` 0 for healthy or warning, 1 for critical or unknown (as `/health`'s 200 and
+503), 2 bad input; `alert test` 0 delivered, 1 not delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Run the checks once and print the report."""
+    from fresh_solver.operations.checks import HealthChecker
+
+    checker = HealthChecker(timeout_s=args.timeout)
+    names = [n.strip() for n in args.checks.split(",") if n.strip()] if args.checks else None
+    report = checker.generate_health_report(checker.run_all_checks(names))
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        print(f"overall: {report['status']}", file=sys.stderr)
+        for check in report["checks"]:
+            flag = "*" if check["required"] else " "
+            print(f" {flag} {check['status']:<8} {check['name']:<22} {check['message']}",
+                  file=sys.stderr)
+        print("   (* required: decides critical)", file=sys.stderr)
+    return 0 if report["status"] in ("healthy", "warning") else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve /livez, /readyz, /health and /metrics until interrupted."""
+    from fresh_solver.errors import InputError
+    from fresh_solver.operations.server import serve
+
+    try:
+        server = serve(args.host, args.port, interval_s=args.interval)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    host, port = server.server_address[:2]
+    print(f"serving http://{host}:{port}/health (also /livez /readyz /metrics); "
+          "Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        server.shutdown()
+        server.service.stop()
+
+
+def cmd_alert(args: argparse.Namespace) -> int:
+    """Test a channel, list the alert log, or run one evaluation round."""
+    from fresh_solver.operations.alerts import AlertManager
+    from fresh_solver.operations.channels import DeliveryError
+
+    if args.action == "test":
+        try:
+            AlertManager().send_test(args.channel)
+        except DeliveryError as exc:
+            print(f"fresh-solver alert: not delivered through {args.channel!r}: {exc}",
+                  file=sys.stderr)
+            return 1
+        print(f"delivered a test alert through {args.channel!r}", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        print(json.dumps(AlertManager().history(args.limit), indent=None if args.json else 1,
+                         default=str))
+        return 0
+    from fresh_solver.operations import cycle  # run: what the health DAG does, once
+
+    report = cycle.check()
+    print(json.dumps({"status": report["status"], **cycle.alert(report)}, default=str))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add `health`, `serve` and `alert` to the `fresh-solver` parser."""
+    p = sub.add_parser("health", help="run the health checks (exit 1 when critical/unknown)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--checks", help="comma-separated check names (default: all)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per check (default FRESH_SOLVER_CHECK_TIMEOUT_S or 20)")
+    p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("serve", help="HTTP /livez /readyz /health /metrics")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any free)")
+    p.add_argument("--interval", type=float, default=30.0,
+                   help="seconds between check rounds (default 30)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("alert", help="alert channels and the alert log")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("test", help="send a test alert through one configured channel")
+    a.add_argument("channel")
+    a = actions.add_parser("list", help="the alert log, most recent first")
+    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--json", action="store_true")
+    actions.add_parser("run", help="run the checks, evaluate the rules and send (once)")
+    p.set_defaults(func=cmd_alert)

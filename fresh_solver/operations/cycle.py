@@ -1,0 +1,77 @@
+"""One round of operations, as the health DAG (or `fresh-solver alert run`) performs it.
+
+Each step takes and returns plain JSON-able values, is safe to repeat, and does not need the
+others to have succeeded: a registry that is down fails ``reconcile`` softly (reported, not
+raised) so that the checks and alerts of the same round still run and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from fresh_solver.operations.monitor import PerformanceMonitor
+
+log = logging.getLogger("fresh_solver.operations")
+
+
+def reconcile_all(by: str = "health-dag") -> dict[str, Any]:
+    """`registry reconcile` for every registered template: one Production version with the
+    alias. Returns per template what was found and changed, or ``unreachable``."""
+    from fresh_solver import tracking
+    from fresh_solver.production import registry_errors
+    from fresh_solver.registry.registry import ParameterRegistry
+
+    try:
+        registry = ParameterRegistry(tracking.client())
+        return {"templates": {t: registry.reconcile(t, by=by) for t in registry.templates()}}
+    except registry_errors() as exc:
+        log.warning("reconcile skipped, registry unreachable: %s", exc)
+        return {"unreachable": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def check(names: list[str] | None = None) -> dict[str, Any]:
+    """Run the health checks; the JSON-able report."""
+    from fresh_solver.operations.checks import HealthChecker
+
+    report = HealthChecker().generate_health_report(
+        HealthChecker().run_all_checks(names) if names else None)
+    return json.loads(json.dumps(report, default=str))
+
+
+def alert(report: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate the alert rules on ``report`` and the window's events, then send what is due
+    (new, repeated and resolved notifications, and earlier ones that failed)."""
+    from fresh_solver.operations.alerts import AlertManager, build_contexts
+
+    manager = AlertManager()
+    monitor = PerformanceMonitor()
+    events = monitor.events(time.time() - monitor.window_minutes * 60)
+    transitions = manager.evaluate(build_contexts(report, events))
+    sent = manager.dispatch()
+    return {"transitions": [{"event": t["event"], "name": t["alert"]["name"],
+                             "template_id": t["alert"]["template_id"],
+                             "notified": t["notified"]} for t in transitions],
+            "deliveries": sent}
+
+
+def retention() -> dict[str, int]:
+    """Delete what is older than ``retention_hours``: solves, events, old alerts."""
+    from fresh_solver.operations.alerts import AlertManager
+
+    monitor = PerformanceMonitor()
+    return {"solves_and_events": monitor.enforce_retention(),
+            "alerts_and_deliveries": AlertManager().enforce_retention(monitor.retention_hours)}
+
+
+def rollup(interval_minutes: float = 15.0, end: float | None = None) -> list[dict[str, Any]]:
+    """One MLflow run per template in ``fresh-solver/production`` for the interval ending at
+    ``end`` (default: the last whole interval): counts, time quantiles, error rate, versions
+    served. Idempotent: an interval already rolled up is not written again."""
+    from fresh_solver.operations.rollup import write_rollups
+
+    width = interval_minutes * 60
+    end = end if end is not None else (time.time() // width) * width
+    return write_rollups(PerformanceMonitor(), end - width, end)

@@ -1,0 +1,71 @@
+"""The production roll-up in MLflow: per template and interval, one run in
+``fresh-solver/production`` summarising the stored solves (not one run per solve: MLflow is
+a record of decisions and summaries, the operations store holds the raw solves)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from fresh_solver.operations.monitor import ANSWERED, PerformanceMonitor
+
+EXPERIMENT = "fresh-solver/production"
+KEY_TAG = "fresh_solver.rollup_key"
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Counts, error rate and solve-time quantiles of one template's solves."""
+    times = sorted(r["solve_time_s"] for r in rows)
+
+    def quantile(q: float) -> float:
+        return times[min(len(times) - 1, int(q * len(times)))]
+
+    errors = sum(r["status"] not in ANSWERED for r in rows)
+    return {"solves": len(rows), "errors": errors, "error_rate": errors / len(rows),
+            "fallbacks": sum(bool(r["fallback"]) for r in rows),
+            "solve_time_p50_s": statistics.median(times), "solve_time_p95_s": quantile(0.95),
+            "solve_time_p99_s": quantile(0.99), "solve_time_max_s": times[-1],
+            "jobs_max": max((r["jobs"] or 0) for r in rows)}
+
+
+def write_rollups(monitor: PerformanceMonitor, start: float, end: float
+                  ) -> list[dict[str, Any]]:
+    """Write (or find) the roll-up run of every template with solves in [start, end)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from fresh_solver import tracking
+
+    rows = [r for r in monitor.solves(start) if r["at"] < end]
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["template_id"], []).append(row)
+    if not grouped:
+        return []
+    client = tracking.client()
+    experiment = tracking.experiment_id(client, EXPERIMENT)
+    written = []
+    for template_id, group in sorted(grouped.items()):
+        key = f"{template_id}@{int(start)}-{int(end)}"
+        found = client.search_runs([experiment], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
+        if found:
+            written.append({"template_id": template_id, "run_id": found[0].info.run_id,
+                            "new": False})
+            continue
+        run = client.create_run(experiment, tags={
+            "mlflow.runName": f"production-{template_id}-{int(start)}", KEY_TAG: key,
+            "template_id": template_id})
+        summary = summarise(group)
+        versions = sorted({r["version"] or "none" for r in group})
+        now_ms = int(end * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, float(v), now_ms, 0) for k, v in summary.items()],
+            params=[Param("template_id", template_id), Param("interval_start", str(int(start))),
+                    Param("interval_end", str(int(end)))],
+            tags=[RunTag("versions_served", ",".join(versions)),
+                  RunTag("params_sources", ",".join(sorted({r["params_source"][:100]
+                                                             for r in group})))])
+        client.set_terminated(run.info.run_id, "FINISHED")
+        written.append({"template_id": template_id, "run_id": run.info.run_id, "new": True,
+                        **summary})
+    return written
