@@ -16,11 +16,12 @@ import pytest
 
 from fresh_solver import cli
 from fresh_solver.errors import InputError
+from fresh_solver.fingerprint import fingerprint_id
 from fresh_solver.model import problem_from_dict, problem_to_dict
 from fresh_solver.model.generate import generate_family
 from fresh_solver.model.instantiate import instantiate_template
 from fresh_solver.performance.definitions import TemplateBenchmark, load_definition
-from fresh_solver.performance.runner import COLUMNS, fingerprint_hash, run_benchmark
+from fresh_solver.performance.runner import COLUMNS, run_benchmark
 from fresh_solver.performance.summary import scale_of
 
 SHOP = {
@@ -154,7 +155,7 @@ def test_runs_have_the_schema_and_every_configuration_is_paired(suite) -> None:
     assert list(runs.configuration[:3]) == configs
     assert set(runs.jobs) == {1, 3}
     assert (runs.time_to_target_s > 0).all() and (runs.time_to_target_s <= 1.0).all()
-    assert set(runs.fingerprint) == {fingerprint_hash()}
+    assert set(runs.fingerprint) == {fingerprint_id()}
     assert (runs.peak_rss_mb > 0).all()
     file_runs = runs[runs.configuration == configs[2]]
     assert set(file_runs.params_source) == {configs[2]}
@@ -201,7 +202,7 @@ def test_the_benchmark_is_an_mlflow_run(suite) -> None:
     assert json.loads(params["definition"]) == suite.definition.to_dict()
     assert params["seeds"] == "[0, 1]" and params["repetitions"] == "2"
     assert params["time_limit_s"] == "0.5" and params["num_workers"] == "1,2"
-    assert params["fingerprint"] == fingerprint_hash()
+    assert params["fingerprint"] == fingerprint_id()
     assert params["ortools_version"] == json.loads(params["machine"])["ortools"]
     assert params["reference"] == "baseline" and params["instances"] == "part-n1,part-n3"
     assert params["params_source.template"] == "defaults"

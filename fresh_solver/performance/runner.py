@@ -33,7 +33,6 @@ Each run is a row of :data:`COLUMNS`; the suite writes ``runs.csv``, ``summary.j
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import resource
@@ -57,16 +56,6 @@ COLUMNS = ("configuration", "instance", "jobs", "tasks", "seed", "repetition", "
            "time_to_optimum_s", "num_workers", "build_time_s", "peak_rss_mb", "params_source",
            "ortools_version", "fingerprint")
 RSS_SAMPLE_S = 0.01
-
-
-def fingerprint_hash(fingerprint: dict[str, str] | None = None) -> str:
-    """12 hex digits identifying the machine and versions figures were measured on (a stable
-    hash of :func:`fresh_solver.fingerprint.machine_fingerprint`): runs with different hashes
-    are not comparable in time."""
-    from fresh_solver.fingerprint import machine_fingerprint
-
-    data = machine_fingerprint() if fingerprint is None else fingerprint
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @contextmanager
@@ -239,7 +228,7 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
     import ortools
     import pandas as pd
 
-    from fresh_solver.fingerprint import machine_fingerprint
+    from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
     from fresh_solver.performance import mlflow_run, plots
     from fresh_solver.performance.summary import report_markdown, summarise
 
@@ -249,7 +238,7 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
     out = Path(out) if out is not None else default_out()
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_fingerprint()
-    context = {"ortools_version": ortools.__version__, "fingerprint": fingerprint_hash(machine)}
+    context = {"ortools_version": ortools.__version__, "fingerprint": fingerprint_id(machine)}
     record = mlflow_run.start(definition, instances, configurations, machine,
                               context["fingerprint"]) if track else None
     total = len(instances) * len(definition.seeds) * definition.repetitions * len(

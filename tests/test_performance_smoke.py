@@ -1,0 +1,58 @@
+"""The production and core benchmark commands run end to end on tiny settings.
+
+Like the other benchmark smoke tests: no figure is checked, only that every configuration ran,
+paired, and was reported with the context (command, machine, budget) needed to rerun it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fresh_solver.performance import core_benchmark
+
+
+def test_core_benchmark_pairs_every_ablation_with_the_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "core"
+    assert core_benchmark.main(["--scales", "small", "--family-seeds", "2", "--reps", "2",
+                                "--ablation-reps", "1", "--cap", "0.5",
+                                "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["machine"]["ortools"] and data["command"].startswith("python -m ")
+    assert data["seeds"] == [0, 1] and data["ablation_seeds"] == [0]
+    assert list(data["families"]) == ["family-small-0", "family-small-1"]
+    for family in data["families"].values():
+        runs = family["runs"]
+        seeds = [r["seed"] for r in runs["baseline"]]
+        assert [r["seed"] for r in runs["full"]] == seeds == [0, 1]
+        for name in set(core_benchmark.ABLATION) - {"full"}:
+            assert [r["seed"] for r in runs[name]] == [0]  # the ablation seed only
+        assert all(r["speedup"] > 0 for r in runs["full"])
+    assert set(data["summary"]) == set(core_benchmark.ABLATION)
+    assert data["summary"]["full"]["families"] == 2
+    report = (out / "report.md").read_text()
+    assert report.count("| family-small-") == 2 and "| no_symmetry |" in report
+
+
+def test_production_benchmark_reports_resolution_and_overhead(tmp_path: Path) -> None:
+    """Its own process: the command points FRESH_SOLVER_HOME at a scratch registry of its own
+    (a temporary folder, here under tmp_path)."""
+    out = tmp_path / "production"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "fresh_solver.performance.production_benchmark",
+                           "--cold", "2", "--cached", "100", "--reps", "2", "--solve-limit",
+                           "0.2", "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((out / "results.json").read_text())
+    assert json.loads(done.stdout) == data
+    assert data["machine"]["ortools"] and data["command"].startswith("python -m ")
+    assert data["cold_resolution_ms"]["n"] == 2
+    assert data["cold_resolution_ms"]["min"] <= data["cold_resolution_ms"]["median"]
+    assert data["cached_call_us"] > 0
+    overhead = data["solve_overhead"]
+    assert overhead["n"] == 2 and overhead["time_limit_s"] == 0.2
+    assert overhead["min"] <= overhead["median"] <= overhead["max"]
