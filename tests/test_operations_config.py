@@ -307,3 +307,15 @@ def test_context_fields_documented():
     assert {"performance_change", "error_rate", "status", "health_score", "fallbacks",
             "refusals", "p95_solve_s"} <= set(CONTEXT_FIELDS)
     assert all(f.kind in ("number", "status", "text") and f.doc for f in CONTEXT_FIELDS.values())
+
+
+def test_docs_example_loads_and_documents_every_context_field(tmp_path):
+    docs = (Path(__file__).parent.parent / "docs" / "alerting.md").read_text()
+    example = docs.split("## Example\n\n```toml\n", 1)[1].split("```", 1)[0]
+    config = load_config(_write(tmp_path, example))
+    assert [r.name for r in config.rules] == ["performance_degradation", "parameter_fallbacks",
+                                              "bracket_canary"]
+    for name in CONTEXT_FIELDS:
+        assert f"| `{name}` |" in docs
+    for rule in DEFAULT_RULES:
+        assert f"| `{rule.name}` | `{rule.condition}` | {rule.severity} |" in docs

@@ -36,8 +36,6 @@ from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
-import requests
-
 from fresh_solver.operations.rules import SEVERITIES
 
 if TYPE_CHECKING:
@@ -314,6 +312,8 @@ class _HttpChannel(Channel):
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
         """POST and classify: 2xx delivered; 408, 425, 429, 5xx and network faults retryable;
         redirects (not followed: a POST must reach the configured URL) and other 4xx not."""
+        import requests  # 0.2-0.4 s: paid by the processes that post, not by every config reader
+
         headers = {"Content-Type": "application/json", "User-Agent": _USER_AGENT, **headers}
         try:
             response = requests.post(url, data=body, headers=headers, timeout=self.timeout_s,
