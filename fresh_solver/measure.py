@@ -92,3 +92,62 @@ def wilcoxon_p(baseline_times: list[float], candidate_times: list[float]) -> flo
     if not any(diffs):
         return 1.0
     return float(wilcoxon(diffs, alternative="greater").pvalue)
+
+
+def mann_whitney_slower_p(baseline_times: list[float], current_times: list[float]) -> float:
+    """One-sided p-value that the current times are slower (stochastically greater) than the
+    baseline's, unpaired (scipy's Mann-Whitney U: exact for small samples without ties,
+    normal approximation with tie correction otherwise). Unpaired, because a baseline and a
+    later benchmark are separate samples of one distribution, not pairs of one run."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(current_times, baseline_times, alternative="greater").pvalue)
+
+
+def median_ratio_ci(baseline_times: list[float], current_times: list[float], *,
+                    confidence: float = 0.95, n_resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float, float]:
+    """Ratio of medians (current / baseline, > 1 = slower) with a percentile bootstrap
+    confidence interval: each side resampled with replacement ``n_resamples`` times, seeded so
+    a report is reproducible. Medians, because one stalled run must not move the figure;
+    the baseline median is floored (:data:`TIME_FLOOR_S`)."""
+    import numpy as np
+
+    base, cur = np.asarray(baseline_times, float), np.asarray(current_times, float)
+    ratio = float(np.median(cur) / floor_time(float(np.median(base))))
+    rng = np.random.default_rng(seed)
+    base_medians = np.median(rng.choice(base, (n_resamples, base.size)), axis=1)
+    cur_medians = np.median(rng.choice(cur, (n_resamples, cur.size)), axis=1)
+    ratios = cur_medians / np.maximum(base_medians, TIME_FLOOR_S)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return ratio, float(low), float(high)
+
+
+P_ADJUSTMENTS = ("holm", "bh")
+
+
+def adjust_p_values(p_values: list[float], method: str = "holm") -> list[float]:
+    """p-values adjusted for testing several instances at once, in the input's order.
+
+    ``holm`` (Holm's step-down) bounds the chance of *any* false alarm across the instances
+    (family-wise error), so an A/A comparison raises one no more often than alpha; ``bh``
+    (Benjamini-Hochberg, scipy) bounds the expected share of false alarms among the flagged
+    instances instead: more sensitive with many instances, but then some flags are noise.
+    """
+    if method not in P_ADJUSTMENTS:
+        raise ValueError(f"unknown p-value adjustment {method!r}; expected {P_ADJUSTMENTS}")
+    if not p_values:
+        return []
+    if method == "bh":
+        from scipy.stats import false_discovery_control
+
+        return [float(p) for p in false_discovery_control(p_values, method="bh")]
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
