@@ -119,9 +119,10 @@ def test_dag_file_imports_nothing_heavy() -> None:
     """Parsing must stay fast: no solver, MLflow, optimiser or pandas import at top level."""
     code = ("import runpy, sys; runpy.run_path(sys.argv[1]); "
             "print([m for m in ('ortools', 'mlflow', 'skopt', 'sklearn') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code, str(DAGS / "fresh_solver_retune.py")],
-                         capture_output=True, text=True, check=True, env=os.environ.copy())
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    for dag_file in sorted(DAGS.glob("*.py")):
+        out = subprocess.run([sys.executable, "-c", code, str(dag_file)], capture_output=True,
+                             text=True, check=True, env=os.environ.copy())
+        assert out.stdout.strip().splitlines()[-1] == "[]", dag_file.name
 
 
 # ---- end to end -----------------------------------------------------------------------------
@@ -380,3 +381,75 @@ def test_a_param_of_the_wrong_type_is_refused_before_the_run(retune_dag) -> None
 
     with pytest.raises(ParamValidationError, match="trials"):
         retune_dag.test(run_conf={"template_id": "gear", "trials": -1})
+
+
+# ---- the health DAG -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A local HTTP receiver standing in for an alerting webhook; yields (url, bodies)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_health_dag_shape(airflow_dagbag) -> None:
+    dag = airflow_dagbag.dags["fresh_solver_health"]
+    assert dag.timetable.expression == "*/15 * * * *"
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert {t.task_id for t in dag.tasks} == {"reconcile", "checks", "alerts", "retention",
+                                              "rollup"}
+    assert all(t.on_failure_callback for t in dag.tasks)
+
+
+def test_health_dag_alerts_once_through_the_webhook_and_rolls_up(
+        airflow_dagbag, webhook_receiver, tmp_path: Path, monkeypatch) -> None:
+    """Production solves failing in the window → the health DAG's round alerts the webhook;
+    a second round sends nothing new (deduplicated); the roll-up run lands in MLflow."""
+    from fresh_solver.operations.monitor import PerformanceMonitor, SolveRecord
+
+    url, bodies = webhook_receiver
+    config = tmp_path / "ops.toml"
+    config.write_text(f'[channels.hook]\ntype = "webhook"\nurl = "{url}"\n\n'
+                      '[[rules]]\nname = "error_rate_high"\n'
+                      'condition = "solves >= 10 and error_rate > 0.05"\n'
+                      'severity = "critical"\n')
+    monkeypatch.setenv("FRESH_SOLVER_CONFIG", str(config))
+    monitor = PerformanceMonitor()
+    now = time.time()
+    width = 15 * 60
+    at = (now // width) * width - 60  # in the last whole interval, which rounds roll up
+    for i in range(12):
+        monitor.record(SolveRecord("flaky", "UNKNOWN" if i % 3 == 0 else "OPTIMAL",
+                                   0.5 + i / 100, jobs=4, tasks=12, at=at))
+    assert monitor.flush()
+    dag = airflow_dagbag.dags["fresh_solver_health"]
+    run, tis = run_dag(dag, {})
+    assert run.state == "success", {k: [t.state for t in v] for k, v in tis.items()}
+    [alert] = bodies
+    assert alert["name"] == "error_rate_high" and alert["status"] == "firing"
+    assert alert["template_id"] == "flaky" and alert["details"]["error_rate"] == 4 / 12
+    run, _ = run_dag(dag, {})
+    assert run.state == "success"
+    assert len(bodies) == 1  # still firing: no second page within the repeat interval
+    [rollup] = runs_of("fresh-solver/production", "tags.template_id = 'flaky'")  # once
+    assert rollup.data.metrics["solves"] == 12 and rollup.data.metrics["errors"] == 4

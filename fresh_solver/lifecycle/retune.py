@@ -385,7 +385,8 @@ def register(plan: dict[str, Any], run_id: str, verdict: dict[str, Any]) -> dict
 
 def notify(plan: dict[str, Any], candidate: dict[str, Any], verdict: dict[str, Any],
            registered: dict[str, Any]) -> dict[str, Any]:
-    """Tell reviewers what the run produced and how to promote it (a log line today)."""
+    """Tell reviewers what the run produced and how to promote it: a log line and a message
+    through the alert channels (once per tuning run and outcome, however often retried)."""
     template_id, model = plan["template_id"], registered["model"]
     lines = [f"fresh-solver retune of template {template_id!r}: tuning run "
              f"{candidate['run_id']} (experiment {tracking.tuning_experiment(template_id)})."]
@@ -410,6 +411,13 @@ def notify(plan: dict[str, Any], candidate: dict[str, Any], verdict: dict[str, A
         lines.append("Nothing registered: " + "; ".join(verdict["reasons"]) + ".")
     message = "\n".join(lines)
     log.info("%s", message)
+    from fresh_solver.operations.alerts import AlertManager
+
+    AlertManager().notify(
+        "retune_result", lines[1] if len(lines) > 1 else lines[0], template_id=template_id,
+        details={"message": message, "version": registered["version"],
+                 "tuning_run_id": candidate["run_id"], "passed": verdict["passed"]},
+        key=f"{candidate['run_id']}:{registered['version']}")
     return {"message": message, **registered, "passed": verdict["passed"]}
 
 
@@ -421,7 +429,20 @@ def _ui_hint() -> str:
 
 
 def task_failed(dag_id: str, task_id: str, run_id: str, error: str) -> str:
-    """What a failed task tells operators (a log line; alert channels come with operations)."""
+    """What a failed task tells operators: a log line and an alert through the channels (once
+    per task and run). An alert that cannot be queued (store down, bad config) is logged: the
+    failure callback must not fail itself."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fresh_solver.operations.alerts import AlertManager
+
     message = f"fresh-solver: task {dag_id}.{task_id} failed in run {run_id}: {error}"
     log.error("%s", message)
+    try:
+        AlertManager().notify("task_failed", message, severity="warning",
+                              details={"dag_id": dag_id, "task_id": task_id, "run_id": run_id,
+                                       "error": error[:2000]},
+                              key=f"{dag_id}.{task_id}.{run_id}")
+    except (SQLAlchemyError, OSError, InputError) as exc:
+        log.error("the failure alert could not be queued: %s", exc)
     return message

@@ -66,12 +66,18 @@ def retention() -> dict[str, int]:
             "alerts_and_deliveries": AlertManager().enforce_retention(monitor.retention_hours)}
 
 
-def rollup(interval_minutes: float = 15.0, end: float | None = None) -> list[dict[str, Any]]:
-    """One MLflow run per template in ``fresh-solver/production`` for the interval ending at
-    ``end`` (default: the last whole interval): counts, time quantiles, error rate, versions
-    served. Idempotent: an interval already rolled up is not written again."""
+def rollup(interval_minutes: float = 15.0, lookback: int = 4,
+           now: float | None = None) -> list[dict[str, Any]]:
+    """One MLflow run per template in ``fresh-solver/production`` for each of the last
+    ``lookback`` whole intervals that has solves and no roll-up yet (so a missed or late
+    round loses nothing): counts, time quantiles, error rate, versions served."""
     from fresh_solver.operations.rollup import write_rollups
 
     width = interval_minutes * 60
-    end = end if end is not None else (time.time() // width) * width
-    return write_rollups(PerformanceMonitor(), end - width, end)
+    last_end = ((now or time.time()) // width) * width
+    monitor = PerformanceMonitor()
+    written = []
+    for k in range(lookback, 0, -1):
+        end = last_end - (k - 1) * width
+        written += write_rollups(monitor, end - width, end)
+    return written
