@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import resource
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -97,7 +98,7 @@ class BenchmarkSuite:
     runs: Any  # pandas.DataFrame
     summary: dict[str, Any]
     out: Path
-    run_id: str | None
+    run_id: str
 
     @property
     def average_speedup(self) -> float | None:
@@ -211,19 +212,18 @@ def _progress_bar(total: int, enabled: bool):
 class BenchmarkRunner:
     """The source document's runner; :meth:`run_template_benchmark` runs one definition."""
 
-    def __init__(self, *, progress: bool = True, track: bool = True):
+    def __init__(self, *, progress: bool = True):
         self.progress = progress
-        self.track = track
 
     def run_template_benchmark(self, definition: TemplateBenchmark,
                                out: Path | None = None) -> BenchmarkSuite:
-        """Check the definition, run it paired, write its files and (``track``) its MLflow
-        run. Bad input raises :class:`InputError` before any solve or MLflow run."""
-        return run_benchmark(definition, out=out, progress=self.progress, track=self.track)
+        """Check the definition, run it paired, write its files and its MLflow run. Bad input
+        raises :class:`InputError` before any solve or MLflow run."""
+        return run_benchmark(definition, out=out, progress=self.progress)
 
 
 def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
-                  progress: bool = True, track: bool = True) -> BenchmarkSuite:
+                  progress: bool = True) -> BenchmarkSuite:
     """See :class:`BenchmarkRunner`; ``out`` defaults to :func:`default_out`."""
     import ortools
     import pandas as pd
@@ -240,7 +240,11 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
     machine = machine_fingerprint()
     context = {"ortools_version": ortools.__version__, "fingerprint": fingerprint_id(machine)}
     record = mlflow_run.start(definition, instances, configurations, machine,
-                              context["fingerprint"]) if track else None
+                              context["fingerprint"])
+    for c in configurations:
+        print(f"{c.name}: {c.model} model, parameters {c.params_source}"
+              + (" (reference: sets the targets)" if c is configurations[0] else ""),
+              file=sys.stderr)
     total = len(instances) * len(definition.seeds) * definition.repetitions * len(
         configurations)
     try:
@@ -254,15 +258,12 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         (out / "report.md").write_text(report_markdown(summary))
         plot_files = plots.write_plots(runs, summary, out)
-        if record is not None:
-            record.finish(summary, [out / "runs.csv", out / "summary.json",
-                                    out / "report.md", *plot_files])
-    except BaseException as exc:
-        if record is not None:
-            record.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        record.finish(summary, [out / "runs.csv", out / "summary.json", out / "report.md",
+                                *plot_files])
+    except BaseException as exc:  # the run must not stay RUNNING; the error goes on
+        record.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    return BenchmarkSuite(definition, runs, summary, out,
-                          record.run_id if record is not None else None)
+    return BenchmarkSuite(definition, runs, summary, out, record.run_id)
 
 
 def _jsonable(value: Any) -> Any:
