@@ -67,6 +67,12 @@ def time_to_target(result: SolveResult, target: Target) -> float:
     return target.par2 if reached is None or reached > target.cap_s else reached
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by the nearest-rank rule: always one of the measured values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
 def geometric_mean(values: list[float]) -> float:
     """The aggregate of ratios and run times: the mean of their logs, exponentiated."""
     return math.exp(sum(math.log(v) for v in values) / len(values))

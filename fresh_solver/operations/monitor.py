@@ -40,6 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from fresh_solver.measure import percentile
 from fresh_solver.operations import store
 
 log = logging.getLogger("fresh_solver.monitor")
@@ -404,7 +405,7 @@ def _per_template(rows: list[dict[str, Any]],
             solves=len(group), errors=sum(r["status"] not in ANSWERED for r in group),
             fallbacks=sum(bool(r["fallback"]) for r in group),
             median_solve_s=statistics.median(times),
-            p95_solve_s=times[min(len(times) - 1, int(0.95 * len(times)))],
+            p95_solve_s=percentile(times, 0.95),
             baseline_s=baselines.get(template_id),
             versions=tuple(sorted({r["version"] for r in group if r["version"]})))
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from fresh_solver.measure import percentile
 from fresh_solver.operations.monitor import ANSWERED, PerformanceMonitor
 
 EXPERIMENT = "fresh-solver/production"
@@ -16,15 +17,12 @@ KEY_TAG = "fresh_solver.rollup_key"
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Counts, error rate and solve-time quantiles of one template's solves."""
     times = sorted(r["solve_time_s"] for r in rows)
-
-    def quantile(q: float) -> float:
-        return times[min(len(times) - 1, int(q * len(times)))]
-
     errors = sum(r["status"] not in ANSWERED for r in rows)
     return {"solves": len(rows), "errors": errors, "error_rate": errors / len(rows),
             "fallbacks": sum(bool(r["fallback"]) for r in rows),
-            "solve_time_p50_s": statistics.median(times), "solve_time_p95_s": quantile(0.95),
-            "solve_time_p99_s": quantile(0.99), "solve_time_max_s": times[-1],
+            "solve_time_p50_s": statistics.median(times),
+            "solve_time_p95_s": percentile(times, 0.95),
+            "solve_time_p99_s": percentile(times, 0.99), "solve_time_max_s": times[-1],
             "jobs_max": max((r["jobs"] or 0) for r in rows)}
 
 

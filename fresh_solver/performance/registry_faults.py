@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from fresh_solver.measure import percentile
 from fresh_solver.performance.record import rerun_command, write_results
 
 FAULTS = ("none", "hung", "dead", "500s", "malformed", "slow")
@@ -52,12 +53,6 @@ def injected(fault: str, service, delay: float):
                 "slow": lambda: faults.delaying_proxy(service.url, delay)}[fault]
         with make() as server:
             yield server.url
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-quantile (0..1) by the nearest-rank rule."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
 def measure(fault: str, service, problem, threads: int, solves: int, delay: float) -> dict:
