@@ -266,3 +266,57 @@ def test_help_does_not_import_mlflow_or_matplotlib() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_cli_config_file_with_flag_overrides(files: dict[str, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bench.toml").write_text(
+        f'template_id = "part"\ntemplate_file = "{files["template"]}"\n'
+        'instance_counts = [2]\nrepetitions = 3\ntime_limit_seconds = 0.5\n'
+        'configurations = ["template", "baseline"]\n')
+    assert cli.main(["benchmark", "run", "--config", str(tmp_path / "bench.toml"),
+                     "--repetitions", "1", "--seeds", "3", "--out", str(tmp_path / "out"),
+                     "--no-progress", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["definition"]["repetitions"] == 1 and summary["definition"]["seeds"] == [3]
+    assert summary["configurations_order"] == ["template", "baseline"]
+    assert [i["instance"] for i in summary["instances"]] == ["part-n2"]
+
+
+def test_a_reference_without_solution_makes_any_solution_the_target() -> None:
+    from types import SimpleNamespace
+
+    from fresh_solver.performance.runner import _time_to_target
+
+    assert _time_to_target(SimpleNamespace(time_to_first_s=0.3), None, 1.0) == 0.3
+    assert _time_to_target(SimpleNamespace(time_to_first_s=None), None, 1.0) == 2.0
+
+
+def test_production_needs_one_template(files: dict[str, Path], tmp_path: Path) -> None:
+    two = write_json(tmp_path / "shop.json", SHOP)
+    with pytest.raises(InputError, match="name the template with --template-id"):
+        run_benchmark(TemplateBenchmark(problems=(str(two),), configurations=("production",),
+                                        time_limit_seconds=0.5), out=tmp_path)
+
+
+def test_a_benchmark_that_fails_ends_its_mlflow_run_failed(files: dict[str, Path],
+                                                           tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from fresh_solver import tracking
+    from fresh_solver.performance import runner
+    from fresh_solver.performance.mlflow_run import EXPERIMENT
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver crashed")
+
+    monkeypatch.setattr(runner, "run_pairs", broken)
+    with pytest.raises(RuntimeError, match="solver crashed"):
+        run_benchmark(TemplateBenchmark(problems=(str(files["other"]),),
+                                        time_limit_seconds=0.5), out=tmp_path, progress=False)
+    client = tracking.client()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    latest = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"],
+                                max_results=1)[0]
+    assert latest.info.status == "FAILED"
+    assert latest.data.params["instances"] == "other"
