@@ -54,8 +54,10 @@ def add_run_action(actions) -> None:
                    "(default baseline,template; the first is the reference)")
     a.add_argument("--params", action="append", default=[], metavar="FILE",
                    help="also compare this parameter set file (repeatable)")
-    a.add_argument("--repetitions", type=int, help="runs per instance and seed (default 3)")
-    a.add_argument("--time-limit", type=float, help="seconds per run, the cap (default 60)")
+    a.add_argument("--repetitions", type=int, metavar="R",
+                   help="runs per instance and seed (default 3)")
+    a.add_argument("--time-limit", type=float, metavar="S",
+                   help="seconds per run, the cap (default 60)")
     a.add_argument("--seeds", type=int, nargs="+", metavar="N", help="solver seeds (default 0)")
     a.add_argument("--out", metavar="DIR",
                    help="output folder (default FRESH_SOLVER_HOME/benchmarks/<time>)")

@@ -7,6 +7,9 @@ cap and sets the target (DESIGN §8); then each template configuration runs with
 and is timed to that target (it stops early once an unproven target is reached). Speedup =
 baseline time / template time; per family the geometric mean over seeds, overall the geometric
 mean over families. The ablation switches one template feature at a time on the first seed.
+The runs go through the benchmark runner's paired loop (:func:`fresh_solver.performance.runner.
+run_pairs`: the same targets, PAR2, checks and peak RSS as `fresh-solver benchmark run`); this
+command is the preset that picks the families, the configurations and its own summary.
 With ``--shared`` it also reports time to optimal on the shared job-shop/FJSP instances.
 
 Everything it prints is measured here; nothing is a constant. Results go to ``results.json``
@@ -23,16 +26,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.measure import (
-    geometric_mean,
-    spread,
-    target_of,
-    time_to_target,
-)
+import ortools
+
+from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
+from fresh_solver.measure import geometric_mean, paired_speedup, spread
 from fresh_solver.model import load_problem
 from fresh_solver.model.generate import SCALES, generate_family
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance.definitions import Configuration
 from fresh_solver.performance.record import rerun_command, write_results
+from fresh_solver.performance.runner import run_pairs
 from fresh_solver.solver import ModelOptions, SolveResult, solve
 
 FULL = ModelOptions()
@@ -44,6 +47,9 @@ ABLATION = {
     "plus_search_strategy": replace(FULL, search_strategy=True),
     "plain": ModelOptions(False, False, False, False),
 }
+BASELINE = Configuration("baseline", "baseline", SolverConfig(), "defaults")
+CONFIGURATIONS = {name: Configuration(name, "template", SolverConfig(model=options), "defaults")
+                  for name, options in ABLATION.items()}
 
 
 def _run_record(result: SolveResult, ttt: float | None = None) -> dict[str, Any]:
@@ -55,27 +61,38 @@ def _run_record(result: SolveResult, ttt: float | None = None) -> dict[str, Any]
             "num_workers": result.num_workers}
 
 
+def _row_record(row: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": row["seed"], "status": row["status"], "objective": row["objective"],
+            "best_bound": row["best_bound"], "wall_time_s": round(row["wall_time_s"], 4),
+            "time_to_target_s": round(row["time_to_target_s"], 4),
+            "num_workers": row["num_workers"], "peak_rss_mb": round(row["peak_rss_mb"], 1)}
+
+
 def bench_family(problem, seeds: list[int], cap: float, ablation_seeds: list[int],
-                 log) -> dict[str, Any]:
+                 context: dict[str, str], log) -> dict[str, list[dict[str, Any]]]:
+    """The family's runs through the benchmark runner's paired loop
+    (:func:`fresh_solver.performance.runner.run_pairs`): on the ablation seeds every
+    configuration, on the others the full template model only; a seed whose baseline found
+    no solution is left out (its other runs are dropped)."""
+    instances = {problem.name: problem}
+    first = [s for s in seeds if s in ablation_seeds]
+    rest = [s for s in seeds if s not in ablation_seeds]
+    rows = (run_pairs(instances, [BASELINE, *CONFIGURATIONS.values()], first, 1, cap, context)
+            + run_pairs(instances, [BASELINE, CONFIGURATIONS["full"]], rest, 1, cap, context))
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ABLATION}
     runs["baseline"] = []
-    for seed in seeds:
-        base = solve(problem, model="baseline", time_limit=cap, seed=seed)
-        target = target_of(base, cap)
-        if target is None:
+    for seed in first + rest:
+        base, *others = [r for r in rows if r["seed"] == seed]
+        if base["objective"] is None:
             log(f"  seed {seed}: baseline found nothing in {cap:g} s; skipped")
             continue
-        base_ttt = base.wall_time_s if target.proven else base.time_to(target.objective)
-        runs["baseline"].append({"seed": seed, **_run_record(base, base_ttt)})
-        configs = ABLATION if seed in ablation_seeds else {"full": FULL}
-        for name, options in configs.items():
-            stop = None if target.proven else target.objective
-            result = solve(problem, model="template", options=options, time_limit=cap,
-                           seed=seed, stop_at=stop)
-            ttt = time_to_target(result, target)
-            runs[name].append({"seed": seed, **_run_record(result, ttt),
-                               "speedup": base_ttt / ttt})
-        log(f"  seed {seed}: target {target.objective} ({'proven' if target.proven else 'best'})"
+        base_ttt = base["time_to_target_s"]
+        runs["baseline"].append(_row_record(base))
+        for row in others:
+            runs[row["configuration"]].append(
+                _row_record(row) | {"speedup": paired_speedup(base_ttt, row["time_to_target_s"])})
+        log(f"  seed {seed}: target {base['objective']} "
+            f"({'proven' if base['status'] == 'OPTIMAL' else 'best'})"
             f" baseline {base_ttt:.3f} s, template {runs['full'][-1]['time_to_target_s']:.3f} s"
             f" -> {runs['full'][-1]['speedup']:.2f}x")
     return runs
@@ -191,9 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     seeds = list(range(args.reps))
+    machine = machine_fingerprint()
+    context = {"ortools_version": ortools.__version__, "fingerprint": fingerprint_id(machine)}
     data: dict[str, Any] = {
         "command": rerun_command(__spec__.name, argv),
-        "machine": machine_fingerprint(), "cap_s": args.cap, "seeds": seeds,
+        "machine": machine, "cap_s": args.cap, "seeds": seeds,
         "ablation_seeds": seeds[:args.ablation_reps], "num_workers": "CP-SAT default",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "families": {},
     }
@@ -201,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         for family_seed in range(args.first_family, args.first_family + args.family_seeds):
             problem = generate_family(scale, family_seed)
             log(f"{problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks")
-            runs = bench_family(problem, seeds, args.cap, seeds[:args.ablation_reps], log)
+            runs = bench_family(problem, seeds, args.cap, seeds[:args.ablation_reps], context,
+                                log)
             data["families"][problem.name] = {"jobs": len(problem.jobs),
                                               "tasks": problem.num_tasks, "runs": runs}
             data["num_workers"] = runs["baseline"][0]["num_workers"] if runs["baseline"] else 0

@@ -158,32 +158,34 @@ def _solve(configuration: Configuration, problem, seed: int, cap: float,
     return result, rss[0]
 
 
-def run_pairs(definition: TemplateBenchmark, instances: dict[str, Any],
-              configurations: list[Configuration], context: dict[str, str],
-              progress) -> list[dict[str, Any]]:
-    """Every run of the benchmark, as rows in run order (see the module docstring);
-    ``progress(configuration, instance)`` is called after each run."""
+def run_pairs(instances: dict[str, Any], configurations: list[Configuration],
+              seeds: tuple[int, ...] | list[int], repetitions: int, cap: float,
+              context: dict[str, str], progress=None) -> list[dict[str, Any]]:
+    """Every run, as rows of :data:`COLUMNS` in run order: for each instance, seed and
+    repetition, the reference (``configurations[0]``) and then the others (module
+    docstring). ``context`` gives the ``ortools_version`` and ``fingerprint`` columns;
+    ``progress(configuration, instance)`` is called after each run. Presets that measure
+    other things than :func:`run_benchmark` (``core_benchmark``) call this directly."""
     from fresh_solver.measure import target_of
 
-    cap = float(definition.time_limit_seconds)
     reference, others = configurations[0], configurations[1:]
-    first = next(iter(instances.values()))
-    _solve(reference, first, definition.seeds[0], min(1.0, cap), None)  # warm-up, discarded
     rows = []
     for name, problem in instances.items():
-        for seed in definition.seeds:
-            for repetition in range(definition.repetitions):
+        for seed in seeds:
+            for repetition in range(repetitions):
                 result, rss = _solve(reference, problem, seed, cap, None)
                 target = target_of(result, cap)
                 rows.append(_row(reference, name, problem, seed, repetition, result,
                                  _time_to_target(result, target, cap), rss, context))
-                progress(reference.name, name)
+                if progress:
+                    progress(reference.name, name)
                 stop_at = target.objective if target and not target.proven else None
                 for configuration in others:
                     result, rss = _solve(configuration, problem, seed, cap, stop_at)
                     rows.append(_row(configuration, name, problem, seed, repetition, result,
                                      _time_to_target(result, target, cap), rss, context))
-                    progress(configuration.name, name)
+                    if progress:
+                        progress(configuration.name, name)
     return rows
 
 
@@ -249,8 +251,12 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
         configurations)
     try:
         bar, advance = _progress_bar(total, progress)
+        cap = float(definition.time_limit_seconds)
+        first = next(iter(instances.values()))
+        _solve(configurations[0], first, definition.seeds[0], min(1.0, cap), None)  # warm-up
         with bar:
-            rows = run_pairs(definition, instances, configurations, context, advance)
+            rows = run_pairs(instances, configurations, definition.seeds,
+                             definition.repetitions, cap, context, advance)
         runs = pd.DataFrame(rows, columns=list(COLUMNS))
         summary = _jsonable(summarise(runs, definition, configurations, machine, context)
                             | {"out": str(out)})
