@@ -28,6 +28,7 @@ fallbacks, our own bugs are raised.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
@@ -100,19 +101,27 @@ def _disk_cache(template_id: str) -> Path:
     return tracking.home() / "production_cache" / f"{template_id}.json"
 
 
+_monitors: dict[tuple[str | None, ...], Any] = {}  # by the settings that choose the store
+
+
 def _monitor():
     """The operations monitor, or None when recording is off or misconfigured (a bad
-    operations config must not stop production solves; it is logged)."""
-    from fresh_solver.errors import InputError
+    operations config must not stop production solves; it is logged). One per store
+    settings, so a solve does not re-read the config file."""
     from fresh_solver.operations.monitor import PerformanceMonitor, recording_enabled
 
     if not recording_enabled():
         return None
-    try:
-        return PerformanceMonitor()
-    except InputError as exc:
-        log.error("production solves are not recorded: %s", exc.problems[0])
-        return None
+    key = tuple(os.environ.get(name) for name in (
+        "FRESH_SOLVER_CONFIG", "FRESH_SOLVER_DB_URL", "FRESH_SOLVER_HOME"))
+    monitor = _monitors.get(key)
+    if monitor is None:
+        try:
+            monitor = _monitors[key] = PerformanceMonitor()
+        except InputError as exc:
+            log.error("production solves are not recorded: %s", exc.problems[0])
+            return None
+    return monitor
 
 
 def _note(kind: str, template_id: str, why: str) -> None:
@@ -301,11 +310,12 @@ def solve(problem: Problem, template_id: str | None = None, *, time_limit: float
     return result
 
 
+_ORTOOLS_VERSION = importlib.metadata.version("ortools")
+
+
 def record_solve(problem: Problem, template_id: str, result) -> None:
     """Buffer one production solve for the operations store (returns at once)."""
     import resource
-
-    import ortools
 
     from fresh_solver.operations.monitor import SolveRecord
 
@@ -321,4 +331,4 @@ def record_solve(problem: Problem, template_id: str, result) -> None:
         build_time_s=result.build_time_s, fallback=source.startswith("fallback:"),
         # The process's peak so far (Linux: KiB): what the host had to provide.
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        ortools_version=ortools.__version__))
+        ortools_version=_ORTOOLS_VERSION))

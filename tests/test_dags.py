@@ -388,28 +388,11 @@ def test_a_param_of_the_wrong_type_is_refused_before_the_run(retune_dag) -> None
 
 @pytest.fixture
 def webhook_receiver():
-    """A local HTTP receiver standing in for an alerting webhook; yields (url, bodies)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    """A local webhook standing in for an alert destination; yields (url, bodies)."""
+    from fresh_solver.performance.faults import webhook_receiver as receiver
 
-    bodies: list[dict] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
-            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
+    with receiver() as server:
+        yield server.url + "/hook", server.received
 
 
 def test_health_dag_shape(airflow_dagbag) -> None:
@@ -445,7 +428,7 @@ def test_health_dag_alerts_once_through_the_webhook_and_rolls_up(
     dag = airflow_dagbag.dags["fresh_solver_health"]
     run, tis = run_dag(dag, {})
     assert run.state == "success", {k: [t.state for t in v] for k, v in tis.items()}
-    [alert] = bodies
+    [(_, alert)] = bodies
     assert alert["name"] == "error_rate_high" and alert["status"] == "firing"
     assert alert["template_id"] == "flaky" and alert["details"]["error_rate"] == 4 / 12
     run, _ = run_dag(dag, {})

@@ -36,8 +36,8 @@ def check(names: list[str] | None = None) -> dict[str, Any]:
     """Run the health checks; the JSON-able report."""
     from fresh_solver.operations.checks import HealthChecker
 
-    report = HealthChecker().generate_health_report(
-        HealthChecker().run_all_checks(names) if names else None)
+    checker = HealthChecker()  # one: the report reads the baselines its registry check found
+    report = checker.generate_health_report(checker.run_all_checks(names))
     return json.loads(json.dumps(report, default=str))
 
 

@@ -3,12 +3,13 @@ an error status or with malformed JSON, and a proxy that delays every request to
 (A hung server is a real one stopped with SIGSTOP; a dead one, a real one stopped.)
 
 Used by the fault-injection tests and by ``registry_faults``, the benchmark that measures what
-each fault costs a production solve.
+each fault costs a production solve; ``webhook_receiver`` stands in for an alert destination.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,23 @@ def error_server(status: int = 500) -> FaultServer:
 def malformed_server() -> FaultServer:
     """Every request answered 200 with a body that is not JSON."""
     return FaultServer(lambda h: _reply(h, 200, b'{"registered_model": [not json'))
+
+
+def webhook_receiver() -> FaultServer:
+    """A webhook that answers 204 and keeps each POSTed JSON body with its arrival time in
+    ``server.received`` as ``(epoch seconds, body)``: alerts' destination in tests and in the
+    operations benchmark."""
+    received: list[tuple[float, dict]] = []
+
+    def keep(handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        received.append((time.time(), json.loads(body)))
+        handler.send_response(204)
+        handler.end_headers()
+
+    server = FaultServer(keep)
+    server.received = received
+    return server
 
 
 def delaying_proxy(target: str, delay_s: float) -> FaultServer:
