@@ -4,13 +4,14 @@ delivered through the configured channels, with a persistent log and outbox in t
 One alert per (rule, template) fingerprint. Its life:
 
 - **fires** when the rule's condition holds for its context; a notification goes to the rule's
-  channels, unless the fingerprint was notified less than ``cooldown_minutes`` ago (a flapping
-  condition does not page twice; the next evaluation after the cooldown notifies if it still
-  holds);
+  channels, unless the fingerprint was notified (firing or resolved) less than
+  ``cooldown_minutes`` ago (a flapping condition does not page twice; the next evaluation
+  after the cooldown notifies if it still holds);
 - **repeats** every ``repeat_interval_minutes`` while it keeps holding;
 - **resolves** when its context is evaluated again and the condition no longer holds; a
-  resolved notification goes out if a firing one did. A context that is not evaluated at all
-  (e.g. a template without solves in the window) leaves its alerts as they are.
+  resolved notification goes out if a firing one of the same episode did (the ``notifications``
+  column counts the current episode's). A context that is not evaluated at all (e.g. a
+  template without solves in the window) leaves its alerts as they are.
 
 Notifications are rows of the ``deliveries`` outbox before anything is sent: :meth:`dispatch`
 sends what is due, once per row (a row is claimed before sending, so two dispatchers never send
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -94,23 +96,23 @@ class AlertManager:
         with store.engine(self.url).begin() as conn:
             row = _alert_row(conn, alert.fingerprint)
             if row is None or row["status"] == "resolved":
-                started = now
-                event = "fired"
+                started, event, notified = now, "fired", 0
             else:
-                started = row["started_at"]
-                event = "repeated"
+                started, event, notified = row["started_at"], "repeated", row["notifications"]
+            # An episode's first notification waits out the cooldown since the last message
+            # (a resolved one included), also on the evaluations after the one that recorded
+            # it; later ones come every repeat interval.
+            wait_s = (rule.repeat_interval_minutes if notified else rule.cooldown_minutes) * 60
             last = row["last_notified_at"] if row else None
-            due = last is None or (
-                now - last >= rule.cooldown_minutes * 60 if event == "fired"
-                else now - last >= rule.repeat_interval_minutes * 60)
+            due = last is None or now - last >= wait_s
             alert = dataclasses.replace(alert, started_at=started)
             values = {"rule": rule.name, "severity": rule.severity, "status": "firing",
                       "template_id": template_id, "summary": alert.summary,
                       "details": json.dumps(alert.details), "started_at": started,
-                      "resolved_at": None, "last_seen_at": now}
+                      "resolved_at": None, "last_seen_at": now,
+                      "notifications": notified + due}  # of this episode
             if due:
-                values |= {"last_notified_at": now,
-                           "notifications": (row["notifications"] if row else 0) + 1}
+                values["last_notified_at"] = now
             _upsert(conn, alert.fingerprint, values, exists=row is not None)
             queued = self._enqueue(conn, alert, rule) if due else []
         if event == "repeated" and not queued:
@@ -124,14 +126,17 @@ class AlertManager:
             row = _alert_row(conn, fingerprint)
             if row is None or row["status"] != "firing":
                 return None
-            conn.execute(store.alerts.update().where(store.alerts.c.fingerprint == fingerprint)
-                         .values(status="resolved", resolved_at=now, last_seen_at=now))
             alert = Alert(name=rule.name, severity=rule.severity, status="resolved",
                           summary=row["summary"], details=json.loads(row["details"]),
                           template_id=template_id, started_at=row["started_at"],
                           resolved_at=now)
-            # A resolution is news only to those who heard the alert fire.
-            queued = self._enqueue(conn, alert, rule) if row["notifications"] else []
+            # A resolution is news only to those who heard this episode fire; it starts the
+            # cooldown, so a flapping condition does not page again at once.
+            notify = bool(row["notifications"])
+            conn.execute(store.alerts.update().where(store.alerts.c.fingerprint == fingerprint)
+                         .values(status="resolved", resolved_at=now, last_seen_at=now,
+                                 **({"last_notified_at": now} if notify else {})))
+            queued = self._enqueue(conn, alert, rule) if notify else []
         return {"event": "resolved", "alert": alert.to_dict(), "notified": queued}
 
     def _enqueue(self, conn, alert: Alert, rule: Rule | None = None,
@@ -180,9 +185,11 @@ class AlertManager:
         """The source document's call: alert (deduplicated like a rule) when
         ``current_time`` is more than ``threshold_percent`` % above ``baseline_time``;
         returns the alert, or None when within the threshold."""
-        if baseline_time <= 0 or current_time < 0:
-            raise InputError(f"baseline_time must be positive and current_time non-negative "
-                             f"(got {baseline_time}, {current_time})")
+        finite = all(math.isfinite(x) for x in (current_time, baseline_time, threshold_percent))
+        if not finite or baseline_time <= 0 or current_time < 0 or threshold_percent < 0:
+            raise InputError(f"baseline_time must be positive, current_time and "
+                             f"threshold_percent non-negative, all finite (got {current_time}, "
+                             f"{baseline_time}, {threshold_percent})")
         change = current_time / baseline_time - 1
         rule = Rule("performance_degradation", f"performance_change > {threshold_percent / 100}",
                     "critical" if change * 100 > 2 * threshold_percent else "warning",
