@@ -278,7 +278,8 @@ class PerformanceMonitor:
         from fresh_solver.operations.config import load_config
 
         monitor_config = load_config().monitor
-        self.url = db_url or monitor_config.db_url or store.db_url()
+        self.url = (db_url or os.environ.get("FRESH_SOLVER_DB_URL") or monitor_config.db_url
+                    or store.db_url())
         self.retention_hours = float(retention_hours if retention_hours is not None
                                      else monitor_config.retention_hours)
         self.window_minutes = float(window_minutes if window_minutes is not None
