@@ -24,9 +24,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from fresh_solver.operations.checks import HealthChecker
+from fresh_solver.operations.checks import STORE_ERRORS, HealthChecker
 
 log = logging.getLogger("fresh_solver.serve")
 
@@ -124,7 +122,7 @@ def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
 
                 try:
                     body, code = service.metrics(), HTTPStatus.OK
-                except SQLAlchemyError as exc:
+                except STORE_ERRORS as exc:  # an OSError too: an SQLite path not openable
                     body = f"operations store unreachable: {type(exc).__name__}\n".encode()
                     code = HTTPStatus.SERVICE_UNAVAILABLE
                 self._send(code, body, CONTENT_TYPE_LATEST if code == HTTPStatus.OK
