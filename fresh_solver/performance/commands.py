@@ -28,6 +28,8 @@ def add_commands(subparsers) -> None:
     """Add ``benchmark`` and its actions to the CLI's sub-parsers."""
     actions = benchmark_actions(subparsers)
     add_run_action(actions)
+    from fresh_solver.performance.regress_commands import add_actions as add_regress_action
+    add_regress_action(actions)
 
 
 def add_run_action(actions) -> None:
