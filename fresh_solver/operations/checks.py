@@ -9,7 +9,12 @@ How the results combine (:func:`overall_status`), in this order:
 
 1. ``critical`` if a *required* check is critical. Required are the checks without which no
    production solve can be right: OR-Tools, the CP-SAT canary, system resources, error rate.
-2. ``unknown`` if a required check is unknown (it timed out or could not judge).
+2. ``unknown`` if a required check is unknown (it timed out or could not judge), except a
+   check that judges recorded solves (:data:`JUDGES_SOLVES`, e.g. the error rate): its
+   ``unknown`` means there is no solve to judge — none in the window, or the store is down or
+   slow, which the ``monitor_store`` check reports — not that the service is unfit. A quiet
+   hour is not an outage, and solves go on without the store (a ``warning`` by rule 3, not
+   ``unknown`` and a 503).
 3. ``warning`` if any check is warning, or an optional check is critical: the registry, the
    store or a regression degrade the service (solves go on with fallbacks) but do not stop it.
 4. ``healthy`` otherwise (optional checks that are ``unknown`` — e.g. no solves yet — do not
@@ -40,6 +45,9 @@ HEALTHY, WARNING, CRITICAL, UNKNOWN = (HealthStatus.HEALTHY, HealthStatus.WARNIN
                                        HealthStatus.CRITICAL, HealthStatus.UNKNOWN)
 CANARY = Path(__file__).with_name("data") / "ft06.txt"  # Fisher & Thompson 6x6 (JSPLIB)
 CANARY_OPTIMUM = 55  # proven optimum of ft06 (../shared/benchmarks/bounds.json)
+# Checks that judge the solves recorded in the store (rule 2 of the module docstring).
+JUDGES_SOLVES = frozenset({"monitoring_freshness", "performance_regression", "memory_usage",
+                           "error_rate"})
 # What reading the store raises when it is down: the driver's errors, or OSError for an SQLite
 # path that cannot be opened (its folder cannot be created, the lock file cannot be written).
 STORE_ERRORS = (SQLAlchemyError, OSError)
@@ -84,7 +92,8 @@ def overall_status(results: list[CheckResult]) -> HealthStatus:
     """The documented rule (module docstring) combining check results."""
     if any(r.required and r.status is CRITICAL for r in results):
         return CRITICAL
-    if any(r.required and r.status is UNKNOWN for r in results):
+    if any(r.required and r.status is UNKNOWN and r.name not in JUDGES_SOLVES
+           for r in results):
         return UNKNOWN
     if any(r.status in (WARNING, CRITICAL) for r in results):
         return WARNING
