@@ -382,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_performance_commands(sub)
     from fresh_solver.operations.commands import add_commands as add_operations_commands
     add_operations_commands(sub)
+    from fresh_solver.performance.profile_commands import add_commands as add_profile_commands
+    add_profile_commands(sub)
     return parser
 
 
