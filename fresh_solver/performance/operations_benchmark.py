@@ -16,11 +16,11 @@ Three parts (``--parts``), all on 127.0.0.1, in a scratch data folder:
 - ``alert``: time from the first slow production solve to the alert at a local webhook. A
   template's version is validated (defaults vs defaults, the report's
   ``performance_baseline_s`` is the baseline), registered and promoted by override; a thread
-  solves production traffic; after ``--calm-s`` seconds the traffic switches to instances
-  ``--drift``x as large (the induced slow-down); health rounds (the health DAG's
-  ``checks`` + ``alerts`` tasks, `fresh_solver.operations.cycle`) run every ``--round-s``
-  seconds with a ``--window-min`` minute window. The report splits the latency into waiting
-  for the window's median to cross the rule and waiting for the next round.
+  solves production traffic of ``--calm-jobs`` jobs; after ``--calm-s`` seconds it switches
+  to ``--slow-jobs`` jobs (the induced slow-down: bigger orders than validated on); health
+  rounds (the health DAG's ``checks`` + ``alerts`` tasks, `fresh_solver.operations.cycle`)
+  run every ``--round-s`` seconds with a ``--window-min`` minute window. The report splits the
+  latency into waiting for the window's median to cross the rule and for the next round.
 """
 
 from __future__ import annotations
@@ -214,8 +214,8 @@ def alert_latency(args, log) -> dict[str, Any]:
     folder = Path(os.environ["FRESH_SOLVER_HOME"]) / "held_out"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    calm, drifted = _problem(), _problem(args.drift * len(_problem().jobs))
-    for i, n in enumerate((len(calm.jobs) - 1, len(calm.jobs), len(calm.jobs) + 1)):
+    calm, drifted = _problem(args.calm_jobs), _problem(args.slow_jobs)
+    for i, n in enumerate((args.calm_jobs,) * 3):
         path = folder / f"held_out_{i}.json"
         path.write_text(json.dumps(problem_to_dict(_problem(n))))
         paths.append(str(path))
@@ -277,7 +277,8 @@ def alert_latency(args, log) -> dict[str, Any]:
             "round_every_s": args.round_s, "window_minutes": args.window_min,
             "calm_median_solve_s": round(statistics.median(calm_times), 4),
             "slow_median_solve_s": round(statistics.median(s[1] for s in slow_before), 4),
-            "baseline_s": report.performance_baseline_s, "drift": args.drift,
+            "baseline_s": report.performance_baseline_s, "calm_jobs": args.calm_jobs,
+            "slow_jobs": args.slow_jobs,
             "performance_change_in_alert": body["details"].get("performance_change")}
 
 
@@ -293,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--load-s", type=float, default=30.0)
     parser.add_argument("--calm-s", type=float, default=40.0)
-    parser.add_argument("--drift", type=int, default=3)
+    parser.add_argument("--calm-jobs", type=int, default=3)
+    parser.add_argument("--slow-jobs", type=int, default=4)
     parser.add_argument("--round-s", type=float, default=15.0)
     parser.add_argument("--window-min", type=float, default=1.0)
     parser.add_argument("--max-wait-s", type=float, default=300.0)
