@@ -10,8 +10,9 @@
 The checks never run on a request thread. One background thread runs them every
 ``interval_s`` (default 30 s); requests get the latest report with its age (``age_s``). Before
 the first report exists the answer is ``unknown`` / 503 "checks running", and a report older
-than three intervals plus the check timeout is ``unknown`` / 503 "stale". So a slow or hung
-check delays the report, never a response. Binds 127.0.0.1 unless told otherwise.
+than three intervals plus two check timeouts (the longest a round takes) is ``unknown`` / 503
+"stale". So a slow or hung check delays the report, never a response. Binds 127.0.0.1 unless
+told otherwise.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class HealthService:
             return {"status": "unknown", "message": "checks running; no report yet",
                     "checks": []}
         age = time.time() - report["generated_at"]
-        if age > 3 * self.interval_s + self.checker.timeout_s:
+        # A round takes up to two check timeouts (the registry runs first with its own).
+        if age > 3 * self.interval_s + 2 * self.checker.timeout_s:
             # The check rounds stopped (a bug): an old "healthy" must not stand.
             return report | {"status": "unknown", "age_s": round(age, 3),
                              "message": f"stale: no check round for {age:.0f} s"}
