@@ -324,11 +324,52 @@ def record_solve(problem: Problem, template_id: str, result) -> None:
         return
     source = result.params_source
     version = source.rsplit("/", 1)[1] if "registry:" in source else None
-    monitor.record(SolveRecord(
+    record = SolveRecord(
         template_id=template_id, status=result.status, solve_time_s=result.wall_time_s,
         params_source=source, version=version, jobs=len(problem.jobs),
         tasks=problem.num_tasks, objective=result.objective, best_bound=result.best_bound,
         build_time_s=result.build_time_s, fallback=source.startswith("fallback:"),
         # The process's peak so far (Linux: KiB): what the host had to provide.
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        ortools_version=_ORTOOLS_VERSION))
+        ortools_version=_ORTOOLS_VERSION)
+    monitor.record(record)
+    if os.environ.get("FRESH_SOLVER_MLFLOW_PER_SOLVE") == "1":
+        _log_solve_run(record)
+
+
+_mlflow_logger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fresh-solver-mlflow")
+_mlflow_backlog = [0]  # runs queued, not yet logged
+MAX_MLFLOW_BACKLOG = 1000
+
+
+def _log_solve_run(record) -> None:
+    """Per-solve MLflow run (``FRESH_SOLVER_MLFLOW_PER_SOLVE=1``), logged in the background;
+    beyond a backlog of MAX_MLFLOW_BACKLOG runs, solves are not logged (the store has them)."""
+    from fresh_solver.operations.rollup import log_solve_run
+
+    with _lock:
+        if _mlflow_backlog[0] >= MAX_MLFLOW_BACKLOG:
+            return
+        _mlflow_backlog[0] += 1
+
+    def log_one() -> None:
+        try:
+            log_solve_run(record)
+        except registry_errors() as exc:
+            log.warning("per-solve MLflow run not logged: %s", exc)
+        finally:
+            with _lock:
+                _mlflow_backlog[0] -= 1
+
+    _mlflow_logger.submit(log_one)
+
+
+def wait_for_solve_runs(timeout: float = 60.0) -> bool:
+    """Wait until the per-solve MLflow runs queued so far are logged (tests, benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with _lock:
+            if _mlflow_backlog[0] == 0:
+                return True
+        time.sleep(0.01)
+    return False

@@ -67,3 +67,29 @@ def write_rollups(monitor: PerformanceMonitor, start: float, end: float
         written.append({"template_id": template_id, "run_id": run.info.run_id, "new": True,
                         **summary})
     return written
+
+
+def log_solve_run(record) -> str:
+    """One MLflow run for one production solve (only with ``FRESH_SOLVER_MLFLOW_PER_SOLVE=1``:
+    the operations store already holds every solve; this is for teams that want them in the
+    MLflow UI, at the cost measured by the operations benchmark)."""
+    from mlflow.entities import Metric, Param
+
+    from fresh_solver import tracking
+
+    client = tracking.client()
+    experiment = tracking.experiment_id(client, EXPERIMENT)
+    run = client.create_run(experiment, tags={
+        "mlflow.runName": f"solve-{record.template_id}", "template_id": record.template_id,
+        "fresh_solver.kind": "production_solve"})
+    at_ms = int(record.at * 1000)
+    metrics = {"solve_time_s": record.solve_time_s, "build_time_s": record.build_time_s,
+               "objective": record.objective, "best_bound": record.best_bound,
+               "peak_rss_mb": record.peak_rss_mb}
+    client.log_batch(run.info.run_id,
+                     metrics=[Metric(k, float(v), at_ms, 0) for k, v in metrics.items()
+                              if v is not None],
+                     params=[Param(k, str(getattr(record, k))) for k in (
+                         "status", "params_source", "version", "jobs", "tasks", "host")])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id

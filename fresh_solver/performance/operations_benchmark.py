@@ -81,7 +81,8 @@ def _problem(n_jobs: int | None = None):
     return problem if n_jobs is None else instantiate_template(problem, TEMPLATE, n_jobs)
 
 
-def recording(db_url: str, records: int, pairs: int, log) -> dict[str, Any]:
+def recording(db_url: str, records: int, pairs: int, log, mlflow_runs: int = 0
+              ) -> dict[str, Any]:
     """The recording part on one store (see the module doc)."""
     from fresh_solver import production
     from fresh_solver.operations.monitor import PerformanceMonitor
@@ -112,7 +113,26 @@ def recording(db_url: str, records: int, pairs: int, log) -> dict[str, Any]:
     os.environ["FRESH_SOLVER_MONITOR"] = "1"
     monitor.flush()
     diffs = [a - b for a, b in zip(on, off)]
-    return {"caller": _quantiles_ms(caller), "flushed": flushed,
+    per_solve_runs = None
+    if mlflow_runs:  # FRESH_SOLVER_MLFLOW_PER_SOLVE=1: one MLflow run per solve, background
+        os.environ["FRESH_SOLVER_MLFLOW_PER_SOLVE"] = "1"
+        production.record_solve(problem, TEMPLATE, result)  # the experiment exists after
+        production.wait_for_solve_runs()
+        callers = []
+        runs_start = time.perf_counter()
+        for _ in range(mlflow_runs):
+            t0 = time.perf_counter()
+            production.record_solve(problem, TEMPLATE, result)
+            callers.append(time.perf_counter() - t0)
+        production.wait_for_solve_runs(timeout=600)
+        per_solve_runs = {"runs": mlflow_runs, "caller": _quantiles_ms(callers),
+                          "background_ms_per_run": round(
+                              (time.perf_counter() - runs_start) / mlflow_runs * 1000, 2),
+                          "tracking_uri": "embedded SQLite"}
+        os.environ.pop("FRESH_SOLVER_MLFLOW_PER_SOLVE")
+        log(f"  per-solve MLflow runs: {per_solve_runs}")
+    return {"per_solve_mlflow_runs": per_solve_runs, "caller": _quantiles_ms(caller),
+            "flushed": flushed,
             "writer_records_per_s": round(records / written_s, 1),
             "enqueue_s": round(enqueued - start, 4),
             "end_to_end": {"pairs": pairs, "solve_with_recording": _quantiles_ms(on),
@@ -289,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="recording,endpoint,alert")
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--pairs", type=int, default=30)
+    parser.add_argument("--mlflow-runs", type=int, default=100)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--stored", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=8)
@@ -318,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         if "recording" in parts:
             log("recording: SQLite")
             data["recording_sqlite"] = recording(
-                f"sqlite:///{scratch}/operations.db", args.records, args.pairs, log)
+                f"sqlite:///{scratch}/operations.db", args.records, args.pairs, log,
+                mlflow_runs=args.mlflow_runs)
             log("recording: PostgreSQL")
             with _scratch_pg(args.pg_url) as url:
                 data["recording_postgresql"] = recording(url, args.records, args.pairs, log)
@@ -347,7 +369,14 @@ def _report(data: dict[str, Any]) -> str:
                       f"- production.solve, recording on vs off, {e['pairs']} alternating "
                       f"pairs: median {e['solve_with_recording']['median_ms']} ms vs "
                       f"{e['solve_without']['median_ms']} ms, median paired difference "
-                      f"{e['median_paired_difference_ms']} ms", ""]
+                      f"{e['median_paired_difference_ms']} ms"]
+            m = r.get("per_solve_mlflow_runs")
+            if m:
+                lines.append(f"- per-solve MLflow runs (switched on): caller median "
+                             f"{m['caller']['median_ms']} ms, {m['background_ms_per_run']} ms "
+                             f"of background work per run ({m['runs']} runs, "
+                             f"{m['tracking_uri']})")
+            lines.append("")
     if "endpoint" in data:
         e = data["endpoint"]
         lines += ["## Endpoint under load", "",
