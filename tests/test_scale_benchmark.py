@@ -28,6 +28,7 @@ def test_task_counts_become_whole_jobs_and_bad_counts_are_refused() -> None:
 def _run(model: str, tasks: int, build_s: float, peak_mb: float) -> dict:
     return {"model": model, "tasks": tasks, "jobs": tasks // 5, "build_time_s": build_s,
             "build_time_in_solve_s": build_s, "build_peak_rss_mb": peak_mb,
+            "build_increment_mb": peak_mb - 101.0,
             "peak_rss_mb": peak_mb, "model_size": {"variables": tasks, "constraints": tasks},
             "status": "UNKNOWN", "num_workers": 2}
 
@@ -47,15 +48,20 @@ def test_summary_subtracts_idle_and_fits_the_growth_it_is_given() -> None:
     assert first["ratio_template_to_baseline"]["peak_rss_above_idle"] == pytest.approx(0.5)
     template, baseline = summary["exponents"]["template"], summary["exponents"]["baseline"]
     assert template["build_time_s"]["all"]["exponent"] == pytest.approx(1.0)
+    assert template["build_increment_mb"]["all"]["exponent"] == pytest.approx(1.0)
     assert template["peak_rss_above_idle_mb"]["all"]["exponent"] == pytest.approx(1.0)
     assert template["tracemalloc_peak_mb"]["all"]["exponent"] == pytest.approx(1.0)
     assert baseline["build_time_s"]["upper"]["exponent"] == pytest.approx(2.0)
     upper = template["build_time_s"]["upper"]
     assert (upper["tasks_from"], upper["tasks_to"], upper["points"]) == (200, 800, 3)
     verdicts = sb.verdicts(summary, fit_from=200)
-    assert verdicts["memory_at_most_baseline"] == {"all_sizes": True, "upper_sizes": True}
-    assert verdicts["template_linear"] == {"build_time_s": True,
-                                           "peak_rss_above_idle_mb": True}
+    assert verdicts["memory_at_most_baseline"] == {
+        "build_increment": {"all_sizes": True, "upper_sizes": True},
+        "peak_rss_above_idle": {"all_sizes": True, "upper_sizes": True}}
+    assert verdicts["template_at_most_linear"] == {
+        "build_time_s": True, "build_increment_mb": True, "peak_rss_above_idle_mb": True}
+    baseline_first = sb.verdicts({**summary, "exponents": {"template": baseline}}, 200)
+    assert baseline_first["template_at_most_linear"]["build_time_s"] is False
 
 
 def test_command_measures_each_model_in_its_own_process(tmp_path: Path) -> None:
@@ -72,6 +78,8 @@ def test_command_measures_each_model_in_its_own_process(tmp_path: Path) -> None:
         (6, "baseline"), (6, "template"), (12, "baseline"), (12, "template")]
     for run in data["runs"]:
         assert run["peak_rss_mb"] >= run["build_peak_rss_mb"] > 0
+        assert run["build_peak_rss_mb"] - run["build_increment_mb"] == pytest.approx(
+            run["rss_problem_mb"])
         assert run["build_time_s"] > 0 and run["model_size"]["variables"] > 0
         assert run["valid"] in (True, None)
     for row in data["summary"]["sizes"]:
