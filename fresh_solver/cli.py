@@ -271,11 +271,9 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fresh_solver.choices import ESTIMATORS, METRICS, MODELS
     from fresh_solver.model.generate import KINDS, SCALES
     from fresh_solver.model.problem import OBJECTIVES
-    from fresh_solver.solver.solve import MODELS
-    from fresh_solver.tuning.scoring import METRICS
-    from fresh_solver.tuning.tuner import ESTIMATORS
 
     parser = argparse.ArgumentParser(prog="fresh-solver", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import median
+from typing import TYPE_CHECKING
 
-from fresh_solver.solver import SolveResult
+if TYPE_CHECKING:  # only for annotations: importing the solver loads OR-Tools (seconds)
+    from fresh_solver.solver import SolveResult
 
 # 0.1 ms: well below any measured solve time (building even a tiny model takes about 1 ms),
 # so for times the floor only keeps a zero (a time that was never reached and defaults to 0, a

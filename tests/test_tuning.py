@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fresh_solver.choices import METRICS
 from fresh_solver.errors import InputError
 from fresh_solver.model.generate import generate
 from fresh_solver.model.problem import problem_to_dict
@@ -27,7 +28,6 @@ from fresh_solver.tuning import scoring
 from fresh_solver.tuning import session as tuning_session
 from fresh_solver.tuning.record import open_session, start_reference
 from fresh_solver.tuning.scoring import (
-    METRICS,
     Reference,
     evaluate,
     gap_integral,

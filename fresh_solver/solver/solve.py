@@ -15,6 +15,7 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
+from fresh_solver.choices import MODELS
 from fresh_solver.model import Assignment, Problem, Schedule
 from fresh_solver.params import apply_parameters
 from fresh_solver.solver.baseline import build_baseline_model
@@ -23,7 +24,6 @@ from fresh_solver.solver.checker import check_schedule
 from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.template_model import build_template_model
 
-MODELS = ("template", "baseline")
 log = logging.getLogger("fresh_solver.solver")
 
 

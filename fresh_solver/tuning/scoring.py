@@ -30,7 +30,6 @@ from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.solver import SolveResult, solve
 
-METRICS = ("time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral")
 TIME_METRICS = ("time_to_target", "time_to_optimum")
 
 

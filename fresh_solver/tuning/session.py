@@ -18,13 +18,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from fresh_solver.choices import ESTIMATORS, METRICS
 from fresh_solver.errors import InputError
 from fresh_solver.measure import floor_time, geometric_mean, paired_speedup, wilcoxon_p
 from fresh_solver.model import Problem, load_problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace, load_space, plain_value
 from fresh_solver.tuning.scoring import (
-    METRICS,
     Evaluation,
     Reference,
     evaluate,
@@ -34,7 +34,6 @@ from fresh_solver.tuning.scoring import (
 )
 
 # "random" is random search over the same space (for comparison); GBRT is broken (DESIGN §9).
-ESTIMATORS = ("GP", "RF", "ET", "random")
 
 
 @dataclass(frozen=True)
