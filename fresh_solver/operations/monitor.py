@@ -221,7 +221,7 @@ class _Writer:
         tables = {"solves": store.solves, "events": store.events}
         with store.engine(self.url).begin() as conn:
             for name in tables:
-                rows = [row for table, row in batch if table == name]
+                rows = [_fit(tables[name], row) for table, row in batch if table == name]
                 if rows:
                     conn.execute(tables[name].insert(), rows)
             if dropped:
@@ -229,6 +229,19 @@ class _Writer:
                     "at": time.time(), "template_id": None, "kind": "dropped",
                     "detail": f"{dropped} records dropped while the store was unreachable",
                     "host": _host()}])
+
+
+def _fit(table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every string cut to its column's length. PostgreSQL refuses a longer one
+    (SQLite stores it), and a refused row fails its whole batch on every retry: one long
+    template id would keep every later record of the process out of the store."""
+    fitted = dict(row)
+    for column in table.c:
+        length = getattr(column.type, "length", None)
+        value = fitted.get(column.name)
+        if length and isinstance(value, str) and len(value) > length:
+            fitted[column.name] = value[:length]
+    return fitted
 
 
 _writers: dict[str, _Writer] = {}
