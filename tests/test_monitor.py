@@ -304,6 +304,21 @@ def test_retention_deletes_old_rows_and_keeps_new_ones(fresh_url: str) -> None:
     assert monitor.enforce_retention(now=future) == 0
 
 
+def test_an_overlong_value_does_not_block_the_writer(fresh_url: str) -> None:
+    """PostgreSQL refuses a string longer than its column: it is cut to fit, so one long
+    template id does not hold every later record in the buffer."""
+    monitor = PerformanceMonitor(db_url=fresh_url)
+    long_id, long_source = "t" * 300, "fallback:" + "why " * 200
+    stored(monitor, solve_record(long_id, params_source=long_source), solve_record("after"))
+    monitor.record_event("fallback", long_id, "x" * 5000)  # a Text column: kept whole
+    assert monitor.flush(timeout=30)
+    first, second = monitor.solves(0)
+    assert (first["template_id"], first["params_source"]) == (long_id[:200], long_source[:500])
+    assert second["template_id"] == "after"
+    [event] = monitor.events(0)
+    assert (event["template_id"], len(event["detail"])) == (long_id[:200], 5000)
+
+
 # ---- store down: production solves are unaffected -------------------------------------------
 
 
