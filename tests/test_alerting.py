@@ -509,8 +509,18 @@ def test_create_performance_alert(manager, receiver):
 
     assert manager.create_performance_alert("flowshop", 4.0, 3.1, 50.0) is None
     assert manager.create_performance_alert("flowshop", 3.0, 3.1) is None
+    configured = manager.create_performance_alert("openshop", 5.0, 3.1, 50.0)
+    assert configured is not None and configured.severity == "critical"  # the rule's severity
+    assert len(receiver.alerts) == 2
+
+
+def test_create_performance_alert_without_a_configured_rule_grades_by_size(tmp_path, receiver):
+    config = load_config(_config_file(tmp_path, "rules = []\n" + _webhook(receiver.port)))
+    manager = AlertManager(config, db_url=_db(tmp_path), clock=Clock())
     warning = manager.create_performance_alert("openshop", 5.0, 3.1, 50.0)
     assert warning is not None and warning.severity == "warning"  # 61 %: not twice over
+    critical = manager.create_performance_alert("flowshop", 15.2, 3.1, 50.0)
+    assert critical is not None and critical.severity == "critical"
     assert len(receiver.alerts) == 2
 
 

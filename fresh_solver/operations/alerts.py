@@ -191,9 +191,17 @@ class AlertManager:
                              f"threshold_percent non-negative, all finite (got {current_time}, "
                              f"{baseline_time}, {threshold_percent})")
         change = current_time / baseline_time - 1
+        # The configured rule of that name gives routing, cooldown and repeat interval; the
+        # call gives the threshold; without one, twice the threshold is critical.
+        configured = next((r for r in self.config.rules if r.name == "performance_degradation"),
+                          None)
         rule = Rule("performance_degradation", f"performance_change > {threshold_percent / 100}",
+                    configured.severity if configured else
                     "critical" if change * 100 > 2 * threshold_percent else "warning",
-                    channels=self._rule_channels("performance_degradation"))
+                    channels=configured.channels if configured else None,
+                    repeat_interval_minutes=configured.repeat_interval_minutes if configured
+                    else 60.0,
+                    cooldown_minutes=configured.cooldown_minutes if configured else 15.0)
         context = {"template_id": template_id, "performance_change": change,
                    "median_solve_s": current_time, "baseline_s": baseline_time,
                    "slowdown": current_time / baseline_time}
@@ -206,9 +214,6 @@ class AlertManager:
         return Alert(name=rule.name, severity=rule.severity, status="firing",
                      summary=_summary(rule, context), details=_evidence(context),
                      template_id=template_id)
-
-    def _rule_channels(self, name: str) -> tuple[str, ...] | None:
-        return next((r.channels for r in self.config.rules if r.name == name), None)
 
     # ---- delivery ---------------------------------------------------------------------------
     def dispatch(self) -> dict[str, int]:
