@@ -556,3 +556,18 @@ def test_metrics_render_parses_and_holds_the_figures(monitor: PerformanceMonitor
     names = {f.name for f in text_string_to_metric_families(metrics.render(empty).decode())}
     assert "fresh_solver_solve_duration_seconds" in names
     assert "fresh_solver_health_status" not in names
+
+
+def test_a_row_the_store_refuses_is_dropped_and_later_rows_still_arrive(tmp_path, caplog):
+    """A refused row (NOT NULL violated) must not block the writer: it is dropped, logged and
+    counted; the rows before and after it are written once."""
+    from fresh_solver.operations.monitor import PerformanceMonitor, SolveRecord
+
+    monitor = PerformanceMonitor(db_url=f"sqlite:///{tmp_path / 'refusing.db'}")
+    monitor.record(SolveRecord("before", "OPTIMAL", 0.1))
+    monitor.record(SolveRecord(None, "OPTIMAL", 0.1))  # type: ignore[arg-type]
+    monitor.record(SolveRecord("after", "OPTIMAL", 0.1))
+    assert monitor.flush(timeout=30)
+    assert sorted(r["template_id"] for r in monitor.solves(0)) == ["after", "before"]
+    assert monitor.buffer_state()["dropped"] == 1
+    assert "refused a solves record" in caplog.text

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from fresh_solver.measure import percentile
 from fresh_solver.operations import store
@@ -136,6 +136,15 @@ class HealthSnapshot:
         return data
 
 
+class _Unwritten(Exception):
+    """The store failed part-way through a row-by-row write: ``rows`` are still to write."""
+
+    def __init__(self, rows: list[tuple[str, dict[str, Any]]], cause: BaseException,
+                 dropped: int):
+        super().__init__(str(cause))
+        self.rows, self.cause, self.dropped = rows, cause, dropped
+
+
 class _Writer:
     """The process's buffered writer for one store URL (a daemon thread)."""
 
@@ -188,8 +197,16 @@ class _Writer:
                 self.in_flight = len(batch)
                 dropped, self.dropped = self.dropped, 0
             try:
-                self._write(batch, dropped)
-            except (SQLAlchemyError, OSError) as exc:
+                try:
+                    self._write(batch, dropped)
+                except (IntegrityError, DataError):
+                    # The store answered and refused a row: retrying would refuse it forever
+                    # and block every later record. Row by row; refused rows are dropped.
+                    dropped, batch = 0, self._write_each(batch, dropped)
+            except (SQLAlchemyError, OSError, _Unwritten) as failure:
+                exc = failure.cause if isinstance(failure, _Unwritten) else failure
+                if isinstance(failure, _Unwritten):
+                    batch, dropped = failure.rows, failure.dropped
                 with self.cond:
                     # Back in front, oldest first; what no longer fits is dropped (counted).
                     room = max(0, self.capacity - len(self.pending))
@@ -216,6 +233,26 @@ class _Writer:
                 log.warning("operations store back after %.0f s; buffered records written",
                             time.time() - self.failing_since)
                 self.failing_since = None
+
+    def _write_each(self, batch: list[tuple[str, dict[str, Any]]], dropped: int
+                    ) -> list[tuple[str, dict[str, Any]]]:
+        """Write rows one at a time, dropping (logged, counted) those the store refuses;
+        returns the rows written. If the store fails otherwise on the way, :class:`_Unwritten`
+        says which rows are still to write (nothing twice, nothing lost)."""
+        written = []
+        for position, item in enumerate(batch):
+            try:
+                self._write([item], dropped if position == 0 else 0)
+                written.append(item)
+            except (IntegrityError, DataError) as exc:
+                with self.cond:
+                    self.dropped_total += 1
+                log.error("operations store refused a %s record, dropped: %s", item[0],
+                          str(exc.orig)[:300])
+            except (SQLAlchemyError, OSError) as exc:
+                raise _Unwritten(batch[position:], exc,
+                                 dropped if position == 0 else 0) from exc
+        return written
 
     def _write(self, batch: list[tuple[str, dict[str, Any]]], dropped: int) -> None:
         tables = {"solves": store.solves, "events": store.events}
