@@ -215,6 +215,19 @@ def test_bad_input_is_an_input_error(runs: dict[str, str]) -> None:
         RegressionDetector(threshold=0.5)
 
 
+def test_slowdowns_name_the_run_a_slow_down_started_at(tmp_path: Path) -> None:
+    """A history of benchmark runs with a 1.6x step after the sixth: the change is found at
+    the seventh run, as a slow-down on an unchanged machine."""
+    run_ids = [log_benchmark(tmp_path, "hist", {"template": instances(
+        1.6 if k >= 6 else 1.0, n=6, seed=50 + k)}) for k in range(10)]
+    found = RegressionDetector().slowdowns("hist", "template")
+    assert [p["run_id"] for p in found["history"]] == run_ids
+    (change,) = found["changes"]
+    assert change["index"] == 6 and change["run_id"] == run_ids[6]
+    assert change["slowdown"] and 1.3 < change["ratio"] < 2.0
+    assert not change["context_changed"]
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
@@ -249,3 +262,23 @@ def test_regress_command_exit_codes_and_json(runs: dict[str, str],
     code, _, err = regress(capsys, "--baseline", runs["before"], "--current",
                            runs["other_machine"], "--configuration", "template")
     assert code == 2 and "machine fingerprint" in err
+
+
+def test_detector_power_smoke(tmp_path: Path) -> None:
+    """The power benchmark runs end to end on tiny settings and reports every rate."""
+    from fresh_solver.performance import detector_power
+
+    out = tmp_path / "power"
+    assert detector_power.main(["--scale", "small", "--families", "1,2", "--seeds", "4",
+                                "--repetitions", "2", "--trials", "20", "--time-limit", "2",
+                                "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["num_workers"] == 1 and data["seeds"] == [0, 1, 2, 3]
+    assert data["config_b"]["cp_sat"]["cp_model_presolve"] is False
+    (row,) = data["rows"]
+    for key in detector_power.SCENARIOS:
+        assert 0 <= row[key]["rate"] <= 1
+        assert set(row[key]["per_instance"]) == {"small-1", "small-2"}
+    assert set(data["series"]) == {"A1", "B1", "A_twin1", "A2", "B2"}
+    assert all(len(t) == 4 for per in data["series"].values() for t in per.values())
+    assert "synthetic" in (out / "report.md").read_text()

@@ -39,6 +39,13 @@ Comparing times from different machine fingerprints or OR-Tools versions is refu
 (:class:`InputError`) unless ``allow_mixed=True``, and then the result is flagged (``mixed``,
 ``warnings``). A baseline of another template is refused.
 
+The test controls false alarms between times measured under the same conditions. A baseline
+measured at another time on a shared machine also carries the machine's drift (other load
+makes every solve slower), which the test cannot tell from a regression: keep baselines fresh,
+or re-measure the baseline configuration in the same benchmark run.
+``python -m fresh_solver.performance.detector_power`` measures both (interleaved and later-block
+A/A comparisons) together with the power to catch a 1.5x slow-down.
+
 The times compared are one column of ``runs.csv`` (default ``time_to_target_s``, the project's
 speed measure; PAR2 when the target was not reached). A missing value (``time_to_optimum_s`` of
 a run that did not prove optimality) counts PAR2: twice the run's ``time_limit_s`` param.
