@@ -52,6 +52,8 @@ def test_summary_subtracts_idle_and_fits_the_growth_it_is_given() -> None:
     assert template["peak_rss_above_idle_mb"]["all"]["exponent"] == pytest.approx(1.0)
     assert template["tracemalloc_peak_mb"]["all"]["exponent"] == pytest.approx(1.0)
     assert baseline["build_time_s"]["upper"]["exponent"] == pytest.approx(2.0)
+    line = template["peak_rss_above_idle_mb"]["all"]
+    assert line["per_1000_tasks"] == pytest.approx(10.0) and line["intercept"] == pytest.approx(0)
     upper = template["build_time_s"]["upper"]
     assert (upper["tasks_from"], upper["tasks_to"], upper["points"]) == (200, 800, 3)
     verdicts = sb.verdicts(summary, fit_from=200)
@@ -59,7 +61,7 @@ def test_summary_subtracts_idle_and_fits_the_growth_it_is_given() -> None:
         "build_increment": {"all_sizes": True, "upper_sizes": True},
         "peak_rss_above_idle": {"all_sizes": True, "upper_sizes": True}}
     assert verdicts["template_at_most_linear"] == {
-        "build_time_s": True, "build_increment_mb": True, "peak_rss_above_idle_mb": True}
+        "build_time_s": True, "build_increment_mb": True, "tracemalloc_peak_mb": True}
     baseline_first = sb.verdicts({**summary, "exponents": {"template": baseline}}, 200)
     assert baseline_first["template_at_most_linear"]["build_time_s"] is False
 
@@ -81,7 +83,7 @@ def test_command_measures_each_model_in_its_own_process(tmp_path: Path) -> None:
         assert run["build_peak_rss_mb"] - run["build_increment_mb"] == pytest.approx(
             run["rss_problem_mb"])
         assert run["build_time_s"] > 0 and run["model_size"]["variables"] > 0
-        assert run["valid"] in (True, None)
+        assert run["valid"] in (True, None) and run["heap_trimmed"] in (True, False)
     for row in data["summary"]["sizes"]:
         assert set(row["models"]) == set(sb.MODELS) and row["ratio_template_to_baseline"]
     report = (out / "report.md").read_text()
