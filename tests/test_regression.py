@@ -199,6 +199,7 @@ def test_single_number_baseline_is_recorded_as_weak_evidence(runs: dict[str, str
     assert regression.baseline_time == pytest.approx(5.2)
     assert any("weak evidence" in w for w in regression.warnings)
     assert not detector.check_regression("seedform", current_time=5.5)
+    assert detector.check_regression("seedform", 8.1).is_significant  # seed: (id, solve_time)
 
 
 def test_bad_input_is_an_input_error(runs: dict[str, str]) -> None:

@@ -452,11 +452,14 @@ class RegressionDetector:
         """Is ``template_id`` slower now than its baseline? (module docstring)
 
         The current side is one of ``current_times`` (per instance, or a plain list for a
-        one-instance baseline), ``current_time`` (the seed's single number) — both taken as
+        one-instance baseline), ``current_time`` (the seed's single number, also accepted in
+        ``current_times``'s place) — both taken as
         measured on this machine and OR-Tools — or ``current_run`` (a benchmark run id). The
         baseline is ``baseline_run`` (a baseline or benchmark run id) or else the latest stored
         baseline of the template (and ``configuration``).
         """
+        if isinstance(current_times, int | float) and current_time is None:
+            current_times, current_time = None, current_times  # the seed's positional form
         if sum(x is not None for x in (current_times, current_time, current_run)) != 1:
             raise InputError("give exactly one of current_times, current_time or current_run")
         base = (self.load_run(baseline_run, configuration) if baseline_run
