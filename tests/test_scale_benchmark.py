@@ -27,7 +27,8 @@ def test_task_counts_become_whole_jobs_and_bad_counts_are_refused() -> None:
 
 def _run(model: str, tasks: int, build_s: float, peak_mb: float) -> dict:
     return {"model": model, "tasks": tasks, "jobs": tasks // 5, "build_time_s": build_s,
-            "build_time_in_solve_s": build_s, "build_peak_rss_mb": peak_mb,
+            "first_build_time_s": build_s, "build_time_in_solve_s": build_s,
+            "build_peak_rss_mb": peak_mb,
             "build_increment_mb": peak_mb - 101.0,
             "peak_rss_mb": peak_mb, "model_size": {"variables": tasks, "constraints": tasks},
             "status": "UNKNOWN", "num_workers": 2}
@@ -70,7 +71,7 @@ def test_command_measures_each_model_in_its_own_process(tmp_path: Path) -> None:
     out = tmp_path / "scale"
     assert sb.main(["--out", str(out), "--template-file", str(EXAMPLE), "--template-id",
                     "bracket", "--tasks", "6,12", "--repetitions", "1", "--time-limit", "0.5",
-                    "--no-tracemalloc"]) == 0
+                    "--builds", "2", "--no-tracemalloc"]) == 0
     data = json.loads((out / "results.json").read_text())
     assert data["command"].startswith(f"python -m {sb.MODULE} --out ")
     assert data["machine"]["ortools"] and data["num_workers"]
@@ -82,7 +83,9 @@ def test_command_measures_each_model_in_its_own_process(tmp_path: Path) -> None:
         assert run["peak_rss_mb"] >= run["build_peak_rss_mb"] > 0
         assert run["build_peak_rss_mb"] - run["build_increment_mb"] == pytest.approx(
             run["rss_problem_mb"])
-        assert run["build_time_s"] > 0 and run["model_size"]["variables"] > 0
+        assert len(run["build_times_s"]) == 2 and run["first_build_time_s"] > 0
+        assert min(run["build_times_s"]) <= run["build_time_s"] <= max(run["build_times_s"])
+        assert run["model_size"]["variables"] > 0
         assert run["valid"] in (True, None) and run["heap_trimmed"] in (True, False)
     for row in data["summary"]["sizes"]:
         assert set(row["models"]) == set(sb.MODELS) and row["ratio_template_to_baseline"]

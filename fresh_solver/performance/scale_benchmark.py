@@ -14,12 +14,14 @@ Every (size, model, repetition) runs in a FRESH Python process (``python -m`` th
 repetition goes through every size, each size through both models) so the machine's drift
 falls on both models alike. A worker imports everything first, instantiates the problem, then:
 
-1. builds the model once, alone (:func:`fresh_solver.solver.build_model`): the **build time**
-   (``BuiltModel.build_time_s``), the model size (variables, constraints), the peak RSS of
-   the build phase (:func:`fresh_solver.performance.runner.peak_rss`) and the **build
-   increment**, that peak minus the RSS just before the build (taken after
-   :func:`release_free_heap`): the model's own memory;
-2. drops it and solves (:func:`fresh_solver.solver.solve`, which builds again) for
+1. builds the model alone (:func:`fresh_solver.solver.build_model`): the model size
+   (variables, constraints), the peak RSS of the build phase
+   (:func:`fresh_solver.performance.runner.peak_rss`) and the **build increment**, that peak
+   minus the RSS just before the build (taken after :func:`release_free_heap`): the model's
+   own memory. Then ``--builds`` - 1 more builds, each dropped before the next: the **build
+   time** is the median of the process's builds (``BuiltModel.build_time_s``), which damps
+   the noise of a shared machine; the first (cold) one is kept too;
+2. drops the model and solves (:func:`fresh_solver.solver.solve`, which builds again) for
    ``--time-limit`` seconds (build included): the **peak RSS** is the process's lifetime peak
    (``ru_maxrss``) at the end of the solve: build and CP-SAT together. It depends on how far
    CP-SAT gets within the limit (and on ``num_workers``; on large instances a short limit can
@@ -81,6 +83,7 @@ def _worker(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--time-limit", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--builds", type=int, default=1, help="timed builds in this process")
     parser.add_argument("--tracemalloc", action="store_true", help="build only, traced")
     args = parser.parse_args(argv)
 
@@ -120,11 +123,16 @@ def _worker(argv: list[str]) -> dict[str, Any]:
                       "build_time_traced_s": built.build_time_s}
     with peak_rss() as build_peak:
         built = build_model(problem, args.model)
-    out |= {"build_time_s": built.build_time_s, "model_size": built.size,
-            "build_peak_rss_mb": build_peak[0],
+    times = [built.build_time_s]
+    out |= {"model_size": built.size, "build_peak_rss_mb": build_peak[0],
             "build_increment_mb": build_peak[0] - out["rss_problem_mb"]}
     del built
     gc.collect()
+    for _ in range(args.builds - 1):
+        times.append(build_model(problem, args.model).build_time_s)
+        gc.collect()
+    out |= {"build_time_s": median(times), "first_build_time_s": times[0],
+            "build_times_s": times}
     params = {"num_workers": args.num_workers} if args.num_workers else {}
     with peak_rss() as solve_peak:
         result = solve(problem, model=args.model, params=params, time_limit=args.time_limit,
@@ -157,14 +165,15 @@ def release_free_heap() -> bool:
 
 
 def run_worker(template_file: Path, template_id: str, model: str, jobs: int = 1, *,
-               time_limit: float = 5.0, seed: int = 0, num_workers: int = 0,
+               time_limit: float = 5.0, seed: int = 0, num_workers: int = 0, builds: int = 1,
                traced: bool = False) -> dict[str, Any]:
     """One measurement in a fresh ``python -m`` process (so its peak RSS is its own); the
     worker's JSON result. A failed worker raises RuntimeError with its stderr."""
     cmd = [sys.executable, "-m", MODULE, "worker", "--template-file", str(template_file),
            "--template-id", template_id, "--model", model, "--jobs", str(jobs),
            "--time-limit", str(time_limit), "--seed", str(seed),
-           "--num-workers", str(num_workers)] + (["--tracemalloc"] if traced else [])
+           "--num-workers", str(num_workers), "--builds", str(builds)] + (
+               ["--tracemalloc"] if traced else [])
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     if done.returncode != 0:
         raise RuntimeError(f"scale worker failed ({' '.join(cmd[3:])}):\n{done.stderr[-3000:]}")
@@ -232,16 +241,15 @@ def summarise(runs: list[dict[str, Any]], idle: list[dict[str, Any]],
                 continue
             row["jobs"] = own[0]["jobs"]
             peak = _stats([r["peak_rss_mb"] for r in own])
-            build_peak = _stats([r["build_peak_rss_mb"] for r in own])
             increment = _stats([r["build_increment_mb"] for r in own])
             trace = [r["tracemalloc_peak_mb"] for r in traced
                      if r["tasks"] == tasks and r["model"] == model]
             row["models"][model] = {
                 "build_time_s": _stats([r["build_time_s"] for r in own]),
+                "first_build_time_s": _stats([r["first_build_time_s"] for r in own]),
                 "build_time_in_solve_s": _stats([r["build_time_in_solve_s"] for r in own]),
                 "peak_rss_mb": peak, "peak_rss_above_idle_mb": peak["median"] - idle_mb,
-                "build_peak_rss_mb": build_peak, "build_increment_mb": increment,
-                "build_peak_above_idle_mb": build_peak["median"] - idle_mb,
+                "build_increment_mb": increment,
                 "tracemalloc_peak_mb": median(trace) if trace else None,
                 "model_size": own[0]["model_size"],
                 "statuses": sorted({r["status"] for r in own}),
@@ -274,7 +282,6 @@ def _exponents(per_size: list[dict[str, Any]], fit_from: int) -> dict[str, Any]:
     figures = {"build_time_s": lambda m: m["build_time_s"]["median"],
                "peak_rss_above_idle_mb": lambda m: m["peak_rss_above_idle_mb"],
                "build_increment_mb": lambda m: m["build_increment_mb"]["median"],
-               "build_peak_above_idle_mb": lambda m: m["build_peak_above_idle_mb"],
                "tracemalloc_peak_mb": lambda m: m["tracemalloc_peak_mb"]}
     out: dict[str, Any] = {}
     for model in MODELS:
@@ -342,30 +349,33 @@ def report_markdown(data: dict[str, Any]) -> str:
              f"{data['num_workers']}  ",
              f"Idle process peak RSS (subtracted): {_cell(s['idle_peak_rss_mb'], '.1f')} MiB "
              f"(median [min-max])", "",
-             "Median [min-max] over repetitions.", "",
+             f"Median [min-max] over repetitions. Build time: per process the median of "
+             f"{data['builds']} builds; first build: the process's first (cold) one; in the "
+             f"solve: the build inside the solve.", "",
              "| tasks | jobs | model | variables | constraints | build time (s) "
-             "| build time in the solve (s) | solve status |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| first build (s) | build in the solve (s) | solve status |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in s["sizes"]:
         for model, x in row["models"].items():
             lines.append(
                 f"| {row['tasks']} | {row['jobs']} | {model} | {x['model_size']['variables']} "
                 f"| {x['model_size']['constraints']} | {_cell(x['build_time_s'])} "
-                f"| {_cell(x['build_time_in_solve_s'])} | {','.join(x['statuses'])} |")
+                f"| {_cell(x['first_build_time_s'])} | {_cell(x['build_time_in_solve_s'])} "
+                f"| {','.join(x['statuses'])} |")
     lines += ["", "Memory (MiB). Build increment: the build phase's peak minus the RSS just "
               "before it (the model alone); peak: the process's lifetime peak after build and "
               "solve; above idle: median minus the idle median; tracemalloc: Python "
               "allocations of the build (C++ not seen). The process peak includes CP-SAT within "
               "the time limit: how far it got (presolve, search with its workers) weighs more "
               "than the model, so its exponent is not a growth rate of the model.", "",
-              "| tasks | model | build increment | build peak above idle | peak RSS "
-              "| peak above idle | tracemalloc build peak |", "|---|---|---|---|---|---|---|"]
+              "| tasks | model | build increment | peak RSS | peak above idle "
+              "| tracemalloc build peak |", "|---|---|---|---|---|---|"]
     for row in s["sizes"]:
         for model, x in row["models"].items():
             trace = x["tracemalloc_peak_mb"]
             lines.append(
                 f"| {row['tasks']} | {model} | {_cell(x['build_increment_mb'], '.1f')} "
-                f"| {x['build_peak_above_idle_mb']:.1f} | {_cell(x['peak_rss_mb'], '.1f')} "
+                f"| {_cell(x['peak_rss_mb'], '.1f')} "
                 f"| {x['peak_rss_above_idle_mb']:.1f} | "
                 f"{'n/a' if trace is None else f'{trace:.2f}'} |")
     lines += ["", "Template / baseline (ratio of medians):", "",
@@ -441,7 +451,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="CP-SAT random seed")
     parser.add_argument("--num-workers", type=int, default=0,
                         help="CP-SAT num_workers (0: its default, all cores)")
-    parser.add_argument("--fit-from", type=int, default=500,
+    parser.add_argument("--builds", type=int, default=5,
+                        help="timed builds per process (the build time is their median)")
+    parser.add_argument("--fit-from", type=int, default=1000,
                         help="the 'upper' fit uses sizes from this many tasks")
     parser.add_argument("--no-tracemalloc", action="store_true",
                         help="skip the traced build per (size, model)")
@@ -460,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--repetitions must be >= 1, got {args.repetitions}")
     if args.time_limit <= 0:
         raise InputError(f"--time-limit must be > 0, got {args.time_limit}")
+    if args.builds < 1:
+        raise InputError(f"--builds must be >= 1, got {args.builds}")
     import ortools
 
     from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
@@ -472,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = job_counts(sizes, per_job)
     machine = machine_fingerprint()
     options = {"time_limit": args.time_limit, "seed": args.seed,
-               "num_workers": args.num_workers}
+               "num_workers": args.num_workers, "builds": args.builds}
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -501,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         "ortools_version": ortools.__version__,
         "template_source": described, "template_file": str(template_file),
         "template_id": template_id, "tasks_per_job": per_job, "tasks_requested": sizes,
-        "job_counts": counts, "repetitions": args.repetitions,
+        "job_counts": counts, "repetitions": args.repetitions, "builds": args.builds,
         "time_limit_s": args.time_limit, "seed": args.seed,
         "num_workers": sorted({r["num_workers"] for r in runs}), "fit_from": args.fit_from,
         "wall_time_s": time.perf_counter() - started,
