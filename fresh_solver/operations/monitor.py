@@ -218,8 +218,9 @@ class _Writer:
                     self.cond.notify_all()
                 if self.failing_since is None:
                     self.failing_since = time.time()
-                    log.warning("operations store %s unreachable (%s): %d records buffered, "
-                                "retrying", store.safe_url(self.url), type(exc).__name__,
+                    log.warning("operations store %s unreachable (%s: %s): %d records "
+                                "buffered, retrying", store.safe_url(self.url),
+                                type(exc).__name__, str(exc).splitlines()[0][:200],
                                 len(batch))
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)

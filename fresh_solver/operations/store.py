@@ -127,6 +127,8 @@ def dispose_all() -> None:
 def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         created = sa.create_engine(url, connect_args={"timeout": 30})
+        if created.url.database:  # SQLite creates the file, not its folder
+            Path(created.url.database).parent.mkdir(parents=True, exist_ok=True)
 
         @sa.event.listens_for(created, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
