@@ -44,7 +44,7 @@ def client():
     uri = tracking_uri()
     if not uri.startswith("sqlite:///") or uri in _opened:
         return MlflowClient(tracking_uri=uri)
-    with _store_lock(Path(uri.removeprefix("sqlite:///"))):
+    with sqlite_file_lock(Path(uri.removeprefix("sqlite:///"))):
         mlflow_client = MlflowClient(tracking_uri=uri)  # creates and migrates the tables
         mlflow_client.search_registered_models(max_results=1)  # the registry's, too
     _opened.add(uri)
@@ -55,10 +55,11 @@ _opened: set[str] = set()  # SQLite stores this process has opened (created and 
 
 
 @contextmanager
-def _store_lock(db: Path):
-    """Held while a process first opens a SQLite store: two processes creating one store at
-    once make MLflow's migration fail ("Online migration expected to match one row"), e.g. a
-    tuning session and a health check on a fresh data folder."""
+def sqlite_file_lock(db: Path):
+    """Held while a process first opens (creates, migrates) a SQLite database: two processes
+    creating one store at once make MLflow's migration fail ("Online migration expected to
+    match one row"), e.g. a tuning session and a health check on a fresh data folder; the
+    operations store's migrations take the same lock."""
     import fcntl
 
     db.parent.mkdir(parents=True, exist_ok=True)

@@ -146,16 +146,10 @@ def _create_engine(url: str) -> Engine:
 def _migration_lock(created: Engine) -> Iterator[None]:
     """One process at a time creates or upgrades the schema."""
     if created.dialect.name == "sqlite":
-        import fcntl
+        from fresh_solver.tracking import sqlite_file_lock
 
-        db = Path(created.url.database or "operations.db")
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with open(db.with_name(db.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with sqlite_file_lock(Path(created.url.database or "operations.db")):
+            yield
     elif created.dialect.name == "postgresql":
         with created.connect() as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(7294105)"))
