@@ -17,16 +17,11 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
+from fresh_solver.lifecycle.callbacks import on_task_failure
+
 DAG_ID = "fresh_solver_health"
 SCHEDULE = os.environ.get("FRESH_SOLVER_HEALTH_SCHEDULE", "*/15 * * * *")
 INTERVAL_MINUTES = 15.0
-
-
-def _on_failure(context) -> None:
-    from fresh_solver.lifecycle.retune import task_failed
-
-    ti = context["task_instance"]
-    task_failed(ti.dag_id, ti.task_id, context["run_id"], repr(context.get("exception")))
 
 
 @dag(
@@ -38,7 +33,7 @@ def _on_failure(context) -> None:
     dagrun_timeout=timedelta(minutes=14),
     tags=["fresh-solver", "operations"],
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30),
-                  "on_failure_callback": _on_failure},
+                  "on_failure_callback": on_task_failure},
     doc_md=__doc__,
 )
 def fresh_solver_health():

@@ -24,6 +24,7 @@ from pathlib import Path
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
+from fresh_solver.lifecycle.callbacks import on_task_failure
 from fresh_solver.lifecycle.pool import TRIAL_POOL
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, RETUNE_SETTINGS, max_rounds
 
@@ -34,13 +35,6 @@ ROUNDS = max_rounds()
 TEMPLATES_FILE = os.environ.get("FRESH_SOLVER_RETUNE_TEMPLATES",
                                 str(Path(__file__).with_name("retune_templates.toml")))
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("FRESH_SOLVER_RETRY_DELAY_S", "15")))
-
-
-def _on_failure(context) -> None:
-    from fresh_solver.lifecycle.retune import task_failed
-
-    ti = context["task_instance"]
-    task_failed(ti.dag_id, ti.task_id, context["run_id"], repr(context.get("exception")))
 
 
 def _bad_input_fails_at_once(function):
@@ -69,7 +63,7 @@ def _bad_input_fails_at_once(function):
             for name, (default, schema, text) in RETUNE_SETTINGS.items()},
     default_args={"retries": 2, "retry_delay": RETRY_DELAY,
                   "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10),
-                  "on_failure_callback": _on_failure},
+                  "on_failure_callback": on_task_failure},
     doc_md=__doc__,
 )
 def fresh_solver_retune():
