@@ -436,3 +436,59 @@ def test_health_dag_alerts_once_through_the_webhook_and_rolls_up(
     assert len(bodies) == 1  # still firing: no second page within the repeat interval
     [rollup] = runs_of("fresh-solver/production", "tags.template_id = 'flaky'")  # once
     assert rollup.data.metrics["solves"] == 12 and rollup.data.metrics["errors"] == 4
+
+
+# ---- the benchmark DAG ----------------------------------------------------------------------
+
+
+def test_benchmark_dag_shape(airflow_dagbag) -> None:
+    from fresh_solver.lifecycle.benchmark_settings import BENCHMARK_SETTINGS
+
+    dag = airflow_dagbag.dags["fresh_solver_benchmark"]
+    assert dag.timetable.expression == "0 0 * * *"  # @daily
+    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.max_active_tasks == 1  # its tasks measure time
+    assert set(dag.params.keys()) == set(BENCHMARK_SETTINGS)
+    assert {t.task_id for t in dag.tasks} == {
+        "plan", "each_template.measure", "each_template.detect", "each_template.revalidate",
+        "summarise"}
+    for task in dag.tasks:
+        assert task.retries == 2 and task.retry_exponential_backoff, task.task_id
+        assert task.on_failure_callback, task.task_id
+    tasks = dag.task_dict
+    assert tasks["each_template.measure"].upstream_task_ids == {"plan"}
+    assert tasks["each_template.detect"].upstream_task_ids == {"plan", "each_template.measure"}
+    assert "each_template.detect" in tasks["each_template.revalidate"].upstream_task_ids
+    assert tasks["summarise"].upstream_task_ids == {"plan", "each_template.revalidate"}
+
+
+def test_benchmark_dag_benchmarks_a_promoted_template_and_records_a_verdict(
+        airflow_dagbag) -> None:
+    """'demo' (listed in retune_templates.toml: generated instances) registered and promoted
+    with a stand-in validation; one tiny benchmark run ends in success, its benchmark run is
+    tagged with the Airflow run and carries the verdict (the first: a baseline)."""
+    from fresh_solver.params.config import SolverConfig
+    from fresh_solver.registry.registry import ParameterRegistry, _parameters_run
+
+    registry = ParameterRegistry()
+    config = SolverConfig.from_dict({"cp_sat": {"num_workers": 1}})
+    report = {"template_id": "demo", "passed": True, "reasons": [], "candidate_hash": config.hash,
+              "run_id": _parameters_run(registry.client, "demo", config, "passed"),
+              "speedup_factor": 1.5, "performance_baseline_s": 0.1,
+              "validated_at": "2026-01-02T03:04:05Z", "instance_set": "0123456789abcdef",
+              "summary": "Validation PASSED: a test."}
+    registry.promote("demo", registry.register("demo", config, report), "tester")
+
+    dag = airflow_dagbag.dags["fresh_solver_benchmark"]
+    run, tis = run_dag(dag, {"templates": "demo", "instances": 1, "repetitions": 2,
+                             "time_limit": 0.3})
+    assert run.state == "success", {k: [t.state for t in v] for k, v in tis.items()}
+    [benchmark] = runs_of("fresh-solver/benchmarks",
+                          f"tags.`fresh_solver.airflow_run` = '{run.run_id}'")
+    assert benchmark.data.tags["fresh_solver.template_id"] == "demo"
+    assert benchmark.data.tags["fresh_solver.regression"] == "baseline_established"
+    assert benchmark.data.params["params_source.production"] == "registry:fresh-solver-demo/1"
+    [summary] = tis["summarise"]
+    report = summary.xcom_pull(task_ids="summarise")
+    assert report["benchmarked"] == ["demo"] and report["baselines_established"] == ["demo"]
+    assert report["revalidated"] == []
