@@ -407,3 +407,26 @@ def test_summarise_reports_every_template_and_the_skipped() -> None:
 def test_settings_defaults_are_the_modest_daily_budget() -> None:
     settings = resolve({})
     assert (settings["instances"], settings["repetitions"], settings["time_limit"]) == (3, 8, 2.0)
+
+
+def test_relative_power_runs_on_detector_power_results(tmp_path: Path) -> None:
+    """The measurement behind the relative design, on a small synthetic results.json: a
+    block-2 slow-down of the whole machine alarms the absolute check, not the relative one."""
+    from fresh_solver.performance import relative_power
+
+    rng = random.Random(0)
+    seeds = list(range(10))
+    series = {}
+    for name, scale in (("A1", 1.0), ("B1", 2.0), ("A2", 3.0), ("B2", 6.0)):
+        series[name] = {i: [scale * base * rng.lognormvariate(0, 0.05) for _ in seeds]
+                        for i, base in BASE_TIMES.items()}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"series": series, "instances": list(BASE_TIMES),
+                                   "seeds": seeds, "command": "synthetic"}))
+    assert relative_power.main([str(results), "--repetitions", "5", "--trials", "20",
+                                "--out", str(tmp_path / "out")]) == 0
+    [row] = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert row["relative_aa"] == 0.0 and row["absolute_aa"] == 1.0
+    assert row["relative_1.5x"] == 1.0
+    assert "| 5 | 0.0% | 100.0% | 100.0% | 100.0% |" in (tmp_path / "out" / "report.md"
+                                                          ).read_text()
