@@ -209,7 +209,7 @@ def benchmark(template_plan: dict[str, Any], run_key: str | None = None) -> dict
         done = client.search_runs(
             [tracking.experiment_id(client, EXPERIMENT)],
             filter_string=f"tags.`fresh_solver.kind` = 'benchmark' and "
-                          f"tags.`fresh_solver.template_id` = '{template_id}' and "
+                          f"tags.`fresh_solver.template_id` = '{_quoted(template_id)}' and "
                           f"tags.`{AIRFLOW_RUN_TAG}` = '{_quoted(run_key)}' and "
                           "attributes.status = 'FINISHED'",
             order_by=["start_time DESC"], max_results=1)
@@ -317,8 +317,8 @@ def _judge(client, plan_: dict[str, Any], run) -> dict[str, Any]:
             stored = RegressionDetector(threshold=settings["threshold"],
                                         alpha=settings["alpha"]).establish_baseline(
                 template_id, from_run=run_id, configuration=PRODUCTION)
-            client.set_tag(stored.run_id, BENCHMARK_KEY_TAG, context["key"])
             baseline = (stored.run_id, run_id)
+        client.set_tag(baseline[0], BENCHMARK_KEY_TAG, context["key"])  # again on a retry
         return verdict | {"status": "baseline_established", "baseline_run": baseline[0],
                           "baseline_source_run": run_id, "message": (
             f"baseline established (run {baseline[0]}) from benchmark run {run_id} for "
@@ -422,7 +422,7 @@ def _find_baseline(client, template_id: str, context: dict[str, str],
     found = client.search_runs(
         [tracking.experiment_id(client, EXPERIMENT)],
         filter_string=f"tags.`fresh_solver.kind` = 'baseline' and "
-                      f"tags.`fresh_solver.template_id` = '{template_id}' and "
+                      f"tags.`fresh_solver.template_id` = '{_quoted(template_id)}' and "
                       f"params.configuration = '{PRODUCTION}' and "
                       f"params.config_hash = '{context['config_hash']}' and "
                       f"params.fingerprint = '{context['fingerprint']}' and "
