@@ -28,19 +28,13 @@ from pathlib import Path
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
 from fresh_solver.lifecycle.benchmark_settings import BENCHMARK_SETTINGS
+from fresh_solver.lifecycle.callbacks import on_task_failure
 
 DAG_ID = "fresh_solver_benchmark"
 SCHEDULE = os.environ.get("FRESH_SOLVER_BENCHMARK_SCHEDULE", "@daily")
 TEMPLATES_FILE = os.environ.get("FRESH_SOLVER_RETUNE_TEMPLATES",
                                 str(Path(__file__).with_name("retune_templates.toml")))
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("FRESH_SOLVER_RETRY_DELAY_S", "15")))
-
-
-def _on_failure(context) -> None:
-    from fresh_solver.lifecycle.retune import task_failed
-
-    ti = context["task_instance"]
-    task_failed(ti.dag_id, ti.task_id, context["run_id"], repr(context.get("exception")))
 
 
 def _bad_input_fails_at_once(function):
@@ -80,7 +74,7 @@ def _as_list(pulled) -> list:
             for name, (default, schema, text) in BENCHMARK_SETTINGS.items()},
     default_args={"retries": 2, "retry_delay": RETRY_DELAY,
                   "retry_exponential_backoff": True, "max_retry_delay": timedelta(minutes=10),
-                  "on_failure_callback": _on_failure},
+                  "on_failure_callback": on_task_failure},
     doc_md=__doc__,
 )
 def fresh_solver_benchmark():
