@@ -282,11 +282,14 @@ def alert_latency(args, log) -> dict[str, Any]:
             time.sleep(max(0.0, args.round_s - (time.time() - t0)))
         stop.set()
         worker.join(timeout=60)
-    if not arrivals or not first_slow:
-        return {"alerted": False, "rounds": len(rounds), "solves": len(solves)}
+    calm_times = [s[1] for s in solves if not s[2]]
+    if not arrivals or not first_slow or arrivals[0][0] < first_slow[0]:
+        return {"alerted": bool(arrivals), "rounds": rounds, "solves": len(solves),
+                "false_alarm": arrivals[0][1] if arrivals else None,
+                "calm_median_solve_s": statistics.median(calm_times) if calm_times else None,
+                "baseline_s": report.performance_baseline_s}
     alert_at, body = arrivals[0]
     slow_before = [s for s in solves if s[2] and s[0] <= alert_at]
-    calm_times = [s[1] for s in solves if not s[2]]
     firing_round = next(r for r in rounds if r["transitions"])
     return {"alerted": True, "alert": body["name"],
             "latency_s": round(alert_at - first_slow[0], 2),
@@ -315,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--load-s", type=float, default=30.0)
     parser.add_argument("--calm-s", type=float, default=40.0)
-    parser.add_argument("--calm-jobs", type=int, default=3)
-    parser.add_argument("--slow-jobs", type=int, default=4)
+    parser.add_argument("--calm-jobs", type=int, default=5)
+    parser.add_argument("--slow-jobs", type=int, default=6)
     parser.add_argument("--round-s", type=float, default=15.0)
     parser.add_argument("--window-min", type=float, default=1.0)
     parser.add_argument("--max-wait-s", type=float, default=300.0)
