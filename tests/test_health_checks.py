@@ -259,6 +259,22 @@ def test_validated_elsewhere_asks_for_revalidation(registry: ParameterRegistry, 
     assert overall_status(list(results.values())) is WARNING
 
 
+def test_a_passed_revalidation_here_settles_the_mismatch(registry: ParameterRegistry,
+                                                        tid: str, store_url: str) -> None:
+    """The benchmark DAG re-validated the version on this OR-Tools and machine: no warning."""
+    import ortools
+
+    from fresh_solver.fingerprint import fingerprint_id
+
+    tagged_version(registry, tid, **(validated_here() | {
+        "ortools_version": "9.0.9999", "revalidation_status": "passed",
+        "revalidated_ortools_version": ortools.__version__,
+        "revalidated_machine_fingerprint": fingerprint_id()}))
+    record(*solves())
+    results = run(["registry"])
+    assert results["registry"].status is HEALTHY, results["registry"].message
+
+
 # ---- the store ------------------------------------------------------------------------------
 
 

@@ -60,27 +60,27 @@ def test_a_folder_splits_by_the_hash_of_file_names(tmp_path: Path) -> None:
     names = [f"week-{i:02d}" for i in range(9)]
     write_instances(tmp_path / "a", names)
     write_instances(tmp_path / "a", ["other"], template_id="bracket")  # not this template's
-    train, held_out = retune._split_folder(tmp_path / "a", "gear", 0.34)
+    train, held_out = retune.split_folder(tmp_path / "a", "gear", 0.34)
     assert len(held_out) == 3 and len(train) == 6
     assert not {Path(p).name for p in train} & {Path(p).name for p in held_out}
     assert "other.json" not in {Path(p).name for p in train + held_out}
     # the same names in another folder, written in another order: the same split
     write_instances(tmp_path / "b", list(reversed(names)))
-    train_b, held_out_b = retune._split_folder(tmp_path / "b", "gear", 0.34)
+    train_b, held_out_b = retune.split_folder(tmp_path / "b", "gear", 0.34)
     assert [Path(p).name for p in held_out_b] == [Path(p).name for p in held_out]
 
 
 def test_a_folder_with_one_instance_of_the_template_is_refused(tmp_path: Path) -> None:
     write_instances(tmp_path, ["only"])
     with pytest.raises(InputError, match="need at least one each"):
-        retune._split_folder(tmp_path, "gear", 0.5)
+        retune.split_folder(tmp_path, "gear", 0.5)
 
 
 def test_generated_sets_are_written_once_and_held_out_differs_from_training() -> None:
     settings = resolve({"template_id": "gen", "generator_scale": "small",
                         "generator_seed": 2, "train_instances": 3, "held_out_instances": 4})
-    train, held_out = retune._generate("gen", settings)
-    assert (train, held_out) == retune._generate("gen", settings)
+    train, held_out = retune.generate_instances("gen", settings)
+    assert (train, held_out) == retune.generate_instances("gen", settings)
     bodies = [json.loads(Path(p).read_text()) for p in train + held_out]
     for body in bodies:
         assert body["templates"][0]["id"] == "gen"

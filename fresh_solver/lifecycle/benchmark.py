@@ -135,10 +135,10 @@ def _instance_source(registry, template_id: str, version: str,
     settings = resolve_retune(entry)
     try:
         if settings["instances_folder"]:
-            _, held_out = retune._split_folder(Path(settings["instances_folder"]),
+            _, held_out = retune.split_folder(Path(settings["instances_folder"]),
                                                template_id, settings["held_out_fraction"])
             return f"held-out files of {settings['instances_folder']}", held_out
-        _, held_out = retune._generate(template_id, settings)
+        _, held_out = retune.generate_instances(template_id, settings)
     except InputError as exc:
         raise _Skip("its retune_templates.toml entry gives no instances: "
                     + "; ".join(exc.problems)) from None

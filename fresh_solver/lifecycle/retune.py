@@ -47,10 +47,10 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
         raise InputError(f"params.template_id: {EVERY_TEMPLATE!r} starts one run per listed "
                          "template; a retune run needs one template")
     if settings["instances_folder"]:
-        train, held_out = _split_folder(Path(settings["instances_folder"]), template_id,
+        train, held_out = split_folder(Path(settings["instances_folder"]), template_id,
                                         settings["held_out_fraction"])
     else:
-        train, held_out = _generate(template_id, settings)
+        train, held_out = generate_instances(template_id, settings)
     tuning = {"template_id": template_id, "instance_paths": train,
               "trials": settings["trials"], "trial_time_limit": settings["trial_time_limit"],
               "seeds": settings["seeds"], "metric": settings["metric"],
@@ -105,7 +105,7 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
     return plan
 
 
-def _split_folder(folder: Path, template_id: str, fraction: float) -> tuple[list, list]:
+def split_folder(folder: Path, template_id: str, fraction: float) -> tuple[list, list]:
     from fresh_solver.model import load_problem
 
     if not folder.is_dir():
@@ -133,7 +133,7 @@ def _split_folder(folder: Path, template_id: str, fraction: float) -> tuple[list
             sorted(str(p.resolve()) for p in by_hash[:n_held]))
 
 
-def _generate(template_id: str, settings: dict[str, Any]) -> tuple[list, list]:
+def generate_instances(template_id: str, settings: dict[str, Any]) -> tuple[list, list]:
     """Instances of the generated template of ``generator_seed``; a held-out instance that
     equals a training one (same jobs and releases) is skipped for the next seed."""
     from fresh_solver.model.generate import generate_family

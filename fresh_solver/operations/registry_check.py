@@ -60,14 +60,24 @@ def template_verdict(registry, template_id: str) -> dict[str, Any]:
         return _verdict(facts, warnings, critical)
     if tags.get("validation_status") != "passed":
         warnings.append(f"v{decision.version} is served by an override, not a validation")
+    here = fingerprint_id()
+    if _revalidated_here(tags, ortools.__version__, here):
+        facts["revalidated_at"] = tags.get("revalidated_at")
+        return _verdict(facts, warnings, critical)
     if tags.get("ortools_version") and tags["ortools_version"] != ortools.__version__:
         warnings.append(f"v{decision.version} was validated on OR-Tools "
                         f"{tags['ortools_version']}, this is {ortools.__version__}: re-validate")
-    here = fingerprint_id()
     if tags.get("machine_fingerprint") and tags["machine_fingerprint"] != here:
         warnings.append(f"v{decision.version} was validated on machine "
                         f"{tags['machine_fingerprint']}, this is {here}: re-validate")
     return _verdict(facts, warnings, critical)
+
+
+def _revalidated_here(tags: dict[str, str], ortools_version: str, machine: str) -> bool:
+    """The benchmark DAG re-validated this version, passing, on this OR-Tools and machine."""
+    return (tags.get("revalidation_status") == "passed"
+            and tags.get("revalidated_ortools_version") == ortools_version
+            and tags.get("revalidated_machine_fingerprint") == machine)
 
 
 def _verdict(facts: dict[str, Any], warnings: list[str], critical: list[str]

@@ -56,7 +56,7 @@ from fresh_solver.solver.constraints import (
 )
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
 from fresh_solver.solver.solve import build_model
-from fresh_solver.solver.template_model import _add_hints, _makespan_of, _warm_start
+from fresh_solver.solver.template_model import add_hints, makespan_of, warm_start
 from fresh_solver.solver.variables import add_task_variables
 
 _MB = 2**20
@@ -138,9 +138,9 @@ class ConstraintProfiler:
         state: dict[str, Any] = {"horizon": problem.horizon, "warm": None}
 
         def greedy(_: cp_model.CpModel) -> None:
-            state["warm"] = _warm_start(problem, options)
+            state["warm"] = warm_start(problem, options)
             if problem.objective == "makespan":
-                state["horizon"] = min(state["horizon"], _makespan_of(problem, state["warm"]))
+                state["horizon"] = min(state["horizon"], makespan_of(problem, state["warm"]))
 
         def objective(m: cp_model.CpModel) -> None:
             if problem.objective == "makespan":
@@ -153,8 +153,8 @@ class ConstraintProfiler:
 
         def hints(m: cp_model.CpModel) -> None:
             if problem.objective == "makespan":
-                m.add_hint(state["makespan"], _makespan_of(problem, state["warm"]))
-            _add_hints(m, state["tasks"], state["warm"])
+                m.add_hint(state["makespan"], makespan_of(problem, state["warm"]))
+            add_hints(m, state["tasks"], state["warm"])
 
         makespan = problem.objective == "makespan"
         steps: list[tuple[str, Callable[[cp_model.CpModel], Any], str | None, bool]] = [

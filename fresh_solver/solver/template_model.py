@@ -33,8 +33,8 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
     t0 = time.perf_counter()
     model = cp_model.CpModel()
     horizon = problem.horizon
-    warm = _warm_start(problem, options) if options.warm_start else None
-    warm_makespan = _makespan_of(problem, warm) if warm is not None else None
+    warm = warm_start(problem, options) if options.warm_start else None
+    warm_makespan = makespan_of(problem, warm) if warm is not None else None
     if warm_makespan is not None and problem.objective == "makespan":
         horizon = min(horizon, warm_makespan)
 
@@ -56,11 +56,11 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
     if options.search_strategy:
         add_search_strategy(model, problem, tasks)
     if warm is not None:
-        _add_hints(model, tasks, warm)
+        add_hints(model, tasks, warm)
     return BuiltModel("template", problem, model, tasks, time.perf_counter() - t0)
 
 
-def _warm_start(problem: Problem, options: ModelOptions) -> dict[tuple[int, int], Placement]:
+def warm_start(problem: Problem, options: ModelOptions) -> dict[tuple[int, int], Placement]:
     """The greedy schedule, its interchangeable jobs relabelled to satisfy symmetry breaking."""
     placements = greedy_schedule(problem)
     if not options.symmetry_breaking:
@@ -78,15 +78,17 @@ def _warm_start(problem: Problem, options: ModelOptions) -> dict[tuple[int, int]
     return placements
 
 
-def _makespan_of(problem: Problem, placements: dict[tuple[int, int], Placement]) -> int:
+def makespan_of(problem: Problem, placements: dict[tuple[int, int], Placement]) -> int:
+    """The makespan of a placement (the warm start's, which bounds the horizon)."""
     return max(
         p.start + problem.template_of(problem.jobs[j]).tasks[t].modes[p.mode].duration
         for (j, t), p in placements.items()
     )
 
 
-def _add_hints(model: cp_model.CpModel, tasks: dict[tuple[int, int], TaskVars],
+def add_hints(model: cp_model.CpModel, tasks: dict[tuple[int, int], TaskVars],
                placements: dict[tuple[int, int], Placement]) -> None:
+    """Hint every task's start and mode from a placement (CP-SAT's solution hint)."""
     for key, task in tasks.items():
         placement = placements[key]
         model.add_hint(task.start, placement.start)
