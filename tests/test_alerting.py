@@ -637,3 +637,32 @@ severity = "critical"
     [logged] = json.loads(capsys.readouterr().out)
     assert (logged["rule"], logged["status"]) == ("health_critical", "firing")
     assert logged["deliveries"][0]["state"] == "delivered"
+
+
+def test_concurrent_evaluations_record_and_notify_an_alert_once(tmp_path, receiver):
+    """Two managers (an `alert run` beside the DAG's round) evaluating the same firing
+    condition at once: one alert row, one notification, no error."""
+    import threading
+
+    config = _config(tmp_path, _webhook(receiver.port))
+    managers = [AlertManager(config, db_url=_db(tmp_path), clock=Clock()) for _ in range(4)]
+    managers[0].history()  # the store exists before the race
+    barrier = threading.Barrier(len(managers))
+    errors: list[BaseException] = []
+
+    def evaluate(manager: AlertManager) -> None:
+        barrier.wait()
+        try:
+            manager.evaluate([_slow("bracket")])
+            manager.dispatch()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=evaluate, args=(m,)) for m in managers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(managers[0].history()) == 1
+    assert len(receiver.alerts) == 1

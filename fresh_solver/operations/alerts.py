@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from fresh_solver.errors import InputError
 from fresh_solver.operations import store
@@ -93,28 +94,37 @@ class AlertManager:
         alert = Alert(name=rule.name, severity=rule.severity, status="firing",
                       summary=_summary(rule, context), details=_evidence(context),
                       template_id=template_id, started_at=now)
-        with store.engine(self.url).begin() as conn:
-            row = _alert_row(conn, alert.fingerprint)
-            if row is None or row["status"] == "resolved":
-                started, event, notified = now, "fired", 0
-            else:
-                started, event, notified = row["started_at"], "repeated", row["notifications"]
-            # An episode's first notification waits out the cooldown since the last message
-            # (a resolved one included), also on the evaluations after the one that recorded
-            # it; later ones come every repeat interval.
-            wait_s = (rule.repeat_interval_minutes if notified else rule.cooldown_minutes) * 60
-            last = row["last_notified_at"] if row else None
-            due = last is None or now - last >= wait_s
-            alert = dataclasses.replace(alert, started_at=started)
-            values = {"rule": rule.name, "severity": rule.severity, "status": "firing",
-                      "template_id": template_id, "summary": alert.summary,
-                      "details": json.dumps(alert.details), "started_at": started,
-                      "resolved_at": None, "last_seen_at": now,
-                      "notifications": notified + due}  # of this episode
-            if due:
-                values["last_notified_at"] = now
-            _upsert(conn, alert.fingerprint, values, exists=row is not None)
-            queued = self._enqueue(conn, alert, rule) if due else []
+        try:
+            with store.engine(self.url).begin() as conn:
+                return self._fire_in(conn, rule, alert, now)
+        except IntegrityError:  # another evaluation created this alert just now: it notified
+            log.info("alert %s: recorded by a concurrent evaluation", alert.fingerprint)
+            return None
+
+    def _fire_in(self, conn, rule: Rule, alert: Alert, now: float) -> dict[str, Any] | None:
+        """The firing transition of ``alert`` inside the transaction ``conn``."""
+        template_id = alert.template_id
+        row = _alert_row(conn, alert.fingerprint)
+        if row is None or row["status"] == "resolved":
+            started, event, notified = now, "fired", 0
+        else:
+            started, event, notified = row["started_at"], "repeated", row["notifications"]
+        # An episode's first notification waits out the cooldown since the last message
+        # (a resolved one included), also on the evaluations after the one that recorded
+        # it; later ones come every repeat interval.
+        wait_s = (rule.repeat_interval_minutes if notified else rule.cooldown_minutes) * 60
+        last = row["last_notified_at"] if row else None
+        due = last is None or now - last >= wait_s
+        alert = dataclasses.replace(alert, started_at=started)
+        values = {"rule": rule.name, "severity": rule.severity, "status": "firing",
+                  "template_id": template_id, "summary": alert.summary,
+                  "details": json.dumps(alert.details), "started_at": started,
+                  "resolved_at": None, "last_seen_at": now,
+                  "notifications": notified + due}  # of this episode
+        if due:
+            values["last_notified_at"] = now
+        _upsert(conn, alert.fingerprint, values, exists=row is not None)
+        queued = self._enqueue(conn, alert, rule) if due else []
         if event == "repeated" and not queued:
             return None
         return {"event": event, "alert": alert.to_dict(), "notified": queued}
@@ -165,17 +175,20 @@ class AlertManager:
         if unknown:
             raise InputError(f"unknown alert channel(s) {unknown}; configured: "
                              f"{sorted(self.channels)}")
-        with store.engine(self.url).begin() as conn:
-            if _alert_row(conn, alert.fingerprint) is not None:
-                return False
-            now = self.clock()
-            _upsert(conn, alert.fingerprint, {
-                "rule": name, "severity": severity, "status": "resolved",
-                "template_id": template_id, "summary": alert.summary,
-                "details": json.dumps(alert.details), "started_at": now, "resolved_at": now,
-                "last_seen_at": now, "last_notified_at": now, "notifications": 1},
-                exists=False)
-            self._enqueue(conn, alert, channels=channels)
+        try:
+            with store.engine(self.url).begin() as conn:
+                if _alert_row(conn, alert.fingerprint) is not None:
+                    return False
+                now = self.clock()
+                _upsert(conn, alert.fingerprint, {
+                    "rule": name, "severity": severity, "status": "resolved",
+                    "template_id": template_id, "summary": alert.summary,
+                    "details": json.dumps(alert.details), "started_at": now,
+                    "resolved_at": now, "last_seen_at": now, "last_notified_at": now,
+                    "notifications": 1}, exists=False)
+                self._enqueue(conn, alert, channels=channels)
+        except IntegrityError:  # the same key queued by a concurrent caller just now
+            return False
         self.dispatch()
         return True
 
