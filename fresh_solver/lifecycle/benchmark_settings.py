@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fresh_solver.errors import InputError
+from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, resolve_table, table_schema
 
-EVERY_TEMPLATE = "*"
 _NAMES = r"[A-Za-z0-9_.\-]+"
 
 # name -> (default, JSON-schema fields, description)
@@ -52,25 +51,14 @@ FALLBACK_REVALIDATION_TIME_LIMIT = 3.0
 
 
 def schema() -> dict[str, Any]:
-    """The settings as one JSON schema (what Airflow checks its Params against, too)."""
-    return {"type": "object", "additionalProperties": False,
-            "properties": {name: spec for name, (_, spec, _) in BENCHMARK_SETTINGS.items()}}
+    """The benchmark settings as one JSON schema."""
+    return table_schema(BENCHMARK_SETTINGS)
 
 
 def resolve(conf: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with ``conf``, checked against the table; every problem named."""
-    from jsonschema import Draft202012Validator
-
-    settings = {name: default for name, (default, _, _) in BENCHMARK_SETTINGS.items()}
-    settings |= dict(conf or {})
-    problems = [f"params{''.join(f'.{p}' for p in error.absolute_path)}: "
-                + (f"{error.instance!r} is not '*' or comma-separated names of letters, "
-                   "digits, '_', '.' and '-'" if error.validator == "pattern"
-                   else error.message)
-                for error in Draft202012Validator(schema()).iter_errors(settings)]
-    if problems:
-        raise InputError(sorted(problems))
-    return settings
+    """The benchmark settings: defaults overlaid with ``conf``, checked; every problem named."""
+    return resolve_table(BENCHMARK_SETTINGS, conf, "'*' or comma-separated names of letters, "
+                         "digits, '_', '.' and '-'")
 
 
 def selected(settings: dict[str, Any]) -> list[str] | None:

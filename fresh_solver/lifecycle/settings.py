@@ -79,25 +79,40 @@ def max_rounds() -> int:
     return int(os.environ.get("FRESH_SOLVER_RETUNE_ROUNDS", "6"))
 
 
-def schema() -> dict[str, Any]:
-    """The settings as one JSON schema (what Airflow checks its Params against, too)."""
+Table = dict[str, tuple[Any, dict[str, Any], str]]  # name -> (default, JSON schema, help)
+
+
+def table_schema(table: Table) -> dict[str, Any]:
+    """A settings table as one JSON schema (what Airflow checks its Params against, too)."""
     return {"type": "object", "additionalProperties": False,
-            "properties": {name: spec for name, (_, spec, _) in RETUNE_SETTINGS.items()}}
+            "properties": {name: spec for name, (_, spec, _) in table.items()}}
 
 
-def resolve(conf: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overlaid with ``conf``, checked against the table; every problem named."""
+def resolve_table(table: Table, conf: dict[str, Any] | None, pattern_meaning: str
+                  ) -> dict[str, Any]:
+    """Defaults of ``table`` overlaid with ``conf``, checked against it; every problem named
+    (a value that fails a ``pattern`` is said to be no ``pattern_meaning``)."""
     from jsonschema import Draft202012Validator
 
-    settings = {name: default for name, (default, _, _) in RETUNE_SETTINGS.items()}
+    settings = {name: default for name, (default, _, _) in table.items()}
     settings |= dict(conf or {})
     problems = [f"params{''.join(f'.{p}' for p in error.absolute_path)}: "
-                + (f"{error.instance!r} is not a name of letters, digits, '_', '.' and '-'"
+                + (f"{error.instance!r} is not {pattern_meaning}"
                    if error.validator == "pattern" else error.message)
-                for error in Draft202012Validator(schema()).iter_errors(settings)]
+                for error in Draft202012Validator(table_schema(table)).iter_errors(settings)]
     if problems:
         raise InputError(sorted(problems))
     return settings
+
+
+def schema() -> dict[str, Any]:
+    """The retune settings as one JSON schema."""
+    return table_schema(RETUNE_SETTINGS)
+
+
+def resolve(conf: dict[str, Any] | None) -> dict[str, Any]:
+    """The retune settings: defaults overlaid with ``conf``, checked; every problem named."""
+    return resolve_table(RETUNE_SETTINGS, conf, "a name of letters, digits, '_', '.' and '-'")
 
 
 def scheduled_confs(path: str | Path) -> list[dict[str, Any]]:
