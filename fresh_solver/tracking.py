@@ -9,6 +9,7 @@ module lazily, only when they track.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +45,7 @@ def client():
     uri = tracking_uri()
     if not uri.startswith("sqlite:///") or uri in _opened:
         return MlflowClient(tracking_uri=uri)
-    with sqlite_file_lock(Path(uri.removeprefix("sqlite:///"))):
+    with ALEMBIC_LOCK, sqlite_file_lock(Path(uri.removeprefix("sqlite:///"))):
         mlflow_client = MlflowClient(tracking_uri=uri)  # creates and migrates the tables
         mlflow_client.search_registered_models(max_results=1)  # the registry's, too
     _opened.add(uri)
@@ -52,6 +53,10 @@ def client():
 
 
 _opened: set[str] = set()  # SQLite stores this process has opened (created and migrated)
+# Alembic's `context` and `op` are process-wide proxies: MLflow's migrations and the
+# operations store's, run by two threads at once, clobber each other ("'NoneType' object has
+# no attribute 'add_column'"). Every migration in this process holds this lock.
+ALEMBIC_LOCK = threading.RLock()
 
 
 @contextmanager

@@ -110,7 +110,9 @@ def engine(url: str | None = None) -> Engine:
             return existing
         created = _create_engine(url)
         if _stored_revision(created) != SCHEMA_HEAD:  # alembic costs ~1 s to import
-            with _migration_lock(created):
+            from fresh_solver.tracking import ALEMBIC_LOCK
+
+            with ALEMBIC_LOCK, _migration_lock(created):
                 upgrade(created)
         _engines[url] = created
         return created
