@@ -159,6 +159,7 @@ def _from_registry(template_id: str) -> Resolved:
 
     registry = ParameterRegistry()
     decision = registry.serving(template_id)
+    _observe(registry, template_id)
     for refusal in decision.refused:
         log.error("refusing to serve %s %s; serving the previous good version",
                   model_name(template_id), refusal)
@@ -173,6 +174,17 @@ def _from_registry(template_id: str) -> Resolved:
                     model_name(template_id), decision.version, tagged, ortools.__version__)
     source = f"registry:{model_name(template_id)}/{decision.version}"
     return Resolved(config, source, time.time())
+
+
+def _observe(registry, template_id: str) -> None:
+    """Record what the registry looks like, so that a reviewer's later stage move is ordered
+    against an alias move seen now (see the registry's docstring). Best effort: a read-only
+    account (the loader's, on a shared server) may not write, and that is no reason to
+    serve anything else; the health DAG observes too."""
+    try:
+        registry.observe(template_id)
+    except registry_errors() as exc:
+        log.debug("not recording the registry observation for %s: %s", template_id, exc)
 
 
 def _fallback(template_id: str, why: str) -> Resolved:

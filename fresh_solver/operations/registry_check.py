@@ -45,8 +45,9 @@ def template_verdict(registry, template_id: str) -> dict[str, Any]:
                         "`fresh-solver registry reconcile` makes them one")
     version = registry.version(template_id, decision.version)
     tags = version.tags
-    facts |= {"validation_status": tags.get("validation_status"),
-              "override": "override_validation" in tags,
+    basis = registry.evidence(template_id, version)  # run params, not editable tags
+    facts |= {"validation_status": "passed" if basis.basis == "validation" else "unvalidated",
+              "override": basis.basis == "override", "evidence": basis.detail,
               "performance_baseline_s": _float(tags.get("performance_baseline_s")),
               "speedup_factor": _float(tags.get("speedup_factor")),
               "ortools_version": tags.get("ortools_version"),
@@ -58,8 +59,9 @@ def template_verdict(registry, template_id: str) -> dict[str, Any]:
         critical.append(f"v{decision.version} does not load on OR-Tools "
                         f"{ortools.__version__}: {exc.problems[0]}")
         return _verdict(facts, warnings, critical)
-    if tags.get("validation_status") != "passed":
-        warnings.append(f"v{decision.version} is served by an override, not a validation")
+    if basis.basis == "override":
+        warnings.append(f"v{decision.version} is served by an override, not a validation "
+                        f"({basis.detail})")
     here = fingerprint_id()
     if _revalidated_here(tags, ortools.__version__, here):
         facts["revalidated_at"] = tags.get("revalidated_at")

@@ -3,16 +3,22 @@
 One registered model per template, ``fresh-solver-<template_id>``; a version holds
 ``parameters.json`` (a :class:`SolverConfig`) and the validation tags. Promotion moves the
 ``Production`` stage (archiving the previous version) and the ``production`` alias together,
-records ``approved_by`` and appends to the promotion history.
+records ``approved_by`` and appends to the promotion history. Whether a version may be served
+at all rests on evidence nobody can edit in the UI (:mod:`fresh_solver.registry.evidence`):
+its validation run's params checked against its own ``parameters.json``, or a recorded
+override; tags are for people.
 
 Reviewers may also promote in the MLflow UI, by one of two paths that do not update each
 other: the alias editor (default UI) or the stage dropdown (classic UI, which does not archive
 the previous Production version unless asked). The project's one answer: **the version
 promoted most recently, by either path, is served.** Stage transitions carry a time
-(``last_updated_timestamp``); alias moves carry none, so each reconcile stores what it saw and a
-later alias move is dated "since then" (an alias move wins a tie with a stage transition in the
-same window). :meth:`ParameterRegistry.reconcile` then leaves exactly one Production version,
-with the alias on it, and records what it found in the history.
+(``last_updated_timestamp``); alias moves carry none, so every observation (each promote,
+reconcile, production loader resolution and health round) stores what it saw and when it
+first saw the current alias; an alias move not yet observed is dated "now". So a stage move
+loses to an alias move only when both fall between two observations (an alias move wins a tie
+with a stage transition in the same window). :meth:`ParameterRegistry.reconcile` then leaves
+exactly one Production version, with the alias on it, and records what it found in the
+history.
 
 History entries are registered-model tags ``fresh_solver.history.<ms>.<id>`` holding JSON:
 unique keys, never rewritten, so two processes can append at once.
@@ -30,11 +36,11 @@ from typing import Any
 
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.registry import evidence as ev
 
 ALIAS = "production"
 HISTORY_PREFIX = "fresh_solver.history."
 OBSERVED_TAG = "fresh_solver.observed"
-SERVABLE = ("passed",)
 
 
 def model_name(template_id: str) -> str:
@@ -59,6 +65,7 @@ class ParameterRegistry:
         from fresh_solver import tracking
 
         self.client = client or tracking.client()
+        self._texts: dict[tuple[str, str], str] = {}  # parameters.json per version, this object
 
     def _transition(self, template_id: str, version: str, stage: str,
                     archive: bool = False) -> None:
@@ -97,17 +104,25 @@ class ParameterRegistry:
             raise
 
     def load_config(self, template_id: str, version: str | int) -> SolverConfig:
-        import tempfile
-        from pathlib import Path
+        """The version's parameter set, validated on the installed OR-Tools."""
+        return self._config(self.version(template_id, version))
 
-        import mlflow.artifacts
+    def _config(self, mv) -> SolverConfig:
+        key = (mv.name, str(mv.version))
+        if key not in self._texts:  # fetched once per registry object (one resolution)
+            self._texts[key] = ev.download_text(self.client, mv.source)
+        return SolverConfig.from_dict(json.loads(self._texts[key]))
 
-        mv = self.version(template_id, version)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=mv.source, dst_path=tmp,
-                tracking_uri=self.client._tracking_client.tracking_uri)
-            return SolverConfig.from_dict(json.loads(Path(path).read_text()))
+    def evidence(self, template_id: str, version) -> ev.Evidence:
+        """Whether ``version`` (a number or a ModelVersion) may be served, and on what
+        record (see :mod:`fresh_solver.registry.evidence`)."""
+        mv = version if hasattr(version, "run_id") else self.version(template_id, version)
+        try:
+            content_hash = self._config(mv).hash
+        except InputError as exc:
+            return ev.Evidence(False, "none", f"its parameters.json does not load: "
+                               f"{exc.problems[0]}")
+        return ev.evidence(self.client, template_id, mv, content_hash)
 
     def history(self, template_id: str) -> list[dict[str, Any]]:
         model = self._model(template_id)
@@ -148,6 +163,7 @@ class ParameterRegistry:
                 name, tags={"template_id": template_id},
                 description=f"Blessed CP-SAT parameters for template {template_id!r}.")
         run = self.client.get_run(run_id)
+        # Tags are for people (the UI lets anyone edit them); serving reads the run's params.
         tags = {"template_id": template_id, "ortools_version": _ortools_version(),
                 "config_hash": config.hash,
                 "validation_status": "unvalidated" if report is None else
@@ -176,8 +192,8 @@ class ParameterRegistry:
 
     def _check_report(self, template_id: str, config: SolverConfig,
                       report: dict[str, Any]) -> None:
-        """A report is believed only as far as its MLflow validation run confirms it: same
-        template, same parameter set, same verdict."""
+        """A report is believed only as far as its MLflow validation run's params (which
+        nobody can edit) confirm it: same template, same parameter set, same verdict."""
         from fresh_solver import tracking
 
         keys = ("template_id", "passed", "candidate_hash", "run_id", "speedup_factor",
@@ -193,8 +209,9 @@ class ParameterRegistry:
                             f"{report['candidate_hash']}, not this one ({config.hash})")
         run = tracking.get_run(self.client, str(report["run_id"]))
         verdict = "passed" if report["passed"] else "failed"
-        if run.data.tags.get("validation_status") != verdict or \
-                run.data.tags.get("fresh_solver.config_hash") != config.hash:
+        if run.data.params.get(ev.VERDICT) != verdict or \
+                run.data.params.get(ev.TEMPLATE) != template_id or \
+                run.data.params.get(ev.CANDIDATE_HASH) != config.hash:
             problems.append(f"--validation: run {report['run_id']} does not record a "
                             f"{verdict!r} validation of this parameter set")
         if problems:
@@ -202,26 +219,33 @@ class ParameterRegistry:
 
     def promote(self, template_id: str, version: str | int, approved_by: str,
                 override_validation: bool = False, path: str = "cli") -> None:
+        """Make ``version`` the one Production version (stage and alias), approved by a named
+        reviewer. A version without validation evidence needs ``override_validation``, which
+        is recorded as an attributed override run (the evidence serving checks)."""
         if not approved_by.strip():
             raise InputError("--approved-by: name the reviewer")
         mv = self.version(template_id, version)
         version = str(mv.version)
-        status = mv.tags.get("validation_status")
-        if status not in SERVABLE and not override_validation:
-            raise InputError(f"{model_name(template_id)} v{version} has validation_status "
-                             f"{status!r}; promote it with --override-validation to take "
-                             "responsibility")
+        content_hash = self._config(mv).hash  # a set that does not load is never promoted
+        found = ev.evidence(self.client, template_id, mv, content_hash)
+        if not found.servable and not override_validation:
+            raise InputError(f"{model_name(template_id)} v{version} is not validated "
+                             f"({found.detail}); promote it with --override-validation to "
+                             "take responsibility")
         before = self.serving(template_id).version
         name = model_name(template_id)
-        if override_validation and status not in SERVABLE:
+        if not found.servable:
+            run_id = ev.record_override(self.client, template_id, version, content_hash,
+                                        approved_by, path)
             self.client.set_model_version_tag(name, version, "override_validation",
                                               approved_by)
+            self.client.set_model_version_tag(name, version, "override_run_id", run_id)
         self.client.set_model_version_tag(name, version, "approved_by", approved_by)
         self._make_sole_production(template_id, version)
         self._append_history(template_id, {"event": "promote", "by": approved_by,
                                            "from_version": before, "to_version": version,
                                            "path": path})
-        self._observe(template_id)
+        self._observe(template_id, alias_moved=True)
 
     def rollback(self, template_id: str, approved_by: str) -> str:
         """Back to the version served before the current one (per the history). A UI
@@ -248,10 +272,25 @@ class ParameterRegistry:
             model_name(template_id), f"{HISTORY_PREFIX}{entry['at_ms']:013d}.{entry['id']}",
             json.dumps(entry))
 
-    def _observe(self, template_id: str) -> None:
-        state = {"alias": self.alias_version(template_id),
+    def observe(self, template_id: str) -> None:
+        """Record what the registry looks like now, so that a later stage move can be
+        ordered against the current alias (the production loader and the health DAG call
+        this on every resolution / round; it needs write access to the model)."""
+        self._observe(template_id, alias_moved=False)
+
+    def _observe(self, template_id: str, alias_moved: bool) -> None:
+        """``alias_seen_ms`` is when the current alias was first seen (now if we just moved
+        it): re-observing an unchanged alias must not make it look newer than a stage move
+        made since it was first seen."""
+        now = _now_ms()
+        alias = self.alias_version(template_id)
+        previous = self._observed(template_id) or {}
+        seen = previous.get("alias_seen_ms", previous.get("at_ms"))
+        if alias_moved or previous.get("alias") != alias or seen is None:
+            seen = now
+        state = {"alias": alias, "alias_seen_ms": seen,
                  "production": [str(v.version) for v in self.versions(template_id)
-                                if v.current_stage == "Production"], "at_ms": _now_ms()}
+                                if v.current_stage == "Production"], "at_ms": now}
         self.client.set_registered_model_tag(model_name(template_id), OBSERVED_TAG,
                                              json.dumps(state))
 
@@ -268,9 +307,8 @@ class ParameterRegistry:
                 dated.append((v.last_updated_timestamp, 0, str(v.version), "stage"))
         if alias is not None:
             if observed and observed.get("alias") == alias:
-                # Seen at the last observation, which left the registry consistent: any
-                # other Production version was moved there after it.
-                alias_time = observed["at_ms"] - 1
+                # Already there when first seen: a stage move dated after that came later.
+                alias_time = observed.get("alias_seen_ms", observed["at_ms"]) - 1
             else:
                 alias_time = _now_ms()  # moved since we last looked: the newest event
             dated.append((alias_time, 1, alias, "alias"))
@@ -278,17 +316,24 @@ class ParameterRegistry:
             return Promotion(None, "none")
         dated.sort()
         refused = []
+        verdicts: dict[str, ev.Evidence] = {}
+
+        def servable(version: str) -> bool:
+            if version not in verdicts:
+                mv = versions.get(version)
+                verdicts[version] = (self.evidence(template_id, mv) if mv is not None else
+                                     ev.Evidence(False, "none", "the version is gone"))
+            return verdicts[version].servable
+
         for _, _, version, path in reversed(dated):
-            mv = versions.get(version)
-            if mv is not None and _servable(mv):
+            if servable(version):
                 paths = {p for _, _, v, p in dated if v == version}
                 return Promotion(version, "both" if len(paths) == 2 else path, tuple(refused))
-            refused.append(f"v{version} ({path}): validation_status "
-                           f"{mv.tags.get('validation_status') if mv else 'missing'}")
+            refused.append(f"v{version} ({path}): {verdicts[version].detail}")
         for entry in reversed(self.history(template_id)):  # the last good promotion
-            mv = versions.get(str(entry.get("to_version")))
-            if mv is not None and _servable(mv):
-                return Promotion(str(mv.version), "history", tuple(refused))
+            version = str(entry.get("to_version"))
+            if version in versions and servable(version):
+                return Promotion(version, "history", tuple(refused))
         return Promotion(None, "none", tuple(refused))
 
     def reconcile(self, template_id: str, by: str = "reconcile") -> dict[str, Any]:
@@ -311,7 +356,7 @@ class ParameterRegistry:
                                                "from_version": (observed or {}).get("alias"),
                                                "to_version": decision.version,
                                                "path": f"ui-{decision.path}", "found": found})
-        self._observe(template_id)
+        self._observe(template_id, alias_moved=not consistent and decision.version is not None)
         return found | {"changed": not consistent and decision.version is not None}
 
 
@@ -322,10 +367,6 @@ def _missing(exc: Exception) -> bool:
                                                 "INVALID_PARAMETER_VALUE")
 
 
-def _servable(mv) -> bool:
-    return mv.tags.get("validation_status") in SERVABLE or "override_validation" in mv.tags
-
-
 def _ortools_version() -> str:
     import ortools
 
@@ -334,10 +375,13 @@ def _ortools_version() -> str:
 
 def _parameters_run(client, template_id: str, config: SolverConfig,
                     validation_status: str = "unvalidated") -> str:
-    """A run in the validation experiment holding a set's parameters.json (for an unvalidated
-    set; tests also fabricate validation runs with it)."""
+    """A run in the validation experiment holding a set's parameters.json and the verdict
+    params (``unvalidated`` for a set registered without validation; tests also fabricate
+    validation runs with it)."""
     import tempfile
     from pathlib import Path
+
+    from mlflow.entities import Param
 
     from fresh_solver import tracking
 
@@ -349,5 +393,8 @@ def _parameters_run(client, template_id: str, config: SolverConfig,
         path = Path(tmp) / "parameters.json"
         path.write_text(json.dumps(config.to_dict(), indent=1))
         client.log_artifact(run.info.run_id, str(path))
+    client.log_batch(run.info.run_id, params=[
+        Param(k, v) for k, v in
+        ev.verdict_params(template_id, validation_status, config.hash).items()])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id

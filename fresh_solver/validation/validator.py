@@ -175,10 +175,15 @@ def _log_report(report: ValidationReport, tags: dict[str, str]) -> str:
     report.run_id = rid
     now = int(time.time() * 1000)
     from fresh_solver.fingerprint import fingerprint_id
+    from fresh_solver.registry.evidence import verdict_params
 
     # The machine that measured: timings (and so the verdict) hold for it; health checks
     # ask for re-validation where the serving machine differs.
-    params = {"instance_set": report.instance_set, "seeds": len(report.seeds),
+    # The verdict and the candidate's hash as params, which nobody can edit afterwards:
+    # serving trusts these, not the tags above (registry.evidence).
+    params = {**verdict_params(report.template_id, "passed" if report.passed else "failed",
+                               report.candidate.hash),
+              "instance_set": report.instance_set, "seeds": len(report.seeds),
               "time_limit_s": report.time_limit, "machine_fingerprint": fingerprint_id(),
               **report.rule.to_dict()}
     metrics = {"speedup_factor": report.speedup_factor,

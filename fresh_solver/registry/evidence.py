@@ -1,0 +1,130 @@
+"""What decides whether a registered version may be served: evidence nobody can edit afterwards.
+
+The MLflow UI lets anyone edit version tags, run tags and descriptions (the pencil icons), so
+none of them may decide serving. MLflow run *params* cannot be changed once logged, and a
+version's ``run_id`` and ``source`` are fixed when it is created. A version is servable when
+
+- its own run (the validation run it was registered from) logged the params
+  ``verdict = passed``, ``template_id`` and ``candidate_hash``, and that hash is the hash of
+  the version's own ``parameters.json`` (so neither a tag nor a rewritten artifact can pass
+  off another set as validated); or
+- a reviewer's override was recorded for exactly this version and content: an *override run*
+  in the template's validation experiment whose params name the version, the content hash and
+  the reviewer (``verdict = override``, ``model_version``, ``candidate_hash``,
+  ``override_by``). The tag ``override_validation`` on the version only tells people.
+
+Versions registered before this rule (whose runs logged no ``verdict`` param) are refused
+with a reason that says so: re-validate them or promote with an override.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+VERDICT = "verdict"
+CANDIDATE_HASH = "candidate_hash"
+TEMPLATE = "template_id"
+MODEL_VERSION = "model_version"
+OVERRIDE_BY = "override_by"
+PASSED = "passed"
+OVERRIDE = "override"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Whether a version may be served, on what record, and in words for a reviewer."""
+
+    servable: bool
+    basis: str  # "validation", "override" or "none"
+    detail: str  # e.g. "validated by run 3f2a…", "override by carol (run 9c1d…)", why not
+    run_id: str | None = None
+
+
+def verdict_params(template_id: str, verdict: str, candidate_hash: str) -> dict[str, str]:
+    """The params a validation (or registration) run logs so that serving can trust it."""
+    return {VERDICT: verdict, TEMPLATE: template_id, CANDIDATE_HASH: candidate_hash}
+
+
+def evidence(client, template_id: str, mv, content_hash: str) -> Evidence:
+    """The evidence for serving version ``mv`` of ``template_id`` whose ``parameters.json``
+    hashes to ``content_hash`` (see the module docstring)."""
+    own = _own_verdict(client, template_id, mv, content_hash)
+    if own.servable:
+        return own
+    override = find_override(client, template_id, str(mv.version), content_hash)
+    return override or own
+
+
+def _own_verdict(client, template_id: str, mv, content_hash: str) -> Evidence:
+    from mlflow.exceptions import MlflowException
+
+    if not mv.run_id:
+        return Evidence(False, "none", "no run recorded for this version")
+    try:
+        params = client.get_run(mv.run_id).data.params
+    except MlflowException as exc:
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            return Evidence(False, "none", f"its run {mv.run_id} is gone")
+        raise
+    verdict = params.get(VERDICT)
+    if verdict is None:
+        return Evidence(False, "none", "its run records no verdict (validated before verdicts "
+                        "were logged as params, or never): re-validate or override")
+    if params.get(TEMPLATE) != template_id:
+        return Evidence(False, "none", f"its run validated template {params.get(TEMPLATE)!r}")
+    if params.get(CANDIDATE_HASH) != content_hash:
+        return Evidence(False, "none", f"its run validated set {params.get(CANDIDATE_HASH)}, "
+                        f"but the version holds {content_hash}")
+    if verdict != PASSED:
+        return Evidence(False, "none", f"validation verdict {verdict!r}")
+    return Evidence(True, "validation", f"validated by run {mv.run_id}", mv.run_id)
+
+
+def find_override(client, template_id: str, version: str, content_hash: str) -> Evidence | None:
+    """A recorded override for exactly this version and content, or None."""
+    from fresh_solver import tracking
+
+    experiment = client.get_experiment_by_name(tracking.validation_experiment(template_id))
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"params.{VERDICT} = '{OVERRIDE}' and params.{MODEL_VERSION} = '{version}' "
+        f"and params.{CANDIDATE_HASH} = '{content_hash}'", max_results=1)
+    for run in runs:
+        if run.data.params.get(TEMPLATE) == template_id:
+            by = run.data.params.get(OVERRIDE_BY, "?")
+            return Evidence(True, OVERRIDE, f"override by {by} (run {run.info.run_id})",
+                            run.info.run_id)
+    return None
+
+
+def record_override(client, template_id: str, version: str, content_hash: str,
+                    by: str, path: str) -> str:
+    """Record a reviewer's override of validation for one version as an immutable run;
+    returns its run id."""
+    from mlflow.entities import Param
+
+    from fresh_solver import tracking
+
+    experiment = tracking.experiment_id(client, tracking.validation_experiment(template_id))
+    run = client.create_run(experiment, tags={
+        "mlflow.runName": f"override-v{version}", "template_id": template_id})
+    params = {**verdict_params(template_id, OVERRIDE, content_hash), MODEL_VERSION: version,
+              OVERRIDE_BY: by, "path": path}
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def download_text(client, source: str) -> str:
+    """The text of a version's ``parameters.json`` (from its fixed ``source``)."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=tmp,
+            tracking_uri=client._tracking_client.tracking_uri)
+        return Path(path).read_text()

@@ -1,0 +1,232 @@
+"""Serving rests on evidence nobody can edit in the MLflow UI (fresh_solver.registry.evidence),
+and alias moves are ordered by observations (every promote, reconcile, loader resolution).
+
+Threat model: a person with the MLflow UI can edit version tags, run tags, registered-model
+tags and descriptions (pencil icons) and move the alias or the stage. Each such tag edit,
+alone, followed by a UI promotion of the edited version, must get nothing unvalidated served.
+The UI actions are driven through the same MlflowClient calls the UI makes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fresh_solver import production
+from fresh_solver.errors import InputError
+from fresh_solver.registry import evidence as ev
+from fresh_solver.registry.registry import (
+    HISTORY_PREFIX,
+    OBSERVED_TAG,
+    ParameterRegistry,
+    _parameters_run,
+    model_name,
+)
+from tests.test_registry import (
+    assert_sole_production,
+    config,
+    passed_version,
+    promoted,
+    report_for,
+    ui_alias,
+    ui_stage,
+)
+
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def registry(tracking_home: Path) -> ParameterRegistry:
+    return ParameterRegistry()
+
+
+@pytest.fixture
+def tid() -> str:
+    """A template id no other test uses."""
+    return f"e{next(_ids)}"
+
+
+def unvalidated(registry: ParameterRegistry, tid: str) -> str:
+    return registry.register(tid, config(50))
+
+
+def failed(registry: ParameterRegistry, tid: str) -> str:
+    cfg = config(51)
+    return registry.register(tid, cfg, report_for(registry, tid, cfg, passed=False))
+
+
+def _version_tag(key: str, value: Callable[[ParameterRegistry, str, str, str], str]):
+    def edit(registry: ParameterRegistry, tid: str, good: str, bad: str) -> None:
+        registry.client.set_model_version_tag(model_name(tid), bad, key,
+                                              value(registry, tid, good, bad))
+    return edit
+
+
+def _run_tags(registry: ParameterRegistry, tid: str, good: str, bad: str) -> None:
+    run_id = registry.version(tid, bad).run_id
+    registry.client.set_tag(run_id, "validation_status", "passed")
+    registry.client.set_tag(run_id, "fresh_solver.config_hash",
+                            registry.load_config(tid, bad).hash)
+
+
+def _history(registry: ParameterRegistry, tid: str, good: str, bad: str) -> None:
+    entry = {"at_ms": int(time.time() * 1000) + 60_000, "id": "forged", "event": "promote",
+             "by": "mallory", "from_version": good, "to_version": bad, "path": "cli"}
+    registry.client.set_registered_model_tag(
+        model_name(tid), f"{HISTORY_PREFIX}{entry['at_ms']:013d}.forged", json.dumps(entry))
+
+
+def _observed(registry: ParameterRegistry, tid: str, good: str, bad: str) -> None:
+    state = {"alias": bad, "alias_seen_ms": 0, "production": [bad],
+             "at_ms": int(time.time() * 1000) + 60_000}
+    registry.client.set_registered_model_tag(model_name(tid), OBSERVED_TAG, json.dumps(state))
+
+
+def _override_of_another_version(registry: ParameterRegistry, tid: str, good: str,
+                                 bad: str) -> None:
+    """An override really recorded for another version, pointed at from this one's tags."""
+    other = registry.register(tid, config(52))
+    registry.promote(tid, other, "carol", override_validation=True)
+    registry.promote(tid, good, "alice")  # back to the validated one
+    run_id = registry.version(tid, other).tags["override_run_id"]
+    registry.client.set_model_version_tag(model_name(tid), bad, "override_run_id", run_id)
+    registry.client.set_model_version_tag(model_name(tid), bad, "override_validation", "carol")
+
+
+EDITS = {
+    "version validation_status=passed": _version_tag("validation_status",
+                                                     lambda *_: "passed"),
+    "version override_validation": _version_tag("override_validation", lambda *_: "mallory"),
+    "version config_hash of the good set": _version_tag(
+        "config_hash", lambda r, t, good, bad: r.load_config(t, good).hash),
+    "version validation_run_id of the good run": _version_tag(
+        "validation_run_id", lambda r, t, good, bad: r.version(t, good).run_id),
+    "run tags validation_status and hash": _run_tags,
+    "model history entry promoting it": _history,
+    "model observation naming it": _observed,
+    "version override_run_id of another version": _override_of_another_version,
+}
+
+
+@pytest.mark.parametrize("make_bad", [unvalidated, failed], ids=["unvalidated", "failed"])
+@pytest.mark.parametrize("edit", list(EDITS.values()), ids=list(EDITS))
+def test_a_ui_tag_edit_alone_gets_nothing_unvalidated_served(
+        registry: ParameterRegistry, tid: str, make_bad, edit) -> None:
+    [good] = promoted(registry, tid, n=1)
+    bad = make_bad(registry, tid)
+    edit(registry, tid, good, bad)
+    assert not registry.evidence(tid, bad).servable
+    for move in (ui_alias, ui_stage):  # the UI's two ways to promote it
+        move(registry, tid, bad)
+        # (a forged observation may even hide the move; either way the good set is served)
+        assert registry.serving(tid).version == good
+    registry.reconcile(tid)
+    assert_sole_production(registry, tid, good)
+    with pytest.raises(InputError, match="not validated"):
+        registry.promote(tid, bad, "mallory")  # and the CLI path asks for an override
+
+
+def test_a_rewritten_parameters_file_is_not_served(registry: ParameterRegistry,
+                                                   tid: str) -> None:
+    """The validated run's params pin the content: another set written over the version's
+    parameters.json (through the API; the UI cannot) no longer matches the verdict."""
+    good, other = promoted(registry, tid, n=2)
+    run_id = registry.version(tid, other).run_id
+    folder = Path(registry.client._tracking_client.tracking_uri.removeprefix("sqlite:///"))
+    path = folder.parent / f"rewrite-{tid}" / "parameters.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(config(60).to_dict()))
+    registry.client.log_artifact(run_id, str(path))
+    ui_alias(registry, tid, other)
+    found = registry.evidence(tid, other)
+    assert not found.servable and config(60).hash in found.detail
+    assert registry.serving(tid).version == good
+
+
+def test_an_override_is_an_attributed_run_and_survives_tag_edits(
+        registry: ParameterRegistry, tid: str) -> None:
+    promoted(registry, tid, n=1)
+    bad = unvalidated(registry, tid)
+    registry.promote(tid, bad, "carol", override_validation=True)
+    found = registry.evidence(tid, bad)
+    assert (found.servable, found.basis) == (True, "override")
+    params = registry.client.get_run(found.run_id).data.params
+    assert params[ev.OVERRIDE_BY] == "carol"
+    assert params[ev.MODEL_VERSION] == bad
+    assert params[ev.CANDIDATE_HASH] == config(50).hash
+    for key in ("override_validation", "override_run_id"):  # a UI edit removing the notes
+        registry.client.delete_model_version_tag(model_name(tid), bad, key)
+    assert registry.serving(tid).version == bad
+
+
+def test_a_version_without_recorded_verdict_is_refused_with_the_way_out(
+        registry: ParameterRegistry, tid: str) -> None:
+    """Registered from a run that logged no verdict params (as before they existed)."""
+    [good] = promoted(registry, tid, n=1)
+    cfg = config(61)
+    run_id = _parameters_run(registry.client, tid, cfg)
+    legacy_exp = registry.client.get_run(run_id).info.experiment_id
+    legacy = registry.client.create_run(legacy_exp, tags={"validation_status": "passed"})
+    registry.client.log_artifact(
+        legacy.info.run_id, _write(registry, tid, cfg))
+    mv = registry.client.create_model_version(
+        model_name(tid), source=f"{legacy.info.artifact_uri}/parameters.json",
+        run_id=legacy.info.run_id, tags={"validation_status": "passed"})
+    found = registry.evidence(tid, mv.version)
+    assert not found.servable and "re-validate or override" in found.detail
+    ui_alias(registry, tid, str(mv.version))
+    assert registry.serving(tid).version == good
+
+
+def _write(registry: ParameterRegistry, tid: str, cfg) -> str:
+    folder = Path(registry.client._tracking_client.tracking_uri.removeprefix("sqlite:///"))
+    path = folder.parent / f"legacy-{tid}" / "parameters.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(cfg.to_dict()))
+    return str(path)
+
+
+# ---- ordering alias moves against stage moves by observation ------------------------------
+
+def test_alias_then_loader_resolution_then_stage_then_reconcile(
+        registry: ParameterRegistry, tid: str) -> None:
+    """A loader resolution between a UI alias move and a later UI stage move observes the
+    alias, so the stage move is known to be newer and wins; reconcile keeps it."""
+    v1, v2, v3 = promoted(registry, tid, n=3)
+    ui_alias(registry, tid, v2)
+    production.clear_cache()
+    assert production.refresh(tid).source.endswith(f"/{v2}")  # the loader observes
+    time.sleep(0.01)
+    ui_stage(registry, tid, v3)
+    decision = registry.serving(tid)
+    assert (decision.version, decision.path) == (v3, "stage")
+    found = registry.reconcile(tid)
+    assert found["changed"] is True
+    assert_sole_production(registry, tid, v3)
+
+
+def test_reobserving_an_unchanged_alias_does_not_make_it_newer(
+        registry: ParameterRegistry, tid: str) -> None:
+    """A stage move after the alias was first seen stays newer than it, however often the
+    unchanged alias is observed again afterwards."""
+    v1, v2 = promoted(registry, tid, n=2)
+    time.sleep(0.01)
+    ui_stage(registry, tid, v2)
+    time.sleep(0.01)
+    registry.observe(tid)
+    registry.observe(tid)
+    assert (registry.serving(tid).version, registry.serving(tid).path) == (v2, "stage")
+    registry.reconcile(tid)
+    assert_sole_production(registry, tid, v2)
+
+
+def test_passed_version_evidence_names_its_run(registry: ParameterRegistry, tid: str) -> None:
+    version = passed_version(registry, tid, 3)
+    found = registry.evidence(tid, version)
+    assert (found.servable, found.basis, found.run_id) == (
+        True, "validation", registry.version(tid, version).run_id)
