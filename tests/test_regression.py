@@ -283,3 +283,22 @@ def test_detector_power_smoke(tmp_path: Path) -> None:
     assert set(data["series"]) == {"A1", "B1", "A_twin1", "A2", "B2"}
     assert all(len(t) == 4 for per in data["series"].values() for t in per.values())
     assert "synthetic" in (out / "report.md").read_text()
+
+
+def test_baseline_command_stores_a_run_that_regress_compares_against(
+        runs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from fresh_solver.cli import main
+
+    code = main(["benchmark", "baseline", "--template-id", "part", "--from-run", runs["before"],
+                 "--configuration", "template", "--json"])
+    stored = json.loads(capsys.readouterr().out)
+    assert code == 0 and stored["source_run"] == runs["before"]
+    assert stored["evidence"] == "distribution" and len(stored["times"]) == 3
+    code, out, _ = regress(capsys, "--baseline", stored["run_id"], "--current", runs["slower"],
+                           "--configuration", "template", "--json")
+    assert code == 1 and json.loads(out)["regression"] is True
+
+    code = main(["benchmark", "baseline", "--template-id", "elsewhere", "--from-run",
+                 runs["before"], "--configuration", "template"])
+    out = capsys.readouterr()
+    assert code == 2 and out.out == "" and "not 'elsewhere'" in out.err

@@ -1,4 +1,8 @@
-"""`fresh-solver benchmark regress`: is a benchmark run slower than a baseline?
+"""`fresh-solver benchmark regress`: is a benchmark run slower than a baseline? And
+`fresh-solver benchmark baseline`: store one.
+
+    fresh-solver benchmark baseline --template-id ID --from-run RUN_ID [--configuration NAME]
+        [--metric time_to_target_s] [--json]
 
     fresh-solver benchmark regress --baseline RUN_ID --current RUN_ID [--configuration NAME]
         [--metric time_to_target_s] [--threshold 1.2] [--alpha 0.05] [--correction holm]
@@ -14,6 +18,11 @@ that is not a benchmark, another template, a configuration the runs lack, differ
 fingerprints or OR-Tools versions without ``--allow-mixed``). With ``--json`` one object on
 stdout: ``regression`` (bool), ``performance_change``, ``p_value``, ``rows`` (per instance)
 and the rest of the result; otherwise a table on stderr.
+
+``baseline`` stores every repetition of one configuration of a benchmark run as the
+template's baseline (an MLflow run in ``fresh-solver/benchmarks``, ``fresh_solver.kind =
+baseline``), which ``regress`` and the benchmark DAG then compare against; it prints the
+baseline's run id (``--json``: the stored distribution).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import sys
 
 
 def add_actions(actions) -> None:
-    """Add ``regress`` to the ``benchmark`` command's actions (sub-parsers)."""
+    """Add ``regress`` and ``baseline`` to the ``benchmark`` command's actions."""
     from fresh_solver.measure import P_ADJUSTMENTS
     from fresh_solver.performance.regression import (
         DEFAULT_ALPHA,
@@ -55,6 +64,19 @@ def add_actions(actions) -> None:
     a.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     a.set_defaults(func=cmd_regress)
 
+    b = actions.add_parser(
+        "baseline", help="store a benchmark run's repetitions as a template's baseline",
+        description="Every repetition of one configuration of a benchmark run, per instance, "
+        "with its machine fingerprint and OR-Tools version, stored as an MLflow baseline run.")
+    b.add_argument("--template-id", required=True, metavar="ID")
+    b.add_argument("--from-run", required=True, metavar="RUN_ID", help="a benchmark run")
+    b.add_argument("--configuration", metavar="NAME",
+                   help="the configuration to keep (needed when the run holds several)")
+    b.add_argument("--metric", choices=METRICS, default="time_to_target_s",
+                   help="the runs.csv column kept (default time_to_target_s)")
+    b.add_argument("--json", action="store_true", help="print the stored baseline as JSON")
+    b.set_defaults(func=cmd_baseline)
+
 
 def cmd_regress(args: argparse.Namespace) -> int:
     """Print the verdict; 1 when a regression was found, else 0 (bad input raises)."""
@@ -69,6 +91,23 @@ def cmd_regress(args: argparse.Namespace) -> int:
     else:
         _print_result(result)
     return 1 if result.is_significant else 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Store the baseline and say where it is (bad input raises InputError: exit 2)."""
+    from fresh_solver.performance.regression import RegressionDetector
+
+    stored = RegressionDetector(metric=args.metric).establish_baseline(
+        args.template_id, from_run=args.from_run, configuration=args.configuration)
+    if args.json:
+        print(json.dumps(stored.to_dict()))
+    else:
+        runs = sum(len(t) for t in stored.times.values())
+        print(f"baseline {stored.run_id}: {stored.template_id} / {stored.configuration}, "
+              f"{len(stored.times)} instances, {runs} runs ({stored.metric}) from benchmark run "
+              f"{stored.source_run}", file=sys.stderr)
+        print(stored.run_id)
+    return 0
 
 
 def _print_result(result) -> None:
