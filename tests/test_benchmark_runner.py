@@ -172,6 +172,7 @@ def test_suite_files_and_summary(suite) -> None:
     import pandas as pd
 
     assert tuple(pd.read_csv(suite.out / "runs.csv").columns) == COLUMNS
+    assert not (suite.out / "runs.partial.csv").exists()  # complete: runs.csv only
     summary = json.loads((suite.out / "summary.json").read_text())
     assert summary["reference"] == "baseline"
     template = summary["configurations"]["template"]
@@ -320,3 +321,35 @@ def test_a_benchmark_that_fails_ends_its_mlflow_run_failed(files: dict[str, Path
                                 max_results=1)[0]
     assert latest.info.status == "FAILED"
     assert latest.data.params["instances"] == "other"
+
+
+def test_an_interrupted_benchmark_keeps_the_runs_it_measured(
+        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    from fresh_solver import tracking
+    from fresh_solver.performance import runner
+    from fresh_solver.performance.mlflow_run import EXPERIMENT
+
+    real, calls = runner._solve, []
+
+    def interrupted_at_the_fourth_solve(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # the warm-up, two measured runs, then Ctrl-C
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_solve", interrupted_at_the_fourth_solve)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(TemplateBenchmark(problems=(str(files["other"]),), repetitions=3,
+                                        time_limit_seconds=0.5), out=tmp_path, progress=False)
+    kept = pd.read_csv(tmp_path / "runs.partial.csv")
+    assert tuple(kept.columns) == COLUMNS and len(kept) == 2
+    assert list(kept["configuration"]) == ["baseline", "template"]
+    assert "runs.partial.csv" in capsys.readouterr().err
+    client = tracking.client()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    latest = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"],
+                                max_results=1)[0]
+    assert latest.info.status == "KILLED"

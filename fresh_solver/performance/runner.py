@@ -33,6 +33,7 @@ Each run is a row of :data:`COLUMNS`; the suite writes ``runs.csv``, ``summary.j
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import resource
@@ -57,6 +58,7 @@ COLUMNS = ("configuration", "instance", "jobs", "tasks", "seed", "repetition", "
            "time_to_optimum_s", "num_workers", "build_time_s", "peak_rss_mb", "params_source",
            "ortools_version", "fingerprint")
 RSS_SAMPLE_S = 0.01
+PARTIAL_RUNS = "runs.partial.csv"  # every row as it is measured; runs.csv when complete
 
 
 @contextmanager
@@ -160,30 +162,36 @@ def _solve(configuration: Configuration, problem, seed: int, cap: float,
 
 def run_pairs(instances: dict[str, Any], configurations: list[Configuration],
               seeds: tuple[int, ...] | list[int], repetitions: int, cap: float,
-              context: dict[str, str], progress=None) -> list[dict[str, Any]]:
+              context: dict[str, str], progress=None, on_row=None) -> list[dict[str, Any]]:
     """Every run, as rows of :data:`COLUMNS` in run order: for each instance, seed and
     repetition, the reference (``configurations[0]``) and then the others (module
     docstring). ``context`` gives the ``ortools_version`` and ``fingerprint`` columns;
-    ``progress(configuration, instance)`` is called after each run. Presets that measure
+    ``progress(configuration, instance)`` is called after each run and ``on_row(row)`` with
+    its row (so an interrupted benchmark keeps what it measured). Presets that measure
     other things than :func:`run_benchmark` (``core_benchmark``) call this directly."""
     from fresh_solver.measure import target_of
 
     reference, others = configurations[0], configurations[1:]
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if on_row:
+            on_row(row)
     for name, problem in instances.items():
         for seed in seeds:
             for repetition in range(repetitions):
                 result, rss = _solve(reference, problem, seed, cap, None)
                 target = target_of(result, cap)
-                rows.append(_row(reference, name, problem, seed, repetition, result,
-                                 _time_to_target(result, target, cap), rss, context))
+                add(_row(reference, name, problem, seed, repetition, result,
+                         _time_to_target(result, target, cap), rss, context))
                 if progress:
                     progress(reference.name, name)
                 stop_at = target.objective if target and not target.proven else None
                 for configuration in others:
                     result, rss = _solve(configuration, problem, seed, cap, stop_at)
-                    rows.append(_row(configuration, name, problem, seed, repetition, result,
-                                     _time_to_target(result, target, cap), rss, context))
+                    add(_row(configuration, name, problem, seed, repetition, result,
+                             _time_to_target(result, target, cap), rss, context))
                     if progress:
                         progress(configuration.name, name)
     return rows
@@ -249,14 +257,22 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
               file=sys.stderr)
     total = len(instances) * len(definition.seeds) * definition.repetitions * len(
         configurations)
+    partial = out / PARTIAL_RUNS
     try:
         bar, advance = _progress_bar(total, progress)
         cap = float(definition.time_limit_seconds)
         first = next(iter(instances.values()))
         _solve(configurations[0], first, definition.seeds[0], min(1.0, cap), None)  # warm-up
-        with bar:
+        with bar, partial.open("w", newline="") as sink:
+            writer = csv.DictWriter(sink, fieldnames=list(COLUMNS))
+            writer.writeheader()
+
+            def keep(row: dict[str, Any]) -> None:
+                writer.writerow(row)
+                sink.flush()
+
             rows = run_pairs(instances, configurations, definition.seeds,
-                             definition.repetitions, cap, context, advance)
+                             definition.repetitions, cap, context, advance, keep)
         runs = pd.DataFrame(rows, columns=list(COLUMNS))
         summary = _jsonable(summarise(runs, definition, configurations, machine, context)
                             | {"out": str(out)})
@@ -266,8 +282,11 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
         plot_files = plots.write_plots(runs, summary, out)
         record.finish(summary, [out / "runs.csv", out / "summary.json", out / "report.md",
                                 *plot_files])
+        partial.unlink()
     except BaseException as exc:  # the run must not stay RUNNING; the error goes on
         record.abort("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if partial.exists():
+            print(f"the runs measured so far are in {partial}", file=sys.stderr)
         raise
     return BenchmarkSuite(definition, runs, summary, out, record.run_id)
 
