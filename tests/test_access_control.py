@@ -1,0 +1,368 @@
+"""Access control on the shared registry (issue 11): a real `mlflow server --app-name
+fresh-solver-auth` (mlflow_config/start_server.sh, MLFLOW_AUTH=1) on a PostgreSQL store of its
+own, with proxied artifacts, set up by `python -m fresh_solver.registry.accounts`.
+
+Roles: the DAGs' service account works up to Staging and may only mirror a promotion; a
+reviewer (named in FRESH_SOLVER_REVIEWERS) promotes; the production loader reads with a
+read-only account; anonymous requests are refused. Each test acts through the same
+environment variables a deployment sets (MLFLOW_TRACKING_URI/USERNAME/PASSWORD).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import itertools
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from fresh_solver import production
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.registry import accounts, server_auth
+from fresh_solver.registry.registry import ALIAS, ParameterRegistry, _parameters_run, model_name
+from tests.servers import mlflow_auth_server
+
+pytestmark = pytest.mark.slow
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+ADMIN = ("admin", f"admin-{uuid.uuid4().hex}")
+SERVICE = (accounts.SERVICE_USER, f"service-{uuid.uuid4().hex}")
+LOADER = (accounts.LOADER_USER, f"loader-{uuid.uuid4().hex}")
+REVIEWER = ("alice", f"alice-{uuid.uuid4().hex}")
+_ids = itertools.count()
+
+
+# ---- the server -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[str]:
+    """A new PostgreSQL database for the server's store and users; dropped after."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT",
+                             connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {str(exc).splitlines()[0]}")
+    name = f"fs_access_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("secrets") / "accounts.toml"
+    path.write_text(f'[service]\npassword = "{SERVICE[1]}"\n[loader]\npassword = "{LOADER[1]}"\n'
+                    f'[reviewers]\n{REVIEWER[0]} = "{REVIEWER[1]}"\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(database: str, credentials: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server, with the accounts set up by the admin."""
+    if importlib.util.find_spec("flask_wtf") is None:
+        pytest.skip("MLflow's basic-auth app needs Flask-WTF (the mlflow[auth] extra), which "
+                    "is not installed")
+    home = tmp_path_factory.mktemp("mlflow-auth")
+    env = {"MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1], "FRESH_SOLVER_REVIEWERS": REVIEWER[0]}
+    # The accounts command imports mlflow.server (seconds): do that while the server starts.
+    importing = threading.Thread(target=importlib.import_module, args=("mlflow.server",))
+    importing.start()
+    with mlflow_auth_server(home, database, env) as url:
+        importing.join()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+            mp.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+            assert accounts.main(["--credentials", str(credentials), "--tracking-uri",
+                                  url]) == 0
+        yield url
+
+
+@pytest.fixture
+def act_as(server: str, monkeypatch: pytest.MonkeyPatch):
+    """``act_as(user)``: from now on this process is ``user`` (None: anonymous), as a deployed
+    client would be through its environment; the loader's memory is emptied."""
+
+    def switch(user: tuple[str, str] | None) -> ParameterRegistry:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+        for name, value in zip(("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+                               user or (None, None)):
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        production.wait_for_refreshes(timeout=60)
+        production.clear_cache()
+        return ParameterRegistry()
+
+    yield switch
+    production.wait_for_refreshes(timeout=60)
+    production.clear_cache()
+
+
+def call(url: str, method: str, endpoint: str, body: dict | None = None,
+         user: tuple[str, str] | None = None) -> tuple[int, dict]:
+    """One REST call as the UI or a script sends it: (status, JSON body or {})."""
+    headers = {"Content-Type": "application/json"}
+    if user:
+        headers["Authorization"] = "Basic " + base64.b64encode(
+            f"{user[0]}:{user[1]}".encode()).decode()
+    request = urllib.request.Request(f"{url}{endpoint}", method=method, headers=headers,
+                                     data=json.dumps(body).encode() if body else None)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw or b"{}")
+    except json.JSONDecodeError:
+        return status, {"text": raw.decode(errors="replace")}
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tid() -> str:
+    return f"acl{next(_ids)}"
+
+
+def validated_version(registry: ParameterRegistry, template_id: str, i: int) -> str:
+    """Register a version that passed validation (a fabricated validation run with the
+    verdict params; validation has its own tests): it goes to Staging."""
+    cfg = SolverConfig.from_dict({"cp_sat": {"num_workers": 1, "max_presolve_iterations": i}})
+    report = {"template_id": template_id, "passed": True, "candidate_hash": cfg.hash,
+              "run_id": _parameters_run(registry.client, template_id, cfg, "passed"),
+              "speedup_factor": 1.5, "performance_baseline_s": 0.01,
+              "validated_at": "2026-11-28T00:00:00Z", "instance_set": "test",
+              "summary": "fabricated for the access-control test"}
+    return registry.register(template_id, cfg, report)
+
+
+PG_ARCHIVE_BUG = (
+    "MLflow 3.17's SQL registry on PostgreSQL through SQLAlchemy 2.1's default driver "
+    "(psycopg 3) cannot archive: transition_model_version_stage(archive_existing_versions="
+    "True) compares the integer version column with a VARCHAR bind ('operator does not "
+    "exist: integer <> character varying'), and ParameterRegistry archives that way")
+
+
+@contextmanager
+def archiving() -> Iterator[None]:
+    """Around a promote or reconcile (which archive): the PostgreSQL bug above makes the test
+    an expected failure; any other error, a refusal included, fails it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if "integer <> character varying" in exc.message:
+            pytest.xfail(PG_ARCHIVE_BUG)
+        raise
+
+
+def to_production(server: str, user: tuple[str, str], template_id: str, version: str,
+                  mark: str) -> int:
+    """The UI's request giving ``version`` one mark of Production (its stage, without
+    archiving, or the alias), as ``user``: the HTTP status."""
+    body = {"name": model_name(template_id), "version": version}
+    if mark == "stage":
+        endpoint = "model-versions/transition-stage"
+        body |= {"stage": "Production", "archive_existing_versions": False}
+    else:
+        endpoint, body["alias"] = "registered-models/alias", ALIAS
+    return call(server, "POST", f"/ajax-api/2.0/mlflow/{endpoint}", body, user)[0]
+
+
+def promote_in_the_ui(server: str, template_id: str, version: str) -> None:
+    """What a reviewer does in the UI: stage Production (archive box unticked), then the
+    alias."""
+    for mark in ("stage", "alias"):
+        assert to_production(server, REVIEWER, template_id, version, mark) == 200
+
+
+def stages(registry: ParameterRegistry, template_id: str) -> dict[str, str]:
+    return {str(v.version): v.current_stage for v in registry.versions(template_id)}
+
+
+def assert_refused(excinfo: pytest.ExceptionInfo) -> None:
+    """Refused by the reviewer rule: MLflow's PERMISSION_DENIED (403), naming the rule."""
+    exc = excinfo.value
+    assert exc.error_code == "PERMISSION_DENIED" and exc.get_http_status_code() == 403
+    assert server_auth.REVIEWERS_ENV in exc.message
+
+
+# ---- the tests ------------------------------------------------------------------------------
+
+
+def test_anonymous_and_wrong_passwords_are_refused(server: str) -> None:
+    assert call(server, "GET", "/api/2.0/mlflow/experiments/search?max_results=1")[0] == 401
+    assert call(server, "GET", "/api/2.0/mlflow/experiments/search?max_results=1",
+                user=(SERVICE[0], "wrong"))[0] == 401
+    assert call(server, "GET", "/health")[0] == 200  # for load balancers and devstack
+
+
+def test_the_service_account_works_up_to_staging_only(act_as, tid: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    registry = act_as(SERVICE)
+    version = validated_version(registry, tid, 1)  # experiment, run, params, artifact, model
+    assert stages(registry, tid) == {version: "Staging"}
+    with pytest.raises(MlflowException) as refused:
+        registry.promote(tid, version, approved_by="the-dag")
+    assert_refused(refused)
+    with pytest.raises(MlflowException) as refused:
+        registry.client.set_registered_model_alias(model_name(tid), ALIAS, version)
+    assert_refused(refused)
+    assert stages(registry, tid) == {version: "Staging"}
+    assert registry.alias_version(tid) is None
+    registry.client.set_registered_model_alias(model_name(tid), "candidate", version)  # others
+
+
+def test_the_rule_holds_on_the_ui_paths_in_any_case(server: str, act_as, tid: str) -> None:
+    version = validated_version(act_as(SERVICE), tid, 1)
+    body = {"name": model_name(tid), "version": version, "stage": "production",
+            "archive_existing_versions": False}
+    status, error = call(server, "POST", "/ajax-api/2.0/mlflow/model-versions/transition-stage",
+                         body, SERVICE)
+    assert (status, error["error_code"]) == (403, "PERMISSION_DENIED")
+    assert server_auth.REVIEWERS_ENV in error["message"]
+    status, error = call(server, "POST", "/ajax-api/2.0/mlflow/registered-models/alias",
+                         {"name": model_name(tid), "alias": "Production", "version": version},
+                         SERVICE)
+    assert (status, error["error_code"]) == (403, "PERMISSION_DENIED")
+    # a reviewer's promotion by the UI, which the service account may not undo
+    assert call(server, "POST", "/ajax-api/2.0/mlflow/registered-models/alias",
+                {"name": model_name(tid), "alias": ALIAS, "version": version},
+                REVIEWER)[0] == 200
+    status, error = call(server, "DELETE", "/api/2.0/mlflow/registered-models/alias",
+                         {"name": model_name(tid), "alias": ALIAS}, SERVICE)
+    assert (status, error["error_code"]) == (403, "PERMISSION_DENIED")
+    assert call(server, "DELETE", "/api/2.0/mlflow/registered-models/alias",
+                {"name": model_name(tid), "alias": ALIAS}, ADMIN)[0] == 200  # admins review
+
+
+def test_a_reviewer_promotes(act_as, tid: str) -> None:
+    version = validated_version(act_as(SERVICE), tid, 1)
+    registry = act_as(REVIEWER)
+    with archiving():
+        registry.promote(tid, version, approved_by=REVIEWER[0])
+    assert stages(registry, tid) == {version: "Production"}
+    assert registry.alias_version(tid) == version
+    assert registry.serving(tid).version == version
+
+
+def test_the_service_account_may_only_mirror_a_promotion(server: str, act_as,
+                                                         tid: str) -> None:
+    """What the health DAG's reconcile needs: the second mark of Production (stage or alias)
+    for a version a reviewer gave the first; never a version of its own choosing."""
+    service = act_as(SERVICE)
+    v1, v2, v3 = (validated_version(service, tid, i) for i in (1, 2, 3))
+    promote_in_the_ui(server, tid, v1)
+    assert to_production(server, REVIEWER, tid, v2, "alias") == 200  # the alias editor
+    assert to_production(server, SERVICE, tid, v3, "stage") == 403
+    assert to_production(server, SERVICE, tid, v2, "stage") == 200
+    assert to_production(server, REVIEWER, tid, v3, "stage") == 200  # the stage dropdown
+    assert to_production(server, SERVICE, tid, v3, "alias") == 200
+    assert stages(service, tid) == {v1: "Production", v2: "Production", v3: "Production"}
+    with archiving():
+        assert service.reconcile(tid)["changed"] is True
+    assert stages(service, tid) == {v1: "Archived", v2: "Archived", v3: "Production"}
+    assert service.alias_version(tid) == v3
+
+
+def test_the_loader_serves_production_and_cannot_write(server: str, act_as, tid: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.exceptions import MlflowException
+
+    version = validated_version(act_as(SERVICE), tid, 1)
+    promote_in_the_ui(server, tid, version)
+    monkeypatch.setenv("FRESH_SOLVER_MONITOR", "0")
+    loader = act_as(LOADER)
+    resolved = production.refresh(tid)
+    assert resolved.source == f"registry:{model_name(tid)}/{version}"
+    assert production.get_solver_parameters(tid)["max_presolve_iterations"] == 1
+    with pytest.raises(MlflowException) as refused:
+        loader.client.set_model_version_tag(model_name(tid), version, "approved_by", "me")
+    assert refused.value.get_http_status_code() == 403
+    run = loader.client.get_model_version(model_name(tid), version).run_id
+    with pytest.raises(MlflowException) as refused:
+        loader.client.set_tag(run, "note", "x")
+    assert refused.value.get_http_status_code() == 403
+
+
+def test_setting_up_accounts_again_changes_passwords_only(server: str, credentials: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    capsys.readouterr()
+    assert accounts.main(["--credentials", str(credentials), "--tracking-uri", server]) == 0
+    out = capsys.readouterr().out
+    assert "created" not in out and "granted" not in out and "given role" not in out
+    assert f"user {SERVICE[0]}: existed" in out
+    assert f"FRESH_SOLVER_REVIEWERS={REVIEWER[0]}" in out
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", SERVICE[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SERVICE[1])
+    assert accounts.main(["--credentials", str(credentials), "--tracking-uri", server]) == 2
+    assert "admin" in capsys.readouterr().err
+
+
+# ---- without a server -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read"),
+    ("{not json", "not valid JSON"),
+    ('{"service": {"password": "x"}}', "missing loader.password"),
+    ('{"service": {"password": "x"}, "loader": {"password": "y"}, "reviewers": {"bob": 3}}',
+     "reviewers.bob needs a password"),
+    ('{"service": {}, "loader": {"password": "y"}, "extra": 1}', "unknown section"),
+])
+def test_accounts_refuse_bad_credentials_files(tmp_path: Path, content: str | None,
+                                               message: str,
+                                               capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "accounts.json"
+    if content is not None:
+        path.write_text(content)
+    assert accounts.main(["--credentials", str(path), "--tracking-uri", "http://x"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_accounts_refuse_a_file_inside_the_repository(capsys: pytest.CaptureFixture) -> None:
+    inside = accounts.REPO / "pyproject.toml"
+    assert accounts.main(["--credentials", str(inside), "--tracking-uri", "http://x"]) == 2
+    assert "inside the repository" in capsys.readouterr().err
+
+
+def test_the_rule_and_the_registry_agree_on_the_alias() -> None:
+    assert server_auth.ALIAS == ALIAS
+
+
+def test_graphql_offers_no_other_way_to_promote() -> None:
+    """The rule guards the REST routes; MLflow's GraphQL mutations must stay searches."""
+    from mlflow.server.graphql.graphql_schema_extensions import schema
+
+    mutations = schema.graphql_schema.mutation_type.fields
+    assert all("search" in name.lower() or name == "testMutation" for name in mutations), \
+        sorted(mutations)
