@@ -70,6 +70,8 @@ _last_good: dict[str, Resolved] = {}  # the last set the registry served, per te
 _refreshing: dict[str, Future] = {}  # at most one registry query in flight per template
 _lock = threading.Lock()  # guards the dicts above; never held while the registry is asked
 _refresher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fresh-solver-registry")
+_observer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fresh-solver-observe")
+_observations: list[Future] = []  # registry observations queued by resolutions
 
 
 def ttl_seconds() -> float:
@@ -159,7 +161,9 @@ def _from_registry(template_id: str) -> Resolved:
 
     registry = ParameterRegistry()
     decision = registry.serving(template_id)
-    _observe(registry, template_id)
+    future = _observer.submit(_observe, registry, template_id)
+    with _lock:  # only the pending ones are kept, for wait_for_refreshes
+        _observations[:] = [f for f in _observations if not f.done()] + [future]
     for refusal in decision.refused:
         log.error("refusing to serve %s %s; serving the previous good version",
                   model_name(template_id), refusal)
@@ -178,9 +182,10 @@ def _from_registry(template_id: str) -> Resolved:
 
 def _observe(registry, template_id: str) -> None:
     """Record what the registry looks like, so that a reviewer's later stage move is ordered
-    against an alias move seen now (see the registry's docstring). Best effort: a read-only
-    account (the loader's, on a shared server) may not write, and that is no reason to
-    serve anything else; the health DAG observes too."""
+    against an alias move seen now (see the registry's docstring). In the background, off
+    the solve's path, and best effort: a read-only account (the loader's, on a shared
+    server) may not write, and that is no reason to serve anything else; the health DAG
+    observes too."""
     try:
         registry.observe(template_id)
     except registry_errors() as exc:
@@ -252,10 +257,15 @@ def refresh(template_id: str) -> Resolved:
 
 
 def wait_for_refreshes(timeout: float | None = None) -> None:
-    """Wait until the background refreshes running now have landed (tests, benchmarks)."""
+    """Wait until the background refreshes running now, and the registry observations they
+    queued, have landed (tests, benchmarks)."""
     with _lock:
         running = list(_refreshing.values())
     for future in running:
+        future.result(timeout=timeout)
+    with _lock:
+        pending = list(_observations)
+    for future in pending:
         future.result(timeout=timeout)
 
 

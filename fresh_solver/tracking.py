@@ -22,9 +22,13 @@ def home() -> Path:
 
 
 def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``FRESH_SOLVER_HOME``. A
+    bare ``postgresql://`` store is read through psycopg2: under SQLAlchemy's default driver
+    (psycopg 3) MLflow's archiving on promotion fails ("integer <> character varying")."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        return uri
+        return uri.replace("postgresql://", "postgresql+psycopg2://", 1) \
+            if uri.startswith("postgresql://") else uri
     home().mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home() / 'mlflow.db'}"
 

@@ -22,6 +22,9 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 home="${FRESH_SOLVER_HOME:-$here/.fresh_solver}"
 mlflow="${MLFLOW:-$here/.venv/bin/mlflow}"
 store="${MLFLOW_BACKEND_STORE_URI:-sqlite:///$home/mlflow-server.db}"
+# MLflow's registry on PostgreSQL needs psycopg2: under SQLAlchemy's default driver (psycopg 3)
+# archiving on promotion fails ("operator does not exist: integer <> character varying").
+store="${store/#postgresql:\/\//postgresql+psycopg2://}"
 mkdir -p "$home/server-artifacts"
 # One worker and no job execution: ready in ~13 s at ~0.5 GB instead of ~40 s and ~2 GB.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"

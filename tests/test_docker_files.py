@@ -726,9 +726,8 @@ def test_scripts_are_executable(script):
 
 
 # ---- the lock has what the services import ---------------------------------------------
-# Both found by running the compose commands outside Docker (issue 11): with today's lock the
-# CeleryExecutor and the auth app fail at start-up. strict xfail: fixing the lock turns these
-# into failures, so the markers get removed.
+# Both found by running the compose commands outside Docker (issue 11): with celery 5.7 the
+# CeleryExecutor, and without Flask-WTF the auth app, fail at start-up.
 
 
 def module_names(path: Path) -> set[str]:
@@ -744,9 +743,6 @@ def module_names(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.xfail(strict=True, reason="uv.lock has celery 5.7, which dropped "
-                   "celery.backends.database.retry that apache-airflow-providers-celery 3.26 "
-                   "imports: pin celery<5.7 (5.6.3 works)")
 def test_the_celery_provider_imports_resolve_in_the_locked_celery():
     utils = site_packages() / "airflow/providers/celery/executors/celery_executor_utils.py"
     for node in ast.parse(utils.read_text()).body:
@@ -762,8 +758,6 @@ def test_the_celery_provider_imports_resolve_in_the_locked_celery():
             assert not missing, f"{utils.name} imports {missing} from {node.module}: missing"
 
 
-@pytest.mark.xfail(strict=True, reason="MLflow's basic-auth app (under fresh-solver-auth) "
-                   "needs Flask-WTF: depend on mlflow[auth]==3.17.2 instead of mlflow==3.17.2")
 def test_the_mlflow_auth_app_dependencies_are_locked():
     try:
         metadata.distribution("Flask-WTF")

@@ -34,7 +34,8 @@ from fresh_solver.operations.checks import (
 )
 from fresh_solver.operations.monitor import HealthStatus, PerformanceMonitor, SolveRecord
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.registry.registry import ALIAS, ParameterRegistry, model_name
+from fresh_solver.registry.evidence import content_hash, verdict_params
+from fresh_solver.registry.registry import ALIAS, ParameterRegistry, _parameters_run, model_name
 
 HEALTHY, WARNING, CRITICAL, UNKNOWN = (HealthStatus.HEALTHY, HealthStatus.WARNING,
                                        HealthStatus.CRITICAL, HealthStatus.UNKNOWN)
@@ -95,8 +96,20 @@ def config(i: int) -> SolverConfig:
 
 
 def tagged_version(registry: ParameterRegistry, template_id: str, **tags: str) -> str:
-    """A registered version (of a valid set) with ``tags`` set, promoted to Production."""
-    version = registry.register(template_id, config(3))
+    """A registered version (of a valid set) with ``tags`` set, promoted to Production; with
+    ``validation_status=passed`` its run records a passed verdict (what serving trusts)."""
+    cfg = config(3)
+    if tags.get("validation_status") == "passed":
+        run_id = _parameters_run(registry.client, template_id, cfg, "passed")
+        run = tracking.get_run(registry.client, run_id)
+        if registry.versions(template_id) == []:
+            registry.client.create_registered_model(model_name(template_id))
+        mv = registry.client.create_model_version(
+            model_name(template_id), source=f"{run.info.artifact_uri}/parameters.json",
+            run_id=run_id)
+        version = str(mv.version)
+    else:
+        version = registry.register(template_id, cfg)
     for key, value in tags.items():
         registry.client.set_model_version_tag(model_name(template_id), version, key, value)
     registry.promote(template_id, version, "tester")
@@ -135,6 +148,9 @@ def invalid_version(registry: ParameterRegistry, template_id: str) -> str:
         path = Path(tmp) / "parameters.json"
         path.write_text(json.dumps({"cp_sat": {"num_workers": 1, "no_such_parameter": 3}}))
         client.log_artifact(run_.info.run_id, str(path))
+        for key, value in verdict_params(template_id, "passed",
+                                         content_hash(path.read_text())).items():
+            client.log_param(run_.info.run_id, key, value)
     client.set_terminated(run_.info.run_id, "FINISHED")
     mv = client.create_model_version(
         model_name(template_id), source=f"{run_.info.artifact_uri}/parameters.json",

@@ -25,6 +25,7 @@ from fresh_solver.errors import InputError
 from fresh_solver.model.generate import generate
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry import registry as registry_module
+from fresh_solver.registry.evidence import content_hash, verdict_params
 from fresh_solver.registry.registry import ALIAS, ParameterRegistry, model_name
 
 DOWN = "http://127.0.0.1:9"
@@ -259,7 +260,8 @@ def test_a_fallback_is_retried_sooner_than_a_good_answer_is_refreshed(
 
 def corrupt_version(registry: ParameterRegistry, template_id: str,
                     document: dict[str, Any]) -> str:
-    """A version tagged as validated whose parameters.json OR-Tools does not accept."""
+    """A validated version whose parameters.json the installed OR-Tools does not accept (as
+    after an OR-Tools upgrade that dropped a parameter)."""
     client = registry.client
     exp = tracking.experiment_id(client, tracking.validation_experiment(template_id))
     run = client.create_run(exp)
@@ -267,6 +269,9 @@ def corrupt_version(registry: ParameterRegistry, template_id: str,
         path = Path(tmp) / "parameters.json"
         path.write_text(json.dumps(document))
         client.log_artifact(run.info.run_id, str(path))
+    for key, value in verdict_params(template_id, "passed",
+                                     content_hash(json.dumps(document))).items():
+        client.log_param(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id, "FINISHED")
     mv = client.create_model_version(
         model_name(template_id), source=f"{run.info.artifact_uri}/parameters.json",

@@ -73,7 +73,7 @@ def test_production_solves_succeed_with_the_last_good_set(server: dict[str, Any]
         production.wait_for_refreshes(timeout=120)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server["service"].url)
     production.clear_cache()
-    assert production.get_solver_config(TEMPLATE).source == server["source"]  # recovered
+    assert production.refresh(TEMPLATE).source == server["source"]  # recovered
 
 
 def test_a_corrupt_or_unwritable_disk_copy_does_not_stop_the_loader(

@@ -201,6 +201,7 @@ def test_alias_then_loader_resolution_then_stage_then_reconcile(
     ui_alias(registry, tid, v2)
     production.clear_cache()
     assert production.refresh(tid).source.endswith(f"/{v2}")  # the loader observes
+    production.wait_for_refreshes()  # (in the background)
     time.sleep(0.01)
     ui_stage(registry, tid, v3)
     decision = registry.serving(tid)

@@ -19,7 +19,10 @@ with a reason that says so: re-validate them or promote with an override.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,57 +50,64 @@ def verdict_params(template_id: str, verdict: str, candidate_hash: str) -> dict[
     return {VERDICT: verdict, TEMPLATE: template_id, CANDIDATE_HASH: candidate_hash}
 
 
-def evidence(client, template_id: str, mv, content_hash: str) -> Evidence:
-    """The evidence for serving version ``mv`` of ``template_id`` whose ``parameters.json``
-    hashes to ``content_hash`` (see the module docstring)."""
-    own = _own_verdict(client, template_id, mv, content_hash)
-    if own.servable:
-        return own
-    override = find_override(client, template_id, str(mv.version), content_hash)
-    return override or own
-
-
-def _own_verdict(client, template_id: str, mv, content_hash: str) -> Evidence:
+def evidence(client, template_id: str, mv, read_hash: Callable[[], str]) -> Evidence:
+    """The evidence for serving version ``mv`` of ``template_id`` (see the module docstring).
+    ``read_hash()`` gives the hash of the version's ``parameters.json``; it is called only
+    when a verdict or an override needs checking against it (a download)."""
     from mlflow.exceptions import MlflowException
 
     if not mv.run_id:
         return Evidence(False, "none", "no run recorded for this version")
     try:
-        params = client.get_run(mv.run_id).data.params
+        run = client.get_run(mv.run_id)
     except MlflowException as exc:
-        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
-            return Evidence(False, "none", f"its run {mv.run_id} is gone")
-        raise
+        if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return Evidence(False, "none", f"its run {mv.run_id} is gone")
+    own = _own_verdict(template_id, mv.run_id, run.data.params, read_hash)
+    if own.servable:
+        return own
+    override = find_override(client, template_id, str(mv.version), read_hash,
+                             run.info.experiment_id)
+    return override or own
+
+
+def _own_verdict(template_id: str, run_id: str, params: dict[str, str],
+                 read_hash: Callable[[], str]) -> Evidence:
     verdict = params.get(VERDICT)
     if verdict is None:
         return Evidence(False, "none", "its run records no verdict (validated before verdicts "
                         "were logged as params, or never): re-validate or override")
     if params.get(TEMPLATE) != template_id:
         return Evidence(False, "none", f"its run validated template {params.get(TEMPLATE)!r}")
-    if params.get(CANDIDATE_HASH) != content_hash:
-        return Evidence(False, "none", f"its run validated set {params.get(CANDIDATE_HASH)}, "
-                        f"but the version holds {content_hash}")
     if verdict != PASSED:
         return Evidence(False, "none", f"validation verdict {verdict!r}")
-    return Evidence(True, "validation", f"validated by run {mv.run_id}", mv.run_id)
+    held = read_hash()
+    if params.get(CANDIDATE_HASH) != held:
+        return Evidence(False, "none", f"its run validated set {params.get(CANDIDATE_HASH)}, "
+                        f"but the version holds {held}")
+    return Evidence(True, "validation", f"validated by run {run_id}", run_id)
 
 
-def find_override(client, template_id: str, version: str, content_hash: str) -> Evidence | None:
-    """A recorded override for exactly this version and content, or None."""
+def find_override(client, template_id: str, version: str, read_hash: Callable[[], str],
+                  experiment_id: str | None = None) -> Evidence | None:
+    """A recorded override for exactly this version and content, or None. Overrides live in
+    the template's validation experiment (``experiment_id`` when the caller knows it)."""
     from fresh_solver import tracking
 
-    experiment = client.get_experiment_by_name(tracking.validation_experiment(template_id))
-    if experiment is None:
-        return None
+    if experiment_id is None:
+        experiment = client.get_experiment_by_name(tracking.validation_experiment(template_id))
+        if experiment is None:
+            return None
+        experiment_id = experiment.experiment_id
     runs = client.search_runs(
-        [experiment.experiment_id],
-        f"params.{VERDICT} = '{OVERRIDE}' and params.{MODEL_VERSION} = '{version}' "
-        f"and params.{CANDIDATE_HASH} = '{content_hash}'", max_results=1)
+        [experiment_id], f"params.{VERDICT} = '{OVERRIDE}' and "
+        f"params.{MODEL_VERSION} = '{version}'", max_results=20)
     for run in runs:
-        if run.data.params.get(TEMPLATE) == template_id:
-            by = run.data.params.get(OVERRIDE_BY, "?")
-            return Evidence(True, OVERRIDE, f"override by {by} (run {run.info.run_id})",
-                            run.info.run_id)
+        params = run.data.params
+        if params.get(TEMPLATE) == template_id and params.get(CANDIDATE_HASH) == read_hash():
+            return Evidence(True, OVERRIDE, f"override by {params.get(OVERRIDE_BY, '?')} "
+                            f"(run {run.info.run_id})", run.info.run_id)
     return None
 
 
@@ -117,6 +127,14 @@ def record_override(client, template_id: str, version: str, content_hash: str,
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+def content_hash(text: str) -> str:
+    """The hash of a ``parameters.json`` as written (``SolverConfig.hash`` of the set it
+    holds), computed without checking the set against the installed OR-Tools: whether a set
+    was validated does not depend on the OR-Tools reading it now."""
+    canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def download_text(client, source: str) -> str:

@@ -108,21 +108,23 @@ class ParameterRegistry:
         return self._config(self.version(template_id, version))
 
     def _config(self, mv) -> SolverConfig:
+        return SolverConfig.from_dict(json.loads(self._text(mv)))
+
+    def _text(self, mv) -> str:
         key = (mv.name, str(mv.version))
         if key not in self._texts:  # fetched once per registry object (one resolution)
             self._texts[key] = ev.download_text(self.client, mv.source)
-        return SolverConfig.from_dict(json.loads(self._texts[key]))
+        return self._texts[key]
 
     def evidence(self, template_id: str, version) -> ev.Evidence:
         """Whether ``version`` (a number or a ModelVersion) may be served, and on what
         record (see :mod:`fresh_solver.registry.evidence`)."""
         mv = version if hasattr(version, "run_id") else self.version(template_id, version)
         try:
-            content_hash = self._config(mv).hash
-        except InputError as exc:
-            return ev.Evidence(False, "none", f"its parameters.json does not load: "
-                               f"{exc.problems[0]}")
-        return ev.evidence(self.client, template_id, mv, content_hash)
+            return ev.evidence(self.client, template_id, mv,
+                               lambda: ev.content_hash(self._text(mv)))
+        except json.JSONDecodeError:
+            return ev.Evidence(False, "none", "its parameters.json is not JSON")
 
     def history(self, template_id: str) -> list[dict[str, Any]]:
         model = self._model(template_id)
@@ -226,8 +228,7 @@ class ParameterRegistry:
             raise InputError("--approved-by: name the reviewer")
         mv = self.version(template_id, version)
         version = str(mv.version)
-        content_hash = self._config(mv).hash  # a set that does not load is never promoted
-        found = ev.evidence(self.client, template_id, mv, content_hash)
+        found = self.evidence(template_id, mv)
         if not found.servable and not override_validation:
             raise InputError(f"{model_name(template_id)} v{version} is not validated "
                              f"({found.detail}); promote it with --override-validation to "
@@ -235,8 +236,8 @@ class ParameterRegistry:
         before = self.serving(template_id).version
         name = model_name(template_id)
         if not found.servable:
-            run_id = ev.record_override(self.client, template_id, version, content_hash,
-                                        approved_by, path)
+            run_id = ev.record_override(self.client, template_id, version,
+                                        ev.content_hash(self._text(mv)), approved_by, path)
             self.client.set_model_version_tag(name, version, "override_validation",
                                               approved_by)
             self.client.set_model_version_tag(name, version, "override_run_id", run_id)
