@@ -9,6 +9,10 @@ same result. Idempotent by construction: ``start`` reuses the session made under
 (the Airflow run id), a trial index is logged once, ``race`` returns the recorded winner of a
 finished session, ``validate`` the recorded validation of the session, ``register`` the
 version already registered for it.
+
+Trials may be measured on different machines (Celery workers): each trial run records its
+machine's fingerprint, and ``tell``, ``race`` and ``register`` flag a session whose trials
+carry more than one (:func:`flag_mixed_fingerprints`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from fresh_solver.tuning.session import TuningSpec
 log = logging.getLogger("fresh_solver.lifecycle")
 
 VALIDATION_KEY_TAG = "fresh_solver.tuning_run_id"
+MIXED_TAG = "fresh_solver.mixed_fingerprints"
 HELD_OUT_OFFSET = 1000  # generated held-out instance seeds start here, far from training's
 
 
@@ -255,6 +260,7 @@ def tell(plan: dict[str, Any], run_id: str, round_: int,
     best = session.told_before(first + n).best
     record.client.log_metric(run_id, "best_score_so_far", best.evaluation.score,
                              step=first + n - 1)
+    flag_mixed_fingerprints(plan, record, f"round {round_}")
     log.info("retune %s: round %d told, best score %.4g (trial %d)", plan["template_id"],
              round_, best.evaluation.score, best.index)
     return {"round": round_, "told": n, "best_score": best.evaluation.score,
@@ -272,6 +278,7 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
         if len(session.searched) < spec.trials:
             raise RuntimeError(f"the session has {len(session.searched)} of {spec.trials} "
                                "trials recorded")
+        flag_mixed_fingerprints(plan, record, "race")
         winner, race_result = session.race()
         record.finish(session, winner, race_result)
         run = client.get_run(run_id)
@@ -283,6 +290,31 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     return {"run_id": run_id, "tuned": tuned, "best_trial": int(tags["fresh_solver.best_trial"]),
             "config_hash": tags["fresh_solver.best_config_hash"],
             "best_score": metrics["best_score"], "default_score": metrics["default_score"]}
+
+
+def flag_mixed_fingerprints(plan: dict[str, Any], record, stage: str) -> list[str]:
+    """Flag a session whose trials were measured on more than one machine: a warning in the
+    task log (which trials ran where) and the fingerprint ids, comma-separated, in the parent
+    run's tag ``fresh_solver.mixed_fingerprints``; returns the ids, sorted.
+
+    It flags rather than refuses. Mixed machines bias only the *search*: trial scores are
+    times relative to a reference measured elsewhere, so the optimiser (and the race's choice
+    of contenders) may prefer a point that merely ran on a faster machine. The evidence that
+    decides what is registered is measured on one machine in one task, paired against the
+    defaults on the same instances and seeds: the race re-runs its contenders and the
+    defaults side by side, and validation does the same on held-out instances. A biased
+    search can only make the run less effective, not let an unproven set through; refusing
+    would throw away a sound validation. (For the search's sake, give one stack's trial
+    workers alike machines: docs/distributed.md.)"""
+    machines = record.fingerprints()
+    if len(machines) > 1:
+        listed = "; ".join(f"{fp}: trials {', '.join(map(str, trials))}"
+                           for fp, trials in sorted(machines.items()))
+        log.warning("retune %s: %s: the trials were measured on %d machines (%s): their "
+                    "scores compare times across machines; the race and validation re-measure "
+                    "on one machine each", plan["template_id"], stage, len(machines), listed)
+        record.client.set_tag(record.run_id, MIXED_TAG, ",".join(sorted(machines)))
+    return sorted(machines)
 
 
 # ---- validation, registration, notification -----------------------------------------------
@@ -378,6 +410,12 @@ def register(plan: dict[str, Any], run_id: str, verdict: dict[str, Any]) -> dict
     for linked in (run_id, verdict["validation_run_id"]):
         registry.client.set_tag(linked, "fresh_solver.registered_version",
                                 f"{model_name(template_id)}/{version}")
+    mixed = registry.client.get_run(run_id).data.tags.get(MIXED_TAG)
+    if mixed:  # set by tell/race: the reviewer sees it on the version
+        log.warning("retune %s: version %s was tuned on trials measured on several machines "
+                    "(%s); its validation ran on one", template_id, version, mixed)
+        registry.client.set_model_version_tag(model_name(template_id), version,
+                                              "mixed_fingerprints", mixed)
     log.info("retune %s: registered %s version %s in Staging", template_id,
              model_name(template_id), version)
     return {"version": version, "model": model_name(template_id)}

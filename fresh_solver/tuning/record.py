@@ -2,10 +2,12 @@
 
 ``fresh-solver/tuning/<template_id>`` holds one parent run per session (the spec as params,
 the instance-set hash, the machine fingerprint) and one nested run per trial (its point,
-configuration, score and per-instance results). The record is the session's only state:
+configuration, score, per-instance results and the fingerprint of the machine that measured
+it). The record is the session's only state:
 :func:`load_session` rebuilds the session from it, so a resumed CLI session and every Airflow
-task see the same trials. Trial runs are keyed by their index, and :func:`log_trial` never
-writes a second finished run for an index, so a retried task cannot duplicate a trial.
+task see the same trials. Trial runs are keyed by their index: :func:`log_trial` never
+writes a second finished run for an index, and a retry (on this worker or another) completes
+the run a killed attempt left unfinished instead of adding one, so every point keeps one run.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from fresh_solver import tracking
 from fresh_solver.errors import InputError
-from fresh_solver.fingerprint import machine_fingerprint
+from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace
 from fresh_solver.tuning.scoring import Evaluation, RunScore
@@ -27,6 +29,7 @@ from fresh_solver.tuning.session import Trial, TuningSession, TuningSpec
 
 SESSION_KIND = "tuning-session"
 KEY_TAG = "fresh_solver.session_key"
+FINGERPRINT_TAG = "fresh_solver.fingerprint"
 # What decides the scores must match when a session is resumed; the trial budget may grow.
 RESUME_KEYS = ("template_id", "metric", "trial_time_limit_s", "seeds", "instance_set",
                "estimator", "tuner_seed", "space", "cap_factor")
@@ -79,9 +82,22 @@ class SessionRecord:
         return {int(r.data.tags["fresh_solver.trial"]): r for r in runs
                 if r.info.status in ("FINISHED", "FAILED") and "fresh_solver.trial" in r.data.tags}
 
+    def fingerprints(self) -> dict[str, list[int]]:
+        """The trials' measuring machines: fingerprint id -> trial indices (trials logged
+        before fingerprints were recorded are left out). More than one id means the session's
+        scores compare times taken on different machines."""
+        machines: dict[str, list[int]] = {}
+        for index, run in sorted(self.trial_runs().items()):
+            if FINGERPRINT_TAG in run.data.tags:
+                machines.setdefault(run.data.tags[FINGERPRINT_TAG], []).append(index)
+        return machines
+
     def log_trial(self, trial: Trial, space: SearchSpace) -> str:
-        """A nested run for the trial, unless one for its index is already finished (a run a
-        killed attempt left unfinished is marked KILLED)."""
+        """The trial's nested run, tagged with this (the measuring) machine's fingerprint;
+        an already finished run for its index is returned as it is. A run that a killed
+        attempt left unfinished (RUNNING, or KILLED by an earlier version of this code) is
+        completed with this attempt's results rather than joined by a second run: a point
+        keeps one run, whichever worker retried it."""
         from mlflow.entities import Metric, Param, RunTag
 
         earlier = self.client.search_runs(
@@ -91,11 +107,9 @@ class SessionRecord:
         for run in earlier:
             if run.info.status in ("FINISHED", "FAILED"):
                 return run.info.run_id
-        for run in earlier:  # left RUNNING by a killed attempt: one finished run per trial
-            if run.info.status == "RUNNING":
-                self.client.set_terminated(run.info.run_id, "KILLED")
         evaluation = trial.evaluation
         tags = {"mlflow.parentRunId": self.run_id, "fresh_solver.trial": str(trial.index),
+                FINGERPRINT_TAG: fingerprint_id(),
                 "fresh_solver.role": "reference" if trial.point is None else "trial",
                 "fresh_solver.point": json.dumps(trial.point),
                 "fresh_solver.config_hash": trial.config.hash if trial.config else "invalid",
@@ -104,7 +118,14 @@ class SessionRecord:
                 else "reference-defaults"}
         if evaluation.failed:
             tags["fresh_solver.error"] = evaluation.failed[:4000]
-        rid = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        if earlier:  # the killed attempt's run (params are the point's: the same values)
+            rid = earlier[0].info.run_id
+            self.client.update_run(rid, status="RUNNING")
+            self.client.log_batch(rid, tags=[RunTag(k, v) for k, v in tags.items()])
+            if "fresh_solver.error" in earlier[0].data.tags and not evaluation.failed:
+                self.client.delete_tag(rid, "fresh_solver.error")
+        else:
+            rid = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         params = trial.params or {d.key: v for d, v in zip(space.dimensions, trial.point)}
         metrics = {"score": evaluation.score, "capped_runs": evaluation.capped,
                    "failed": float(bool(evaluation.failed))}
