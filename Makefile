@@ -10,7 +10,7 @@ OUT ?= out
 DEMO_ARGS ?=
 DEMO_CONF ?= {}
 
-.PHONY: venv demo solve-example up down test browser bench-core clean
+.PHONY: venv demo solve-example up up-distributed down test browser bench-core clean
 
 # uv is bootstrapped into .uv-bootstrap/, so nothing is installed outside the project.
 $(UV):
@@ -40,6 +40,13 @@ MLFLOW_PORT ?= 5000
 AIRFLOW_PORT ?= 8080
 up: venv
 	$(BIN)/python -m fresh_solver.devstack up --dags dags \
+		--mlflow-port $(MLFLOW_PORT) --airflow-port $(AIRFLOW_PORT)
+
+# The same DAGs on PostgreSQL + CeleryExecutor (Redis) with WORKERS trial workers and the MLflow
+# server on PostgreSQL (docs/distributed.md); `make down` stops it too.
+WORKERS ?= 2
+up-distributed: venv
+	$(BIN)/python -m fresh_solver.devstack up --distributed --workers $(WORKERS) --dags dags \
 		--mlflow-port $(MLFLOW_PORT) --airflow-port $(AIRFLOW_PORT)
 
 down:

@@ -6,7 +6,9 @@ Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` 
 JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
 tasks retry (with backoff) or move between workers safely. Trials run in the pool
 ``fresh_solver_trials`` (sized so concurrent trials do not share cores:
-``fresh_solver.lifecycle.pool``). Bad input
+``fresh_solver.lifecycle.pool``); with the CeleryExecutor every task that measures time
+(start's reference, the trials, race, validate) goes to the queue ``fresh_solver_trials``,
+whose workers bound them per machine (LocalExecutor ignores queues). Bad input
 fails the run at its first task without retries. A reviewer promotes the Staging version.
 
 A run with ``template_id`` '*' (the scheduled weekly run) retunes nothing itself: it starts one
@@ -25,7 +27,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from fresh_solver.lifecycle.callbacks import on_task_failure
-from fresh_solver.lifecycle.pool import TRIAL_POOL
+from fresh_solver.lifecycle.pool import TRIAL_POOL, TRIAL_QUEUE
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, RETUNE_SETTINGS, max_rounds
 
 DAG_ID = "fresh_solver_retune"
@@ -88,7 +90,7 @@ def fresh_solver_retune():
 
         return retune.prepare(dict(get_current_context()["params"]), ROUNDS)
 
-    @task
+    @task(queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
     def start(plan: dict) -> str:
         from fresh_solver.lifecycle import retune
@@ -102,7 +104,7 @@ def fresh_solver_retune():
 
         return retune.ask(plan, tuning_run, round_)
 
-    @task(pool=TRIAL_POOL)
+    @task(pool=TRIAL_POOL, queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
     def trial(plan: dict, tuning_run: str, item: dict) -> dict:
         from fresh_solver.lifecycle import retune
@@ -118,14 +120,14 @@ def fresh_solver_retune():
         return retune.tell(plan, tuning_run, round_,
                            [results[i] for i in range(len(results or []))])
 
-    @task
+    @task(queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
     def race(plan: dict, tuning_run: str, last_round: dict) -> dict:
         from fresh_solver.lifecycle import retune
 
         return retune.race(plan, tuning_run)
 
-    @task
+    @task(queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
     def validate(plan: dict, candidate: dict) -> dict:
         from fresh_solver.lifecycle import retune

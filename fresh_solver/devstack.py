@@ -3,12 +3,19 @@
 ``python -m fresh_solver.devstack up|down|status`` (what ``make up``/``make down`` run) starts
 them in the background on 127.0.0.1 and records them in ``$FRESH_SOLVER_HOME/stack.json``, so
 another process can stop them. The integration tests call :func:`start_airflow` and
-:func:`stop` directly. This module only spawns processes and talks HTTP (stdlib only); it never
-imports airflow or mlflow, which cost seconds and would pin this process's configuration.
+:func:`stop` directly. This module only spawns processes and talks HTTP (stdlib only, plus
+psycopg and redis to check and prepare the distributed stack's services); it never imports
+airflow or mlflow, which cost seconds and would pin this process's configuration.
 
-Every server runs in its own session (``start_new_session``) and is stopped as a whole
-session: MLflow's and uvicorn's workers, LocalExecutor's workers and the task runners (which
-Airflow puts in process groups of their own) all outlive a stopped main process otherwise.
+Two stacks: the embedded one (SQLite, LocalExecutor: ``make up``) and the distributed one
+(``up --distributed``, ``make up-distributed``, :func:`start_distributed`): PostgreSQL,
+CeleryExecutor with Redis, one Celery worker per trial "machine" plus one for the other
+tasks, and the MLflow server on PostgreSQL with proxied artifacts (docs/distributed.md).
+
+Every server and worker runs in its own session (``start_new_session``) and is stopped as a
+whole session: MLflow's and uvicorn's workers, LocalExecutor's and Celery's workers and the
+task runners (which Airflow puts in process groups of their own) all outlive a stopped main
+process otherwise. A Celery worker's session can be killed alone (:func:`send_signal`).
 """
 
 from __future__ import annotations
@@ -107,11 +114,13 @@ def _tail(path: Path | str, lines: int = 40) -> str:
 
 
 def _spawn(service: Service, name: str, argv: list[str], env: dict, log: Path,
-           cwd: Path | None = None) -> subprocess.Popen:
+           cwd: Path | None = None, cpus: list[int] | None = None) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
+    pin = None if not cpus else (lambda: os.sched_setaffinity(0, cpus))
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
+                                   preexec_fn=pin)
     service.popens.append(process)
     service.processes.append({"name": name, "pid": process.pid, "pgid": process.pid,
                               "log": str(log)})
@@ -229,18 +238,21 @@ def wait_ready(service: Service, path: str, timeout: float) -> None:
 # MLflow
 
 
-def start_mlflow(home: Path, port: int, wait: bool = True, timeout: float = 120.0) -> Service:
+def start_mlflow(home: Path, port: int, wait: bool = True, timeout: float = 120.0,
+                 backend_store_uri: str | None = None, env_extra: dict | None = None) -> Service:
     """Run mlflow_config/start_server.sh (what a deployment runs) on 127.0.0.1:``port`` over
     the embedded store the CLI writes (``home``/mlflow.db), so the UI shows the main job's runs
-    and versions."""
+    and versions; or over ``backend_store_uri`` (the distributed stack's PostgreSQL), where
+    clients see only the server: artifacts are proxied (``mlflow-artifacts:`` URIs) into
+    ``home``/server-artifacts (start_server.sh's default)."""
     home = Path(home).resolve()
     env = os.environ | {
         "FRESH_SOLVER_HOME": str(home),
         "MLFLOW_PORT": str(port),
         "MLFLOW_HOST": HOST,
         "MLFLOW": str(venv_bin() / "mlflow"),
-        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{home / 'mlflow.db'}",
-    }
+        "MLFLOW_BACKEND_STORE_URI": backend_store_uri or f"sqlite:///{home / 'mlflow.db'}",
+    } | (env_extra or {})
     service = Service("mlflow", f"http://{HOST}:{port}", port)
     _spawn(service, "server", ["bash", str(ROOT / "mlflow_config" / "start_server.sh")], env,
            home / "logs" / "mlflow.log")
@@ -339,6 +351,14 @@ def start_airflow(home: Path, dags_folder: Path, port: int, env_extra: dict | No
     # One JWT secret for all components of this start (api-server and scheduler must agree);
     # Airflow's generated one is 16 bytes, which PyJWT warns about on every token.
     env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
+    return _run_airflow(home, env, port, wait=wait, timeout=timeout)
+
+
+def _run_airflow(home: Path, env: dict, port: int, pool: bool = True,
+                 wait: bool = True, timeout: float = 180.0) -> Service:
+    # What both stacks share: migrate the metadata DB, set the trial pool (the distributed
+    # stack sets its own over REST once the api-server answers: one airflow CLI start less),
+    # start the four components each in its own session.
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     _ensure_password(home)
@@ -351,7 +371,8 @@ def start_airflow(home: Path, dags_folder: Path, port: int, env_extra: dict | No
     if done.returncode != 0:
         raise StackError(f"airflow db migrate failed ({done.returncode}); {migrate_log} ends:\n"
                          f"{_tail(migrate_log)}")
-    create_trial_pool(env, migrate_log, timeout)
+    if pool:
+        create_trial_pool(env, migrate_log, timeout)
     service = Service("airflow", f"http://{HOST}:{port}", port, info={
         "user": AIRFLOW_USER, "password_file": str(password_file(home)),
         "airflow_home": env["AIRFLOW_HOME"], "dags_folder": env["AIRFLOW__CORE__DAGS_FOLDER"]})
@@ -372,6 +393,429 @@ def start_airflow(home: Path, dags_folder: Path, port: int, env_extra: dict | No
         stop(service)
         raise
     return service
+
+
+# --------------------------------------------------------------------------------------------
+# distributed mode: PostgreSQL metadata DB, CeleryExecutor with Redis, Celery workers
+
+
+DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_QUEUE = "default"  # Airflow's [operators] default_queue: every non-measuring task
+WORKER_PREFIX = "fresh-solver"
+MLFLOW_ADMIN = "admin"  # start_server.sh's MLFLOW_AUTH_ADMIN_USERNAME default
+
+
+class ServiceUnavailable(StackError):
+    """PostgreSQL or the broker does not answer (or refuses what the stack asks): the user's
+    setup to fix (``up`` exits 2), not a server of the stack that failed to start."""
+
+
+class BadSetting(StackError):
+    """A URL or option the distributed stack cannot use (``up`` exits 2)."""
+
+
+@dataclass
+class Distributed:
+    """Where the distributed stack keeps what its processes share (DESIGN §7): Airflow's
+    metadata DB and Celery's result backend on PostgreSQL, the broker (Redis), MLflow's store
+    on PostgreSQL; and how many trial workers run (one per simulated machine).
+
+    ``key_prefix`` (Redis ``global_keyprefix``) keeps the queues of several stacks sharing one
+    Redis apart (the tests' from a user's); ``worker_prefix`` starts the Celery hostnames,
+    which must be unique among the workers on one broker. ``worker_cpus`` pins each trial
+    worker to given CPUs (one list per worker, e.g. to simulate unlike machines); by default
+    :func:`worker_layout` splits this machine's CPUs among ``workers``. ``mlflow_auth`` runs
+    the MLflow server with access control (the fresh-solver-auth app) and the tasks as its
+    service account (:func:`mlflow_passwords`)."""
+
+    airflow_db_url: str
+    mlflow_db_url: str
+    broker_url: str
+    result_backend: str
+    workers: int = 2
+    default_concurrency: int = 2
+    key_prefix: str = ""
+    worker_prefix: str = WORKER_PREFIX
+    worker_cpus: list[list[int]] | None = None
+    mlflow_auth: bool = False
+
+    @classmethod
+    def resolve(cls, airflow_db_url: str | None = None, mlflow_db_url: str | None = None,
+                broker_url: str | None = None, workers: int = 2,
+                environ: dict | None = None, **options) -> Distributed:
+        """Each URL from the argument, else the fresh-solver variable
+        (``FRESH_SOLVER_AIRFLOW_DB_URL``, ``FRESH_SOLVER_MLFLOW_DB_URL``,
+        ``FRESH_SOLVER_CELERY_BROKER_URL``), else Airflow's own (``AIRFLOW__DATABASE__
+        SQL_ALCHEMY_CONN``, ``AIRFLOW__CELERY__BROKER_URL``, ``..._RESULT_BACKEND``) if the user
+        set them, else this machine's services: so the defaults just work here and a real
+        deployment names its own. BadSetting for URLs the stack cannot use."""
+        env = os.environ if environ is None else environ
+        airflow_db = (airflow_db_url or env.get("FRESH_SOLVER_AIRFLOW_DB_URL")
+                      or env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+                      or f"{DEFAULT_PG_SERVER}/fresh_solver_airflow")
+        mlflow_db = (mlflow_db_url or env.get("FRESH_SOLVER_MLFLOW_DB_URL")
+                     or f"{DEFAULT_PG_SERVER}/fresh_solver_mlflow")
+        broker = (broker_url or env.get("FRESH_SOLVER_CELERY_BROKER_URL")
+                  or env.get("AIRFLOW__CELERY__BROKER_URL") or DEFAULT_BROKER_URL)
+        backend = env.get("AIRFLOW__CELERY__RESULT_BACKEND") or f"db+{airflow_db}"
+        for what, url in (("Airflow metadata DB", airflow_db), ("MLflow store", mlflow_db)):
+            if not urllib.parse.urlsplit(url).scheme.startswith("postgresql"):
+                raise BadSetting(
+                    f"the distributed stack keeps its {what} on PostgreSQL; got {_safe(url)} "
+                    f"(a postgresql:// URL, e.g. {DEFAULT_PG_SERVER}/fresh_solver_airflow)")
+        if workers < 1:
+            raise BadSetting(f"--workers {workers}: at least one trial worker")
+        return cls(airflow_db, mlflow_db, broker, backend, workers, **options)
+
+
+def _safe(url: str) -> str:
+    """A URL fit for messages and logs: the password replaced by ***."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _libpq(url: str, database: str | None = None) -> str:
+    # A SQLAlchemy URL (postgresql+psycopg://...) as libpq takes it, optionally on another
+    # database of the same server.
+    parts = urllib.parse.urlsplit(url)
+    path = f"/{database}" if database else parts.path
+    return urllib.parse.urlunsplit(parts._replace(scheme="postgresql", path=path))
+
+
+def database_name(url: str) -> str:
+    """The database a PostgreSQL URL names."""
+    name = urllib.parse.urlsplit(url).path.lstrip("/")
+    if not name:
+        raise BadSetting(f"{_safe(url)} names no database")
+    return name
+
+
+def check_postgres(url: str, timeout: float = 5.0) -> str | None:
+    """Why the PostgreSQL server of ``url`` cannot be used (None when it answers): checked on
+    its maintenance database, before anything is started."""
+    import psycopg
+
+    try:
+        with psycopg.connect(_libpq(url, "postgres"), connect_timeout=max(1, int(timeout))):
+            return None
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        host = urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+        return f"PostgreSQL at {host} does not answer: {reason}"
+
+
+def check_broker(url: str, timeout: float = 3.0) -> str | None:
+    """Why the Celery broker cannot be used (None when it answers): Redis must answer PING;
+    another broker must accept a TCP connection."""
+    parts = urllib.parse.urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or ''}"
+    if parts.scheme in ("redis", "rediss"):
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=timeout,
+                                 socket_timeout=timeout).ping()
+        except redis.RedisError as exc:
+            return f"Redis at {where} does not answer: {exc}"
+        return None
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=timeout).close()
+    except (OSError, TypeError) as exc:
+        return f"the Celery broker at {where or _safe(url)} does not answer: {exc}"
+    return None
+
+
+def check_services(dist: Distributed) -> list[str]:
+    """Everything the distributed stack needs from outside that does not answer now."""
+    servers = {urllib.parse.urlsplit(u).netloc: u
+               for u in (dist.airflow_db_url, dist.mlflow_db_url)}
+    problems = [p for url in servers.values() if (p := check_postgres(url))]
+    if problem := check_broker(dist.broker_url):
+        problems.append(problem)
+    return problems
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database ``url`` names unless it exists (True when created): the stack's
+    databases are made on first start and kept across restarts."""
+    import psycopg
+    from psycopg import sql
+
+    name = database_name(url)
+    try:
+        with psycopg.connect(_libpq(url, "postgres"), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (name,)).fetchone():
+                return False
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.DuplicateDatabase:  # made by a concurrent start
+                return False
+    except psycopg.Error as exc:
+        raise ServiceUnavailable(f"cannot create database {name!r} on {_safe(url)}: "
+                                 f"{str(exc).strip()}") from None
+    return True
+
+
+def drop_database(url: str) -> None:
+    """Drop the database ``url`` names (and cut its sessions): for tests, never for ``down``,
+    which keeps a stack's state."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(_libpq(url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(database_name(url))))
+
+
+def worker_hostname() -> str:
+    """Airflow's ``[core] hostname_callable`` in the stack's Celery workers: the worker's
+    Celery hostname (``FRESH_SOLVER_WORKER_NAME``, e.g. ``fresh-solver-trials-1@host``), so
+    task instances show which of several workers on one machine ran them; the machine's name
+    elsewhere. As a URL authority, ``name@host`` still reaches ``host``."""
+    return os.environ.get("FRESH_SOLVER_WORKER_NAME") or socket.getfqdn()
+
+
+def worker_layout(workers: int, cpus: set[int] | None = None) -> list[dict]:
+    """Each trial worker's CPUs and trial slots when ``workers`` workers share this machine:
+    the CPUs split into contiguous slices (one CPU each, shared round-robin, when there are
+    more workers than CPUs), each worker pinned to its slice. A worker then sees its slice as
+    its machine: ``trial_pool_slots`` of the slice, and a fingerprint with its core count, as
+    on a real machine of that size; unpinned, every worker would size itself to the whole
+    machine and N of them would oversubscribe it N times."""
+    from fresh_solver.lifecycle.pool import trial_pool_slots
+
+    cpus = sorted(cpus or os.sched_getaffinity(0))
+    if workers > len(cpus):
+        slices = [[cpus[i % len(cpus)]] for i in range(workers)]
+    else:
+        size, extra = divmod(len(cpus), workers)
+        slices, start = [], 0
+        for i in range(workers):
+            end = start + size + (i < extra)
+            slices.append(cpus[start:end])
+            start = end
+    return [{"cpus": s, "slots": trial_pool_slots(cores=len(s))} for s in slices]
+
+
+def mlflow_password_file(home: Path) -> Path:
+    """Where the distributed stack keeps its MLflow accounts' passwords (with ``mlflow_auth``)."""
+    return Path(home).resolve() / "mlflow_auth_passwords.json"
+
+
+def mlflow_passwords(home: Path) -> dict[str, str]:
+    """The MLflow accounts of a stack with access control, ``{user: password}``: the admin
+    (who may promote; MLflow creates it on the store's first start only, so the passwords are
+    made once and kept, 0600), the DAGs' service account and the production loader's
+    (``fresh_solver.registry.accounts``)."""
+    from fresh_solver.registry.accounts import LOADER_USER, SERVICE_USER
+
+    path = mlflow_password_file(home)
+    passwords = json.loads(path.read_text()) if path.exists() else {}
+    missing = [u for u in (MLFLOW_ADMIN, SERVICE_USER, LOADER_USER) if u not in passwords]
+    if missing:
+        passwords |= {user: secrets.token_urlsafe(16) for user in missing}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(passwords) + "\n")
+    return passwords
+
+
+def set_up_mlflow_accounts(mlflow: Service, home: Path, timeout: float = 120.0) -> None:
+    """Create (or reset) the service and loader accounts on the stack's MLflow server, as its
+    admin, with ``python -m fresh_solver.registry.accounts``: it takes the passwords from a
+    file outside any checkout, so they go through a private temporary one, deleted after."""
+    import tempfile
+
+    from fresh_solver.registry.accounts import LOADER_USER, SERVICE_USER
+
+    passwords = mlflow_passwords(home)
+    log = Path(home).resolve() / "logs" / "mlflow-accounts.log"
+    with tempfile.TemporaryDirectory(prefix="fresh-solver-accounts-") as tmp:
+        credentials = Path(tmp) / "accounts.json"
+        fd = os.open(credentials, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump({"service": {"password": passwords[SERVICE_USER]},
+                       "loader": {"password": passwords[LOADER_USER]}}, out)
+        env = os.environ | {"MLFLOW_TRACKING_USERNAME": MLFLOW_ADMIN,
+                            "MLFLOW_TRACKING_PASSWORD": passwords[MLFLOW_ADMIN],
+                            "MLFLOW_DISABLE_TELEMETRY": "true"}
+        with open(log, "ab") as out:
+            done = subprocess.run(
+                [sys.executable, "-m", "fresh_solver.registry.accounts", "--credentials",
+                 str(credentials), "--tracking-uri", mlflow.url], env=env, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout,
+                check=False)
+    if done.returncode != 0:
+        raise StackError(f"setting up the MLflow accounts failed ({done.returncode}); {log} "
+                         f"ends:\n{_tail(log)}")
+
+
+def distributed_env(home: Path, dags_folder: Path, port: int, mlflow_url: str,
+                    dist: Distributed, trial_slots: int,
+                    env_extra: dict | None = None) -> dict:
+    """The embedded stack's environment (:func:`airflow_env`) switched to PostgreSQL, the
+    CeleryExecutor and the MLflow server, shared by every component and worker. Workers call
+    the api-server's execution API (``AIRFLOW__CORE__EXECUTION_API_SERVER_URL``) with tokens
+    the scheduler signs and the api-server checks: one ``AIRFLOW__API_AUTH__JWT_SECRET`` for
+    all. Parallelism covers the trial slots plus the default worker's, no more."""
+    env = airflow_env(home, dags_folder, port)
+    async_url = urllib.parse.urlsplit(dist.airflow_db_url)._replace(
+        scheme="postgresql+psycopg_async").geturl()
+    env |= {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": dist.airflow_db_url,
+        # Airflow's own async default is asyncpg, which this environment does not have; psycopg
+        # (the sync driver here) has an async dialect.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": async_url,
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(max(4, trial_slots + dist.default_concurrency)),
+        "AIRFLOW__CELERY__BROKER_URL": dist.broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": dist.result_backend,
+        # Airflow's default (24 h), set so that it does not warn in every process.
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        # MLflow 3.17's telemetry thread sets and unsets a variable in os.environ while the
+        # HTTP client iterates os.environ for proxies: tasks failed at random with
+        # "KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'". Tasks have no use for it.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    if dist.key_prefix:
+        env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX"] = dist.key_prefix
+    env |= {k: str(v) for k, v in (env_extra or {}).items()}
+    return env
+
+
+def start_worker(home: Path, env: dict, name: str, queue: str, concurrency: int,
+                 cpus: list[int] | None = None, prefix: str = WORKER_PREFIX) -> Service:
+    """One ``airflow celery worker`` consuming ``queue`` with ``concurrency`` task slots, in a
+    session of its own (it can be stopped or killed alone), pinned to ``cpus`` when given.
+    Its Celery hostname ``<prefix>-<name>@<host>`` is also the task instances' hostname."""
+    home = Path(home).resolve()
+    hostname = f"{prefix}-{name}@{socket.gethostname()}"
+    worker_env = env | {"FRESH_SOLVER_WORKER_NAME": hostname,
+                        "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname"}
+    service = Service(f"celery-{name}", "", 0, info={
+        "celery_hostname": hostname, "queue": queue, "concurrency": concurrency,
+        "cpus": cpus or sorted(os.sched_getaffinity(0))})
+    # Without mingle and gossip: nothing to sync between these workers, and start-up is faster.
+    # Log serving skipped as for the scheduler: the api-server reads task logs from disk.
+    argv = [str(venv_bin() / "airflow"), "celery", "worker", "--queues", queue,
+            "--concurrency", str(concurrency), "--celery-hostname", hostname,
+            "--skip-serve-logs", "--without-mingle", "--without-gossip",
+            "--pid", str(home / "airflow" / f"celery-{name}.pid")]
+    _spawn(service, "worker", argv, worker_env, home / "logs" / f"celery-{name}.log", cpus=cpus)
+    return service
+
+
+def wait_worker(service: Service, timeout: float = 120.0) -> None:
+    """Wait until the Celery worker says it is ready (consuming its queue); StackError with
+    its log tail when it exits first or ``timeout`` s pass."""
+    row, process = service.processes[0], service.popens[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise StackError(f"{service.name} exited with {process.returncode}; {row['log']} "
+                             f"ends:\n{_tail(row['log'])}")
+        with contextlib.suppress(OSError):
+            if f"{service.info['celery_hostname']} ready." in Path(row["log"]).read_text(
+                    errors="replace"):
+                return
+        if time.monotonic() > deadline:
+            raise StackError(f"{service.name} not ready within {timeout:.0f} s; {row['log']} "
+                             f"ends:\n{_tail(row['log'])}")
+        time.sleep(0.3)
+
+
+def start_distributed(home: Path, dags_folder: Path, airflow_port: int, mlflow_port: int,
+                      dist: Distributed, env_extra: dict | None = None, wait: bool = True,
+                      timeout: float = 180.0) -> list[Service]:
+    """The distributed stack on 127.0.0.1: the MLflow server on PostgreSQL (proxied
+    artifacts), Airflow's four components on PostgreSQL with the CeleryExecutor, one trial
+    worker per ``dist.workers`` (queue ``fresh_solver_trials``, pinned to its share of the
+    cores, concurrency = its trial slots) and one ``default``-queue worker. The pool is sized
+    to the trial workers' slots together (``fresh_solver.lifecycle.pool``).
+
+    ServiceUnavailable before anything starts when PostgreSQL or the broker does not answer;
+    the databases are created if missing. With ``wait``, returns once the servers answer and
+    the workers consume; on any failure, stops what it started."""
+    from fresh_solver.lifecycle.pool import TRIAL_QUEUE, trial_pool_slots
+
+    home = Path(home).resolve()
+    problems = check_services(dist)
+    if problems:
+        raise ServiceUnavailable("; ".join(problems))
+    for url in (dist.airflow_db_url, dist.mlflow_db_url):
+        ensure_database(url)
+    layout = worker_layout(dist.workers) if not dist.worker_cpus else [
+        {"cpus": sorted(c), "slots": trial_pool_slots(cores=len(c))} for c in dist.worker_cpus]
+    slots = sum(w["slots"] for w in layout)
+    started: list[Service] = []
+    mlflow_env, env_extra = {}, dict(env_extra or {})
+    if dist.mlflow_auth:
+        from fresh_solver.registry.accounts import SERVICE_USER
+
+        passwords = mlflow_passwords(home)
+        mlflow_env = {"MLFLOW_AUTH": "1", "MLFLOW_AUTH_ADMIN_PASSWORD": passwords[MLFLOW_ADMIN]}
+        # The tasks' client: register and stage versions, never promote.
+        env_extra = {"MLFLOW_TRACKING_USERNAME": SERVICE_USER,
+                     "MLFLOW_TRACKING_PASSWORD": passwords[SERVICE_USER]} | env_extra
+    try:
+        mlflow = start_mlflow(home, mlflow_port, wait=False,
+                              backend_store_uri=dist.mlflow_db_url, env_extra=mlflow_env)
+        started.append(mlflow)
+        if dist.mlflow_auth:
+            mlflow.info["password_file"] = str(mlflow_password_file(home))
+        env = distributed_env(home, dags_folder, airflow_port, mlflow.url, dist, slots,
+                              env_extra)
+        # Workers first: they need the broker and the result backend's own tables, not
+        # Airflow's, so their start overlaps the metadata DB's migration.
+        for i, worker in enumerate(layout, 1):
+            started.append(start_worker(home, env, f"trials-{i}", TRIAL_QUEUE, worker["slots"],
+                                        worker["cpus"], dist.worker_prefix))
+        started.append(start_worker(home, env, DEFAULT_QUEUE, DEFAULT_QUEUE,
+                                    dist.default_concurrency, prefix=dist.worker_prefix))
+        airflow = _run_airflow(home, env, airflow_port, pool=False, wait=False,
+                               timeout=timeout)
+        airflow.info |= {"executor": "CeleryExecutor", "trial_pool": slots,
+                         "metadata_db": _safe(dist.airflow_db_url),
+                         "broker": _safe(dist.broker_url)}
+        mlflow.info |= {"store": _safe(dist.mlflow_db_url)}
+        started.insert(1, airflow)
+        if wait:
+            wait_distributed(started, timeout)
+    except BaseException:
+        stop(started)
+        raise
+    return started
+
+
+def wait_distributed(services: list[Service], timeout: float = 180.0) -> None:
+    """Wait for each server's health check and each worker's readiness; size the trial pool
+    (``info['trial_pool']``) once the api-server answers."""
+    from fresh_solver.lifecycle.pool import TRIAL_POOL
+
+    for service in services:
+        if service.name == "airflow":
+            wait_ready(service, "/api/v2/monitor/health", timeout)
+            api = AirflowAPI(service.url, service.info["user"],
+                             json.loads(Path(service.info["password_file"]).read_text())[
+                                 service.info["user"]])
+            api.set_pool(TRIAL_POOL, service.info["trial_pool"],
+                         "fresh-solver trials: the trial workers' slots together")
+        elif service.name == "mlflow":
+            wait_ready(service, "/health", timeout)
+            if "password_file" in service.info:  # access control: the tasks' account first
+                set_up_mlflow_accounts(service, Path(service.info["password_file"]).parent,
+                                       timeout)
+        else:
+            wait_worker(service, timeout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,6 +885,16 @@ class AirflowAPI:
                 if e.status != 404 or time.monotonic() > deadline:
                     raise
             time.sleep(0.5)
+
+    def set_pool(self, name: str, slots: int, description: str = "") -> dict:
+        """Create pool ``name`` with ``slots`` slots, or resize it if it exists."""
+        body = {"name": name, "slots": slots, "description": description}
+        try:
+            return self._call("PATCH", f"/api/v2/pools/{self._q(name)}", body)
+        except AirflowAPIError as e:
+            if e.status != 404:
+                raise
+        return self._call("POST", "/api/v2/pools", body | {"include_deferred": False})
 
     def unpause(self, dag_id: str) -> dict:
         """Unpause a DAG (new DAGs are paused by default, and runs of a paused DAG wait)."""
@@ -528,7 +982,8 @@ def cmd_up(args) -> int:
     home = _home(args.home)
     running = [s for s in read_state(home) if alive(s)]
     if running:
-        names = ", ".join(f"{s.name} ({s.url})" for s in running)
+        names = ", ".join(f"{s.name} ({s.url or s.info.get('celery_hostname')})"
+                          for s in running)
         print(f"error: the stack in {home} already runs: {names}; "
               f"stop it first with `python -m fresh_solver.devstack down`", file=sys.stderr)
         return 2
@@ -544,6 +999,8 @@ def cmd_up(args) -> int:
     if not dags.is_dir():
         print(f"warning: DAG folder {dags} does not exist; Airflow will list no DAGs",
               file=sys.stderr)
+    if args.distributed:
+        return _up_distributed(args, home, dags)
     home.mkdir(parents=True, exist_ok=True)
     started: list[Service] = []
     started_at = time.monotonic()
@@ -570,6 +1027,58 @@ def cmd_up(args) -> int:
     print(f"  MLflow   {mlflow.url}   store sqlite:///{home / 'mlflow.db'}")
     print(f"  Airflow  {airflow.url}   user {AIRFLOW_USER}, password {airflow_password(home)} "
           f"(in {password_file(home)})")
+    print("  stop with: make down (python -m fresh_solver.devstack down)")
+    return 0
+
+
+def _up_distributed(args, home: Path, dags: Path) -> int:
+    # `up --distributed`: 2 when PostgreSQL or the broker is missing or a URL is unusable.
+    hint = ("start it, or name another with --airflow-db-url/--mlflow-db-url/--broker-url "
+            "(FRESH_SOLVER_AIRFLOW_DB_URL, FRESH_SOLVER_MLFLOW_DB_URL, "
+            "FRESH_SOLVER_CELERY_BROKER_URL)")
+    started: list[Service] = []
+    started_at = time.monotonic()
+    try:
+        dist = Distributed.resolve(args.airflow_db_url, args.mlflow_db_url, args.broker_url,
+                                   args.workers, mlflow_auth=args.mlflow_auth)
+        home.mkdir(parents=True, exist_ok=True)
+        started = start_distributed(home, dags, args.airflow_port, args.mlflow_port, dist,
+                                    wait=False, timeout=args.timeout)
+        write_state(home, started)
+        wait_distributed(started, args.timeout)
+    except ServiceUnavailable as e:
+        print(f"error: {e}; {hint}", file=sys.stderr)
+        return 2
+    except BadSetting as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (StackError, OSError, subprocess.SubprocessError) as e:
+        stop(started)
+        (home / STATE_FILE).unlink(missing_ok=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BaseException:
+        stop(started)
+        (home / STATE_FILE).unlink(missing_ok=True)
+        raise
+    by_name = {s.name: s for s in started}
+    mlflow, airflow = by_name["mlflow"], by_name["airflow"]
+    print(f"distributed stack up in {time.monotonic() - started_at:.0f} s (state: "
+          f"{home / STATE_FILE}, logs: {home / 'logs'})")
+    print(f"  MLflow   {mlflow.url}   store {mlflow.info['store']}, artifacts proxied into "
+          f"{home / 'server-artifacts'}")
+    if dist.mlflow_auth:
+        print(f"           access control: login {MLFLOW_ADMIN}, password "
+              f"{mlflow_passwords(home)[MLFLOW_ADMIN]}; every account's in "
+              f"{mlflow_password_file(home)}")
+    print(f"  Airflow  {airflow.url}   user {AIRFLOW_USER}, password {airflow_password(home)} "
+          f"(in {password_file(home)})")
+    print(f"           CeleryExecutor, metadata DB {airflow.info['metadata_db']}, broker "
+          f"{airflow.info['broker']}, pool fresh_solver_trials: {airflow.info['trial_pool']}")
+    for s in started:
+        if s.name.startswith("celery-"):
+            print(f"  worker   {s.info['celery_hostname']}  queue {s.info['queue']}, "
+                  f"concurrency {s.info['concurrency']}, CPUs {s.info['cpus']}")
     print("  stop with: make down (python -m fresh_solver.devstack down)")
     return 0
 
@@ -601,6 +1110,10 @@ def cmd_status(args) -> int:
     for s in services:
         running = alive(s)
         down = [p["name"] for p in s.processes if p["name"] not in running]
+        if not s.url:  # a Celery worker: no HTTP to ask
+            print(f"{s.name:15} {s.info.get('celery_hostname')}  "
+                  f"{'running' if running else 'stopped'}, queue {s.info.get('queue')}")
+            continue
         answer = ""
         if running:
             path = "/api/v2/monitor/health" if s.name == "airflow" else "/health"
@@ -608,10 +1121,10 @@ def cmd_status(args) -> int:
                 answer = f", HTTP {_get(s.url + path)[0]}"
             except (urllib.error.URLError, OSError):
                 answer = ", not answering"
-        print(f"{s.name:8} {s.url}  running: {', '.join(running) or '-'}"
+        print(f"{s.name:15} {s.url}  running: {', '.join(running) or '-'}"
               f"{'  stopped: ' + ', '.join(down) if down else ''}{answer}")
         if s.name == "airflow" and running:
-            print(f"         login {s.info.get('user')}, password in "
+            print(f"{'':15} login {s.info.get('user')}, password in "
                   f"{s.info.get('password_file')}")
     return 0
 
@@ -628,6 +1141,23 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--airflow-port", type=int, default=DEFAULT_AIRFLOW_PORT)
     up.add_argument("--dags", default="dags", help="Airflow's DAG folder (default ./dags)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for each server")
+    up.add_argument("--distributed", action="store_true",
+                    help="PostgreSQL + CeleryExecutor (Redis) + Celery workers instead of "
+                         "SQLite + LocalExecutor (docs/distributed.md)")
+    up.add_argument("--workers", type=int, default=2,
+                    help="--distributed: trial workers, each pinned to its share of the cores "
+                         "(default 2)")
+    up.add_argument("--airflow-db-url", help="--distributed: Airflow's metadata DB (default "
+                    f"$FRESH_SOLVER_AIRFLOW_DB_URL, else {DEFAULT_PG_SERVER}/"
+                    "fresh_solver_airflow); created if missing")
+    up.add_argument("--mlflow-db-url", help="--distributed: MLflow's store (default "
+                    f"$FRESH_SOLVER_MLFLOW_DB_URL, else {DEFAULT_PG_SERVER}/"
+                    "fresh_solver_mlflow); created if missing")
+    up.add_argument("--broker-url", help="--distributed: Celery broker (default "
+                    f"$FRESH_SOLVER_CELERY_BROKER_URL, else {DEFAULT_BROKER_URL})")
+    up.add_argument("--mlflow-auth", action="store_true",
+                    help="--distributed: MLflow with access control (fresh-solver-auth app); "
+                         "tasks log in as the service account, the admin promotes")
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument("--timeout", type=float, default=20.0, help="seconds before SIGKILL")
     sub.add_parser("status", help="show what runs")
