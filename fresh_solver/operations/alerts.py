@@ -72,6 +72,20 @@ class AlertManager:
         self.channels = build_channels(self.config)
         self.clock = clock
 
+    # ---- the source document's set-up calls (operations.seed_alerting) ----------------------
+    def add_channel(self, channel) -> None:
+        """Add (or replace) an ``AlertChannel`` on this manager; checked like the file's."""
+        from fresh_solver.operations.seed_alerting import add_channel
+
+        self.config = add_channel(self.config, channel)
+        self.channels = build_channels(self.config)
+
+    def add_rule(self, rule) -> None:
+        """Add an ``AlertRule`` on this manager, replacing the rule of the same name."""
+        from fresh_solver.operations.seed_alerting import add_rule
+
+        self.config = add_rule(self.config, rule)
+
     # ---- evaluation -------------------------------------------------------------------------
     def evaluate(self, contexts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Apply every rule to every context; returns the transitions (fired, repeated,
