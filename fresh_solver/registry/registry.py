@@ -95,11 +95,14 @@ class ParameterRegistry:
             raise
 
     def alias_version(self, template_id: str) -> str | None:
+        """The version the ``production`` alias names, or None (no alias, or no model)."""
         try:
             return str(self.client.get_model_version_by_alias(model_name(template_id),
                                                               ALIAS).version)
         except Exception as exc:
-            if _missing(exc):
+            # With access control, asking about a model that does not exist yet is refused
+            # (403) rather than not found: "none yet" only when the model really is absent.
+            if _missing(exc) or (_denied(exc) and self._model(template_id) is None):
                 return None
             raise
 
@@ -138,12 +141,10 @@ class ParameterRegistry:
         return json.loads((model.tags if model else {}).get(OBSERVED_TAG, "null") or "null")
 
     def _model(self, template_id: str):
-        try:
-            return self.client.get_registered_model(model_name(template_id))
-        except Exception as exc:
-            if _missing(exc):
-                return None
-            raise
+        """The registered model, or None. Searched, not fetched: with access control a fetch
+        of a model that does not exist yet is refused (403) rather than not found."""
+        found = self.client.search_registered_models(f"name = '{model_name(template_id)}'")
+        return found[0] if found else None
 
     # ---- writing ----------------------------------------------------------------------------
     def register(self, template_id: str, config: SolverConfig,
@@ -366,6 +367,11 @@ def _missing(exc: Exception) -> bool:
     (which must propagate, so that the production loader falls back)."""
     return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST",
                                                 "INVALID_PARAMETER_VALUE")
+
+
+def _denied(exc: Exception) -> bool:
+    """MLflow's access control refusing a request (see :meth:`ParameterRegistry.alias_version`)."""
+    return getattr(exc, "error_code", None) == "PERMISSION_DENIED"
 
 
 def _ortools_version() -> str:
