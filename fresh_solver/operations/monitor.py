@@ -403,7 +403,10 @@ class PerformanceMonitor:
     def get_current_health(self, baselines: dict[str, float] | None = None,
                            now: float | None = None) -> HealthSnapshot:
         """The recent window judged by the one formula; ``baselines`` maps template ids to
-        their validated ``performance_baseline_s`` (the health checks pass the registry's)."""
+        their validated ``performance_baseline_s`` (the health checks pass the registry's).
+        This process's buffered records are written first, so what it just recorded counts
+        (as the source document's record-then-read example expects)."""
+        self.flush()
         now = now or time.time()
         since = now - self.window_minutes * 60
         rows = self.solves(since)

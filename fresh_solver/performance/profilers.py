@@ -256,10 +256,18 @@ class SolverProfile:
 class SolverProfiler:
     """A solve with its search log captured and parsed."""
 
-    def profile_solver_performance(self, problem: Problem, config: SolverConfig | None = None,
-                                   *, model: str = "template", time_limit: float = 10.0,
-                                   seed: int = 0) -> SolverProfile:
-        """Build ``problem`` with ``config`` and profile one solve (:meth:`profile_solve`)."""
+    def profile_solver_performance(self, problem: Problem | cp_model.CpModel,
+                                   config: SolverConfig | cp_model.CpSolver | None = None,
+                                   variables: Any = None, *, model: str = "template",
+                                   time_limit: float = 10.0, seed: int = 0) -> SolverProfile:
+        """Build ``problem`` with ``config`` and profile one solve (:meth:`profile_solve`).
+
+        The source document's form, ``(model, solver, variables)`` with a built CP-SAT model
+        and a configured solver, profiles that solve as it is; ``variables`` are not needed
+        (the search log names what found each solution) and are ignored."""
+        if isinstance(problem, cp_model.CpModel):
+            solver = config if isinstance(config, cp_model.CpSolver) else cp_model.CpSolver()
+            return self.profile_solve(problem, solver)
         config = config or SolverConfig()
         solver = cp_model.CpSolver()
         apply_parameters(solver, config.cp_sat)
@@ -323,7 +331,7 @@ class PhaseMemory:
 
 @dataclass(frozen=True)
 class MemoryProfile:
-    build: PhaseMemory
+    build: PhaseMemory | None  # None when profiling a model built before the call
     solve: PhaseMemory
     status: str
     model_size: dict[str, int]
@@ -331,7 +339,8 @@ class MemoryProfile:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for phase in ("build", "solve"):
-            data[phase]["peak_increase_mb"] = getattr(self, phase).peak_increase_mb
+            if data[phase] is not None:
+                data[phase]["peak_increase_mb"] = getattr(self, phase).peak_increase_mb
         return data
 
 
@@ -341,10 +350,22 @@ class MemoryProfiler:
     def __init__(self, top: int = 5):
         self.top = top
 
-    def profile_memory_usage(self, problem: Problem, config: SolverConfig | None = None, *,
-                             model: str = "template", time_limit: float = 10.0,
-                             seed: int = 0) -> MemoryProfile:
-        """Build, then solve, each measured on its own (module docstring)."""
+    def profile_memory_usage(self, problem: Problem | cp_model.CpModel,
+                             config: SolverConfig | None = None, *, model: str = "template",
+                             time_limit: float = 10.0, seed: int = 0) -> MemoryProfile:
+        """Build, then solve, each measured on its own (module docstring).
+
+        The source document's form, ``(model, variables)`` with a CP-SAT model already built,
+        measures its solve only (``build`` is None: the build happened before the call);
+        ``variables`` are ignored."""
+        if isinstance(problem, cp_model.CpModel):
+            solver = cp_model.CpSolver()
+            solver.parameters.random_seed = seed
+            solver.parameters.max_time_in_seconds = time_limit
+            status, solve_phase = self._measure(lambda: solver.solve(problem))
+            proto = problem.proto
+            size = {"variables": len(proto.variables), "constraints": len(proto.constraints)}
+            return MemoryProfile(None, solve_phase, solver.status_name(status), size)
         config = config or SolverConfig()
         built, build = self._measure(lambda: build_model(problem, model, config.model))
         solver = cp_model.CpSolver()
