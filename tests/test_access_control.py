@@ -250,6 +250,27 @@ def test_a_reviewer_promotes(act_as, tid: str) -> None:
     assert registry.serving(tid).version == version
 
 
+def test_only_a_reviewer_records_a_validation_override(act_as, tid: str) -> None:
+    """The override run is what lets an unvalidated set be served; the service account may
+    write runs, so recording one is a reviewer's act on the server too."""
+    from mlflow.exceptions import MlflowException
+
+    from fresh_solver.registry import evidence
+
+    service = act_as(SERVICE)
+    validated_version(service, tid, 1)  # the model exists, as after any retune
+    unvalidated = service.register(tid, SolverConfig.from_dict({"cp_sat": {"num_workers": 1}}))
+    with pytest.raises(MlflowException) as refused:
+        evidence.record_override(service.client, tid, unvalidated, "0" * 16, "mallory", "api")
+    assert refused.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(MlflowException):
+        service.promote(tid, unvalidated, "mallory", override_validation=True)
+    assert service.serving(tid).version is None
+    reviewer = act_as(REVIEWER)
+    reviewer.promote(tid, unvalidated, REVIEWER[0], override_validation=True)
+    assert reviewer.serving(tid).version == unvalidated
+
+
 def test_the_service_account_may_only_mirror_a_promotion(server: str, act_as,
                                                          tid: str) -> None:
     """What the health DAG's reconcile needs: the second mark of Production (stage or alias)

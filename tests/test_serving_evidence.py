@@ -231,3 +231,48 @@ def test_passed_version_evidence_names_its_run(registry: ParameterRegistry, tid:
     found = registry.evidence(tid, version)
     assert (found.servable, found.basis, found.run_id) == (
         True, "validation", registry.version(tid, version).run_id)
+
+
+def test_a_description_edit_does_not_make_an_old_production_version_newest(
+        registry: ParameterRegistry, tid: str) -> None:
+    """MLflow bumps last_updated_timestamp on a description edit; a version already seen in
+    Production keeps the time it was first seen."""
+    v1, v2 = promoted(registry, tid, n=2)
+    ui_alias(registry, tid, v2)  # the alias editor; v1 still holds the stage
+    registry.observe(tid)
+    time.sleep(0.01)
+    registry.client.update_model_version(model_name(tid), v1, description="edited in the UI")
+    assert registry.serving(tid).version == v2
+    registry.reconcile(tid)
+    assert_sole_production(registry, tid, v2)
+
+
+def test_rollback_records_no_override_on_the_reviewers_behalf(
+        registry: ParameterRegistry, tid: str) -> None:
+    promoted(registry, tid, n=1)
+    bad = unvalidated(registry, tid)
+    registry.promote(tid, bad, "carol", override_validation=True)
+    third = passed_version(registry, tid, 62)
+    registry.promote(tid, third, "alice")
+    # the override run of `bad` is for its content; rewriting it breaks the evidence
+    run_id = registry.version(tid, bad).run_id
+    folder = Path(registry.client._tracking_client.tracking_uri.removeprefix("sqlite:///"))
+    path = folder.parent / f"rollback-{tid}" / "parameters.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(config(63).to_dict()))
+    registry.client.log_artifact(run_id, str(path))
+    with pytest.raises(InputError, match=f"v{bad} is not servable"):
+        registry.rollback(tid, "alice")
+    assert registry.serving(tid).version == third
+
+
+def test_a_version_whose_parameters_file_is_gone_is_refused_not_fatal(
+        registry: ParameterRegistry, tid: str) -> None:
+    [good] = promoted(registry, tid, n=1)
+    run = registry.client.get_run(registry.version(tid, good).run_id)
+    gone = registry.client.create_model_version(
+        model_name(tid), source=f"{run.info.artifact_uri}/nothing-here.json",
+        run_id=run.info.run_id)
+    ui_alias(registry, tid, str(gone.version))
+    decision = registry.serving(tid)
+    assert decision.version == good and "gone" in decision.refused[0]

@@ -65,7 +65,8 @@ class ParameterRegistry:
         from fresh_solver import tracking
 
         self.client = client or tracking.client()
-        self._texts: dict[tuple[str, str], str] = {}  # parameters.json per version, this object
+        # parameters.json per version, read once per decision (serving, promote)
+        self._texts: dict[tuple[str, str], str] = {}
 
     def _transition(self, template_id: str, version: str, stage: str,
                     archive: bool = False) -> None:
@@ -123,11 +124,19 @@ class ParameterRegistry:
         """Whether ``version`` (a number or a ModelVersion) may be served, and on what
         record (see :mod:`fresh_solver.registry.evidence`)."""
         mv = version if hasattr(version, "run_id") else self.version(template_id, version)
+        from mlflow.exceptions import MlflowException
+
         try:
             return ev.evidence(self.client, template_id, mv,
                                lambda: ev.content_hash(self._text(mv)))
         except json.JSONDecodeError:
             return ev.Evidence(False, "none", "its parameters.json is not JSON")
+        except FileNotFoundError:
+            return ev.Evidence(False, "none", "its parameters.json is gone")
+        except MlflowException as exc:  # one broken version must not stop the others
+            if _missing(exc):
+                return ev.Evidence(False, "none", "its parameters.json is gone")
+            raise
 
     def history(self, template_id: str) -> list[dict[str, Any]]:
         model = self._model(template_id)
@@ -229,6 +238,7 @@ class ParameterRegistry:
             raise InputError("--approved-by: name the reviewer")
         mv = self.version(template_id, version)
         version = str(mv.version)
+        self._texts.clear()  # judge the artifact as it is now
         found = self.evidence(template_id, mv)
         if not found.servable and not override_validation:
             raise InputError(f"{model_name(template_id)} v{version} is not validated "
@@ -247,18 +257,25 @@ class ParameterRegistry:
         self._append_history(template_id, {"event": "promote", "by": approved_by,
                                            "from_version": before, "to_version": version,
                                            "path": path})
-        self._observe(template_id, alias_moved=True)
+        self._observe(template_id, moved=version)
 
     def rollback(self, template_id: str, approved_by: str) -> str:
         """Back to the version served before the current one (per the history). A UI
-        promotion not yet reconciled is reconciled first, so it counts as the current one."""
+        promotion not yet reconciled is reconciled first, so it counts as the current one.
+        The earlier version must still have its evidence (a rollback records no override on
+        the reviewer's behalf: promote it explicitly with ``--override-validation``)."""
         self.reconcile(template_id, by=approved_by)
         current = self.serving(template_id).version
         for entry in reversed(self.history(template_id)):
             previous = entry.get("from_version")
             if entry.get("to_version") == current and previous and previous != current:
-                self.promote(template_id, previous, approved_by,
-                             override_validation=True, path="rollback")
+                found = self.evidence(template_id, previous)
+                if not found.servable:
+                    raise InputError(f"{model_name(template_id)}: the earlier version "
+                                     f"v{previous} is not servable ({found.detail}); promote a "
+                                     "version explicitly (--override-validation to take "
+                                     "responsibility for an unvalidated one)")
+                self.promote(template_id, previous, approved_by, path="rollback")
                 return previous
         raise InputError(f"{model_name(template_id)}: no earlier Production version to roll "
                          "back to")
@@ -278,21 +295,27 @@ class ParameterRegistry:
         """Record what the registry looks like now, so that a later stage move can be
         ordered against the current alias (the production loader and the health DAG call
         this on every resolution / round; it needs write access to the model)."""
-        self._observe(template_id, alias_moved=False)
+        self._observe(template_id, moved=None)
 
-    def _observe(self, template_id: str, alias_moved: bool) -> None:
-        """``alias_seen_ms`` is when the current alias was first seen (now if we just moved
-        it): re-observing an unchanged alias must not make it look newer than a stage move
-        made since it was first seen."""
+    def _observe(self, template_id: str, moved: str | None) -> None:
+        """``alias_seen_ms`` is when the current alias was first seen, ``production_seen``
+        when each Production version was (now for ``moved``, the version we just made
+        Production): re-observing must not make an unchanged alias look newer than a stage
+        move made since, nor let a description edit (which bumps a version's timestamp) make
+        an old Production version look newly promoted."""
         now = _now_ms()
         alias = self.alias_version(template_id)
         previous = self._observed(template_id) or {}
         seen = previous.get("alias_seen_ms", previous.get("at_ms"))
-        if alias_moved or previous.get("alias") != alias or seen is None:
+        if moved is not None or previous.get("alias") != alias or seen is None:
             seen = now
-        state = {"alias": alias, "alias_seen_ms": seen,
-                 "production": [str(v.version) for v in self.versions(template_id)
-                                if v.current_stage == "Production"], "at_ms": now}
+        production = [str(v.version) for v in self.versions(template_id)
+                      if v.current_stage == "Production"]
+        first_seen = {v: t for v, t in previous.get("production_seen", {}).items()
+                      if v != moved}
+        state = {"alias": alias, "alias_seen_ms": seen, "production": production,
+                 "production_seen": {v: first_seen.get(v, now) for v in production},
+                 "at_ms": now}
         self.client.set_registered_model_tag(model_name(template_id), OBSERVED_TAG,
                                              json.dumps(state))
 
@@ -300,13 +323,19 @@ class ParameterRegistry:
     def serving(self, template_id: str) -> Promotion:
         """The version to serve: the most recent promotion by either path, if servable;
         otherwise the last servable version promoted before it."""
+        self._texts.clear()  # each decision reads the artifacts as they are now
         versions = {str(v.version): v for v in self.versions(template_id)}
         observed = self._observed(template_id)
         alias = self.alias_version(template_id)
         dated: list[tuple[int, int, str, str]] = []  # (time, tie-break, version, path)
+        seen_in_production = (observed or {}).get("production_seen", {})
         for v in versions.values():
             if v.current_stage == "Production":
-                dated.append((v.last_updated_timestamp, 0, str(v.version), "stage"))
+                # last_updated_timestamp also moves on a description edit: a version already
+                # seen in Production got there no later than when it was first seen.
+                moved = min(v.last_updated_timestamp,
+                            seen_in_production.get(str(v.version), v.last_updated_timestamp))
+                dated.append((moved, 0, str(v.version), "stage"))
         if alias is not None:
             if observed and observed.get("alias") == alias:
                 # Already there when first seen: a stage move dated after that came later.
@@ -358,7 +387,8 @@ class ParameterRegistry:
                                                "from_version": (observed or {}).get("alias"),
                                                "to_version": decision.version,
                                                "path": f"ui-{decision.path}", "found": found})
-        self._observe(template_id, alias_moved=not consistent and decision.version is not None)
+        changed = not consistent and decision.version is not None
+        self._observe(template_id, moved=decision.version if changed else None)
         return found | {"changed": not consistent and decision.version is not None}
 
 

@@ -15,6 +15,11 @@ the UI (``/ajax-api/2.0/...``). A reviewer is an MLflow admin or a user named in
 ``FRESH_SOLVER_REVIEWERS`` (comma-separated usernames, read per request from the server's
 environment). MLflow's GraphQL endpoint offers no other route: its only mutations are searches.
 
+The same holds for the record that stands in for validation: logging the run param
+``verdict = override`` (a reviewer's override, :mod:`fresh_solver.registry.evidence`), by
+``log-parameter`` or ``log-batch``, is a reviewer's act too; otherwise the service account, which
+may write runs, could forge one.
+
 One exception lets the health DAG's reconcile (service account) keep the registry consistent:
 a non-reviewer may *mirror* a decision already made, i.e. give a version the second mark of
 Production when it already holds the first (stage Production for a version holding the alias,
@@ -96,6 +101,26 @@ def _promotion() -> tuple[str, str, str | None] | None:
         msg = _get_request_message(DeleteRegisteredModelAlias())
         return (f"delete the alias {ALIAS!r} of", msg.name, None) \
             if msg.alias.lower() == ALIAS else None
+    return _override_record(routed_to)
+
+
+def _override_record(routed_to) -> tuple[str, str, None] | None:
+    """A ``log-parameter`` / ``log-batch`` request recording a validation override."""
+    from mlflow.protos.service_pb2 import LogBatch, LogParam
+    from mlflow.server.handlers import _get_request_message
+
+    from fresh_solver.registry.evidence import OVERRIDE, VERDICT
+
+    if routed_to(LogParam):
+        msg = _get_request_message(LogParam())
+        params = [(msg.key, msg.value)]
+    elif routed_to(LogBatch):
+        msg = _get_request_message(LogBatch())
+        params = [(p.key, p.value) for p in msg.params]
+    else:
+        return None
+    if (VERDICT, OVERRIDE) in params:
+        return ("record a validation override in", f"run {msg.run_id}", None)
     return None
 
 
