@@ -271,6 +271,30 @@ def test_only_a_reviewer_records_a_validation_override(act_as, tid: str) -> None
     assert reviewer.serving(tid).version == unvalidated
 
 
+def test_the_health_round_reports_a_reconcile_only_a_reviewer_may_do(server: str, act_as,
+                                                                     tid: str) -> None:
+    """A reviewer moved both marks to a set that is not servable (after archiving the good
+    one): serving falls back to the good version from the history, which the service account
+    may not make Production again. The health round says so for that template, still
+    observes it, and goes on."""
+    from fresh_solver.operations.cycle import _reconcile_one
+
+    service = act_as(SERVICE)
+    good = validated_version(service, tid, 1)
+    act_as(REVIEWER).promote(tid, good, approved_by=REVIEWER[0])
+    bad = service.register(tid, SolverConfig.from_dict({"cp_sat": {"num_workers": 1}}))
+    promote_in_the_ui(server, tid, bad)
+    assert call(server, "POST", "/ajax-api/2.0/mlflow/model-versions/transition-stage",
+                {"name": model_name(tid), "version": good, "stage": "Archived",
+                 "archive_existing_versions": False}, REVIEWER)[0] == 200
+    service = act_as(SERVICE)  # (credentials come from the environment at each request)
+    assert service.serving(tid).version == good  # from the history
+    before = service._observed(tid)["at_ms"]
+    found = _reconcile_one(service, tid, by="health-dag")
+    assert "PERMISSION_DENIED" in found["needs_reviewer"]
+    assert service._observed(tid)["at_ms"] > before  # observed all the same
+
+
 def test_the_service_account_may_only_mirror_a_promotion(server: str, act_as,
                                                          tid: str) -> None:
     """What the health DAG's reconcile needs: the second mark of Production (stage or alias)

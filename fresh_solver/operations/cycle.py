@@ -26,10 +26,32 @@ def reconcile_all(by: str = "health-dag") -> dict[str, Any]:
 
     try:
         registry = ParameterRegistry(tracking.client())
-        return {"templates": {t: registry.reconcile(t, by=by) for t in registry.templates()}}
+        templates = registry.templates()
     except registry_errors() as exc:
         log.warning("reconcile skipped, registry unreachable: %s", exc)
         return {"unreachable": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    return {"templates": {t: _reconcile_one(registry, t, by) for t in templates}}
+
+
+def _reconcile_one(registry, template_id: str, by: str) -> dict[str, Any]:
+    """One template's reconcile; a refusal or failure is reported for it alone, and the
+    registry is still observed (the alias-move window depends on it). On a server with access
+    control the service account may not make a version Production that no reviewer marked
+    (e.g. a decision from the history): that needs a reviewer's reconcile."""
+    from fresh_solver.production import registry_errors
+
+    try:
+        return registry.reconcile(template_id, by=by)
+    except registry_errors() as exc:
+        needs_reviewer = getattr(exc, "error_code", None) == "PERMISSION_DENIED"
+        log.warning("reconcile of %s %s: %s", template_id,
+                    "needs a reviewer" if needs_reviewer else "failed", exc)
+        try:
+            registry.observe(template_id)
+        except registry_errors() as again:
+            log.warning("observing %s failed too: %s", template_id, again)
+        return {"needs_reviewer" if needs_reviewer else "failed":
+                f"{type(exc).__name__}: {str(exc)[:300]}"}
 
 
 def check(names: list[str] | None = None) -> dict[str, Any]:
