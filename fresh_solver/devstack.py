@@ -116,11 +116,13 @@ def _tail(path: Path | str, lines: int = 40) -> str:
 def _spawn(service: Service, name: str, argv: list[str], env: dict, log: Path,
            cwd: Path | None = None, cpus: list[int] | None = None) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    pin = None if not cpus else (lambda: os.sched_setaffinity(0, cpus))
     with open(log, "ab") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
-                                   preexec_fn=pin)
+                                   stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
+    if cpus:
+        # Pinned from here, not in a preexec_fn (unsafe in a process with threads): the
+        # worker's pool processes, forked seconds later at start-up, inherit it.
+        os.sched_setaffinity(process.pid, cpus)
     service.popens.append(process)
     service.processes.append({"name": name, "pid": process.pid, "pgid": process.pid,
                               "log": str(log)})

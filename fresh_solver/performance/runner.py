@@ -258,6 +258,7 @@ def run_benchmark(definition: TemplateBenchmark, *, out: Path | None = None,
     total = len(instances) * len(definition.seeds) * definition.repetitions * len(
         configurations)
     partial = out / PARTIAL_RUNS
+    partial.unlink(missing_ok=True)  # a reused --out must not show an earlier run's rows
     try:
         bar, advance = _progress_bar(total, progress)
         cap = float(definition.time_limit_seconds)

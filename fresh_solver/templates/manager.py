@@ -168,8 +168,13 @@ class ParameterManager:
                                 "served by production solves within FRESH_SOLVER_PARAMS_TTL")
 
     def _validation_of(self, template_id: str, result: Any) -> ParameterValidationResult:
+        """The statistical validation ``result`` stands for; a template report that is not
+        production-ready is refused whatever its validation says."""
         if isinstance(result, ParameterValidationResult):
             return result
+        if getattr(result, "is_production_ready", True) is False:
+            raise InputError([f"promote_parameters: {template_id} is not production-ready"]
+                             + list(getattr(result, "errors", [])))
         validation = getattr(result, "validation", None)
         if isinstance(validation, ParameterValidationResult):
             return validation
@@ -180,10 +185,11 @@ class ParameterManager:
                          f"{type(result).__name__}")
 
     def _registered(self, template_id: str, validation: ParameterValidationResult) -> str:
-        """The version registered from this validation run (again: the same one)."""
+        """The version registered from this validation run (again: the same one), found by
+        the version's own run id, which is fixed at creation (tags are editable)."""
         run_id = validation.report.run_id
         for mv in self.registry.versions(template_id):
-            if (mv.tags or {}).get("validation_run_id") == run_id:
+            if mv.run_id == run_id:
                 return str(mv.version)
         return self.registry.register(template_id, validation.config,
                                       validation.report.to_dict())
