@@ -87,3 +87,17 @@ def test_alert_set_up_objects_are_checked():
     assert sum(r.name == "performance_degradation" for r in config.rules) == 1
     with pytest.raises(InputError, match="no channel named"):
         add_rule(config, AlertRule("x", "solves > 1", "warning", ["nowhere"]))
+
+
+def test_an_edit_to_the_parameters_dict_is_what_gets_solved() -> None:
+    """The document edits the dict it gets back (e.g. a time limit); the solve uses the dict
+    as it is then, not the set it was made from."""
+    from fresh_solver.params.config import SolverConfig
+    from fresh_solver.templates.parameters import SolverParameters, to_config
+
+    params = SolverParameters(SolverConfig.from_dict(
+        {"cp_sat": {"num_workers": 1, "search_branching": "FIXED_SEARCH"}}))
+    assert to_config(params) == params.config
+    params["max_time_in_seconds"] = 30
+    assert to_config(params).cp_sat == {"num_workers": 1, "search_branching": "FIXED_SEARCH",
+                                        "max_time_in_seconds": 30.0}

@@ -73,8 +73,9 @@ def to_config(params: Any) -> SolverConfig:
     """A :class:`SolverConfig` from what a user may hold: a :class:`SolverParameters`, a
     config, ``{"cp_sat": ..., "model": ...}`` or a flat dict of CP-SAT parameters (enum
     members or names)."""
-    if isinstance(params, SolverParameters):
-        return params.config
+    if isinstance(params, SolverParameters):  # as edited since (the document edits dicts)
+        return SolverConfig.from_dict({"cp_sat": plain_parameters(dict(params)),
+                                       "model": params.model_options.to_dict()})
     if isinstance(params, SolverConfig):
         return params
     if isinstance(params, dict) and "cp_sat" in params:

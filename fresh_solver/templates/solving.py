@@ -93,7 +93,7 @@ class ConfiguredSolver:
         from fresh_solver.solver import solve
 
         problem = as_problem(problem_data)
-        config = self.parameters.config
+        config = to_config(self.parameters)  # with any edit made to the dict since
         result = solve(problem, model="template", options=config.model, params=config.cp_sat,
                        time_limit=time_limit, seed=seed, params_source=self.parameters.source)
         return SolutionResult(self.template_id, result.status, result.objective,
