@@ -62,8 +62,8 @@ ADAPTATIONS: dict[str, list[tuple[str, str, str]]] = {
         "promotes unconditionally, so the refusal (InputError) is what this test expects "
         "when the tiny validation did not pass")],
     "TemplateOptimizer": [(
-        "time_limit_seconds=60", "time_limit_seconds=2",
-        "test budget: each solve capped at 2 s instead of 60 s"), (
+        "time_limit_seconds=60", "time_limit_seconds=0.5",
+        "test budget: each solve capped at 0.5 s instead of 60 s"), (
         "SymmetryBreakingConfig(...)", "SymmetryBreakingConfig(enabled=True)",
         "the document elides the arguments ('...')")],
     "BenchmarkRunner": [(
@@ -74,8 +74,8 @@ ADAPTATIONS: dict[str, list[tuple[str, str, str]]] = {
         "repetitions=3", "repetitions=1",
         "test budget: one repetition instead of three")],
     "2. Parameter Optimization Process": [(
-        "time_limit_seconds=60", "time_limit_seconds=2",
-        "test budget: each solve capped at 2 s instead of 60 s"), (
+        "time_limit_seconds=60", "time_limit_seconds=0.5",
+        "test budget: each solve capped at 0.5 s instead of 60 s"), (
         'template_id="new_template_v1",\n        optimization_result',
         '"new_template_v1",\n        optimization_result',
         "the document passes a positional argument after a keyword one (a SyntaxError)"), (
