@@ -1016,13 +1016,11 @@ def cmd_up(args) -> int:
         wait_ready(airflow, "/api/v2/monitor/health", args.timeout)
         wait_ready(mlflow, "/health", args.timeout)
     except (StackError, OSError, subprocess.SubprocessError) as e:
-        stop(started)
-        (home / STATE_FILE).unlink(missing_ok=True)
+        _abandon(started, home)
         print(f"error: {e}", file=sys.stderr)
         return 1
     except BaseException:
-        stop(started)
-        (home / STATE_FILE).unlink(missing_ok=True)
+        _abandon(started, home)
         raise
     print(f"stack up in {time.monotonic() - started_at:.0f} s (state: {home / STATE_FILE}, "
           f"logs: {home / 'logs'})")
@@ -1031,6 +1029,12 @@ def cmd_up(args) -> int:
           f"(in {password_file(home)})")
     print("  stop with: make down (python -m fresh_solver.devstack down)")
     return 0
+
+
+def _abandon(started: list[Service], home: Path) -> None:
+    """A start that failed half-way: stop what did start and forget the stack."""
+    stop(started)
+    (home / STATE_FILE).unlink(missing_ok=True)
 
 
 def _up_distributed(args, home: Path, dags: Path) -> int:
@@ -1055,13 +1059,11 @@ def _up_distributed(args, home: Path, dags: Path) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (StackError, OSError, subprocess.SubprocessError) as e:
-        stop(started)
-        (home / STATE_FILE).unlink(missing_ok=True)
+        _abandon(started, home)
         print(f"error: {e}", file=sys.stderr)
         return 1
     except BaseException:
-        stop(started)
-        (home / STATE_FILE).unlink(missing_ok=True)
+        _abandon(started, home)
         raise
     by_name = {s.name: s for s in started}
     mlflow, airflow = by_name["mlflow"], by_name["airflow"]

@@ -7,6 +7,7 @@ is turned into a failure, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,23 @@ def tracking_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             mp.delenv(name, raising=False)
         production.clear_cache()
         yield home
+
+
+_template_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def registry(tracking_home: Path):
+    """A ParameterRegistry on the module's embedded store (modules may define their own)."""
+    from fresh_solver.registry.registry import ParameterRegistry
+
+    return ParameterRegistry()
+
+
+@pytest.fixture
+def tid() -> str:
+    """A template id no other test of the session uses."""
+    return f"t{next(_template_ids)}"
 
 
 @pytest.hookimpl(hookwrapper=True)

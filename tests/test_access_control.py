@@ -28,11 +28,11 @@ from fresh_solver import production
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry import accounts, server_auth
 from fresh_solver.registry.registry import ALIAS, ParameterRegistry, _parameters_run, model_name
+from tests import postgres
 from tests.servers import mlflow_auth_server
 
 pytestmark = pytest.mark.slow
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 ADMIN = ("admin", f"admin-{uuid.uuid4().hex}")
 SERVICE = (accounts.SERVICE_USER, f"service-{uuid.uuid4().hex}")
 LOADER = (accounts.LOADER_USER, f"loader-{uuid.uuid4().hex}")
@@ -46,26 +46,10 @@ _ids = itertools.count()
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A new PostgreSQL database for the server's store and users; dropped after."""
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT",
-                             connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {str(exc).splitlines()[0]}")
-    name = f"fs_access_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
+    with postgres.admin_engine() as admin, postgres.database(
+            admin, f"fs_access_{os.getpid()}_{uuid.uuid4().hex[:6]}") as tail:
         # psycopg2 for MLflow's store: its archiving query fails under psycopg 3 (pyproject)
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        yield f"postgresql+psycopg2://{tail}"
 
 
 @pytest.fixture(scope="module")

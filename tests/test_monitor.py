@@ -39,8 +39,8 @@ from fresh_solver.operations.monitor import (
     status_of,
 )
 from tests import monitor_workers as workers
+from tests import postgres
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SESSION = f"fs_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 HOUR = 3600.0
 _databases = iter(range(1_000_000))
@@ -62,30 +62,18 @@ def monitor(sqlite_url: str) -> PerformanceMonitor:
 @pytest.fixture(scope="module")
 def pg_admin() -> Iterator[sa.Engine]:
     """An AUTOCOMMIT engine on the server's maintenance database (skips when unreachable)."""
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT",
-                             connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {str(exc).splitlines()[0]}")
-    yield admin
-    admin.dispose()
+    with postgres.admin_engine() as admin:
+        yield admin
 
 
 @pytest.fixture
 def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
     """A new, empty database of this session (no schema yet); dropped after the test."""
-    name = f"{SESSION}_{next(_databases)}"
-    with pg_admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        store.dispose_all()
-        with pg_admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres.database(pg_admin, f"{SESSION}_{next(_databases)}") as tail:
+        try:
+            yield f"postgresql://{tail}"
+        finally:
+            store.dispose_all()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,7 +9,6 @@ driven through the same MlflowClient calls the UI makes, without a server.
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import warnings
@@ -34,23 +33,7 @@ from fresh_solver.registry.registry import (
 
 REQUIRED_REPORT_KEYS = ("template_id", "passed", "candidate_hash", "run_id", "speedup_factor",
                         "performance_baseline_s", "validated_at", "instance_set", "summary")
-_ids = itertools.count()
-
-
-# ---- fixtures and helpers -------------------------------------------------------------------
-
-
-
-
-@pytest.fixture(scope="module")
-def registry(tracking_home: Path) -> ParameterRegistry:
-    return ParameterRegistry()
-
-
-@pytest.fixture
-def tid() -> str:
-    """A template id no other test uses."""
-    return f"t{next(_ids)}"
+# ---- fixtures (``registry``, ``tid``: tests/conftest.py) and helpers ---------------------------
 
 
 def config(i: int) -> SolverConfig:
@@ -533,7 +516,7 @@ def test_cli_registry_lifecycle(capsys: pytest.CaptureFixture[str], registry: Pa
 
 def test_cli_registry_reconcile_all_templates(capsys: pytest.CaptureFixture[str],
                                               registry: ParameterRegistry) -> None:
-    first, second = f"t{next(_ids)}", f"t{next(_ids)}"
+    first, second = "all-first", "all-second"
     _, a2 = promoted(registry, first)
     promoted(registry, second)
     ui_stage(registry, first, a2)

@@ -9,7 +9,6 @@ The UI actions are driven through the same MlflowClient calls the UI makes.
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Callable
@@ -36,19 +35,6 @@ from tests.test_registry import (
     ui_alias,
     ui_stage,
 )
-
-_ids = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def registry(tracking_home: Path) -> ParameterRegistry:
-    return ParameterRegistry()
-
-
-@pytest.fixture
-def tid() -> str:
-    """A template id no other test uses."""
-    return f"e{next(_ids)}"
 
 
 def unvalidated(registry: ParameterRegistry, tid: str) -> str:
@@ -136,12 +122,7 @@ def test_a_rewritten_parameters_file_is_not_served(registry: ParameterRegistry,
     """The validated run's params pin the content: another set written over the version's
     parameters.json (through the API; the UI cannot) no longer matches the verdict."""
     good, other = promoted(registry, tid, n=2)
-    run_id = registry.version(tid, other).run_id
-    folder = Path(registry.client._tracking_client.tracking_uri.removeprefix("sqlite:///"))
-    path = folder.parent / f"rewrite-{tid}" / "parameters.json"
-    path.parent.mkdir()
-    path.write_text(json.dumps(config(60).to_dict()))
-    registry.client.log_artifact(run_id, str(path))
+    rewrite_parameters(registry, tid, other, config(60))
     ui_alias(registry, tid, other)
     found = registry.evidence(tid, other)
     assert not found.servable and config(60).hash in found.detail
@@ -184,11 +165,18 @@ def test_a_version_without_recorded_verdict_is_refused_with_the_way_out(
 
 
 def _write(registry: ParameterRegistry, tid: str, cfg) -> str:
+    """``cfg`` as a parameters.json in a folder of its own beside the store."""
     folder = Path(registry.client._tracking_client.tracking_uri.removeprefix("sqlite:///"))
-    path = folder.parent / f"legacy-{tid}" / "parameters.json"
+    path = folder.parent / f"params-{tid}-{cfg.hash}" / "parameters.json"
     path.parent.mkdir()
     path.write_text(json.dumps(cfg.to_dict()))
     return str(path)
+
+
+def rewrite_parameters(registry: ParameterRegistry, tid: str, version: str, cfg) -> None:
+    """Another set written over a version's parameters.json (the API can, the UI cannot)."""
+    registry.client.log_artifact(registry.version(tid, version).run_id,
+                                 _write(registry, tid, cfg))
 
 
 # ---- ordering alias moves against stage moves by observation ------------------------------
@@ -255,12 +243,7 @@ def test_rollback_records_no_override_on_the_reviewers_behalf(
     third = passed_version(registry, tid, 62)
     registry.promote(tid, third, "alice")
     # the override run of `bad` is for its content; rewriting it breaks the evidence
-    run_id = registry.version(tid, bad).run_id
-    folder = Path(registry.client._tracking_client.tracking_uri.removeprefix("sqlite:///"))
-    path = folder.parent / f"rollback-{tid}" / "parameters.json"
-    path.parent.mkdir()
-    path.write_text(json.dumps(config(63).to_dict()))
-    registry.client.log_artifact(run_id, str(path))
+    rewrite_parameters(registry, tid, bad, config(63))
     with pytest.raises(InputError, match=f"v{bad} is not servable"):
         registry.rollback(tid, "alice")
     assert registry.serving(tid).version == third

@@ -39,8 +39,9 @@ class ProblemData:
         return self.problem.jobs
 
 
-def as_problem(problem_data: Any) -> Problem:
-    """The :class:`Problem` behind any accepted form of ``problem_data`` (module docstring)."""
+def as_problem(problem_data: Any, what: str = "problem_data") -> Problem:
+    """The :class:`Problem` behind any accepted form of ``problem_data`` (module docstring);
+    ``what`` names the argument in the error."""
     if isinstance(problem_data, Problem):
         return problem_data
     if isinstance(problem_data, ProblemData):
@@ -49,7 +50,7 @@ def as_problem(problem_data: Any) -> Problem:
         return problem_from_dict(problem_data)
     if isinstance(problem_data, str | Path):
         return load_problem(problem_data)
-    raise InputError(f"problem_data: expected a Problem, ProblemData, problem dict or file, "
+    raise InputError(f"{what}: expected a Problem, ProblemData, problem dict or file, "
                      f"got {type(problem_data).__name__}")
 
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fresh_solver.errors import InputError
 from fresh_solver.model import Problem, Template, load_problem, problem_from_dict
 from fresh_solver.params.config import SolverConfig
 
@@ -125,19 +124,13 @@ class TemplateValidator:
 
 def _source(template_id: str, job_template: Any) -> Problem:
     from fresh_solver.templates import instances
+    from fresh_solver.templates.solving import as_problem
 
     if job_template is None:
         return instances.template_source(template_id)
-    if isinstance(job_template, Problem):
-        return job_template
     if isinstance(job_template, Template):
         return _problem_of(job_template)
-    if isinstance(job_template, dict):
-        return problem_from_dict(job_template)
-    if isinstance(job_template, str | Path):
-        return load_problem(job_template)
-    raise InputError(f"job_template: expected a Problem, Template, problem dict or file, got "
-                     f"{type(job_template).__name__}")
+    return as_problem(job_template, "job_template")
 
 
 def _problem_of(template: Template) -> Problem:
