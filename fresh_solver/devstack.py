@@ -472,12 +472,11 @@ class Distributed:
 
 
 def _safe(url: str) -> str:
-    """A URL fit for messages and logs: the password replaced by ***."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """A URL fit for messages and logs: the password replaced by *** (the operations store's
+    rule, imported here only when a message needs it)."""
+    from fresh_solver.operations.store import safe_url
+
+    return safe_url(url)
 
 
 def _libpq(url: str, database: str | None = None) -> str:

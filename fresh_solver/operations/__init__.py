@@ -10,6 +10,8 @@ The source document's names: ``PerformanceMonitor`` (monitor.py), ``HealthChecke
 SQLAlchemy), so importing this package stays cheap.
 """
 
+from fresh_solver.lazy import lazy_exports
+
 _EXPORTS = {
     "PerformanceMonitor": "fresh_solver.operations.monitor",
     "HealthChecker": "fresh_solver.operations.checks",
@@ -19,13 +21,4 @@ _EXPORTS = {
     "AlertSeverity": "fresh_solver.operations.seed_alerting",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    """``from fresh_solver.operations import AlertManager`` without importing every module
-    of the package up front."""
-    import importlib
-
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -28,8 +28,7 @@ def template_verdict(registry, template_id: str) -> dict[str, Any]:
     from fresh_solver.params.sat import apply_parameters
 
     decision = registry.serving(template_id)
-    production = [str(v.version) for v in registry.versions(template_id)
-                  if v.current_stage == "Production"]
+    production = registry.production_versions(template_id)
     alias = registry.alias_version(template_id)
     facts: dict[str, Any] = {"serving": decision.version, "production_stage": production,
                              "alias": alias, "refused": list(decision.refused)}

@@ -4,10 +4,7 @@ The source document's names are importable from here (``from fresh_solver.perfor
 BenchmarkRunner``), loaded on first use: importing the package stays cheap.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from fresh_solver.lazy import lazy_exports
 
 _EXPORTS = {
     "BenchmarkRunner": "fresh_solver.performance.runner",
@@ -18,10 +15,4 @@ _EXPORTS = {
     "MemoryProfiler": "fresh_solver.performance.profilers",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """Load a source-document name from its module on first use (PEP 562)."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -95,6 +95,11 @@ class ParameterRegistry:
                     from None
             raise
 
+    def production_versions(self, template_id: str) -> list[str]:
+        """The versions in stage Production (one when the registry is consistent)."""
+        return [str(v.version) for v in self.versions(template_id)
+                if v.current_stage == "Production"]
+
     def alias_version(self, template_id: str) -> str | None:
         """The version the ``production`` alias names, or None (no alias, or no model)."""
         try:
@@ -116,7 +121,7 @@ class ParameterRegistry:
 
     def _text(self, mv) -> str:
         key = (mv.name, str(mv.version))
-        if key not in self._texts:  # fetched once per registry object (one resolution)
+        if key not in self._texts:  # fetched once per decision (serving, promote)
             self._texts[key] = ev.download_text(self.client, mv.source)
         return self._texts[key]
 
@@ -309,8 +314,7 @@ class ParameterRegistry:
         seen = previous.get("alias_seen_ms", previous.get("at_ms"))
         if moved is not None or previous.get("alias") != alias or seen is None:
             seen = now
-        production = [str(v.version) for v in self.versions(template_id)
-                      if v.current_stage == "Production"]
+        production = self.production_versions(template_id)
         first_seen = {v: t for v, t in previous.get("production_seen", {}).items()
                       if v != moved}
         state = {"alias": alias, "alias_seen_ms": seen, "production": production,
@@ -374,22 +378,21 @@ class ParameterRegistry:
             raise InputError(f"no registered model {model_name(template_id)}")
         decision = self.serving(template_id)
         observed = self._observed(template_id)
-        production = [str(v.version) for v in self.versions(template_id)
-                      if v.current_stage == "Production"]
+        production = self.production_versions(template_id)
         alias = self.alias_version(template_id)
         consistent = (decision.version is None and not production) or (
             production == [decision.version] and alias == decision.version)
         found = {"production_stage": production, "alias": alias, "serving": decision.version,
                  "path": decision.path, "refused": list(decision.refused)}
-        if not consistent and decision.version is not None:
+        changed = not consistent and decision.version is not None
+        if changed:
             self._make_sole_production(template_id, decision.version)
             self._append_history(template_id, {"event": "reconcile", "by": by,
                                                "from_version": (observed or {}).get("alias"),
                                                "to_version": decision.version,
                                                "path": f"ui-{decision.path}", "found": found})
-        changed = not consistent and decision.version is not None
         self._observe(template_id, moved=decision.version if changed else None)
-        return found | {"changed": not consistent and decision.version is not None}
+        return found | {"changed": changed}
 
 
 def _missing(exc: Exception) -> bool:
