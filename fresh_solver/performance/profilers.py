@@ -51,6 +51,7 @@ from fresh_solver.solver.constraints import (
     add_machine_resources,
     add_precedences,
     add_redundant_makespan_bounds,
+    add_redundant_tardiness_bound,
     add_search_strategy,
     add_symmetry_breaking,
 )
@@ -149,14 +150,20 @@ class ConstraintProfiler:
                 state["makespan"] = add_makespan(m, problem, state["tasks"], lower,
                                                  state["horizon"])
             else:
-                add_weighted_tardiness(m, problem, state["tasks"], state["horizon"])
+                state["tardiness"] = add_weighted_tardiness(m, problem, state["tasks"],
+                                                            state["horizon"])
+
+        def bounds(m: cp_model.CpModel) -> None:
+            if problem.objective == "makespan":
+                add_redundant_makespan_bounds(m, problem, state["tasks"], state["makespan"])
+            elif state["tardiness"] is not None:
+                add_redundant_tardiness_bound(m, problem, state["tardiness"])
 
         def hints(m: cp_model.CpModel) -> None:
             if problem.objective == "makespan":
                 m.add_hint(state["makespan"], makespan_of(problem, state["warm"]))
             add_hints(m, state["tasks"], state["warm"])
 
-        makespan = problem.objective == "makespan"
         steps: list[tuple[str, Callable[[cp_model.CpModel], Any], str | None, bool]] = [
             ("greedy_warm_start", greedy, "warm_start", True),
             ("task_variables_and_modes", lambda m: state.update(
@@ -167,8 +174,7 @@ class ConstraintProfiler:
             ("symmetry_breaking", lambda m: add_symmetry_breaking(m, problem, state["tasks"]),
              "symmetry_breaking", True),
             ("objective", objective, None, True),
-            ("redundant_bounds", lambda m: add_redundant_makespan_bounds(
-                m, problem, state["tasks"], state["makespan"]), "redundant_bounds", makespan),
+            ("redundant_bounds", bounds, "redundant_bounds", True),
             ("search_strategy", lambda m: add_search_strategy(m, problem, state["tasks"]),
              "search_strategy", True),
             ("hints", hints, "warm_start", True),

@@ -8,6 +8,7 @@ from ortools.sat.python import cp_model
 
 from fresh_solver.model import Problem
 from fresh_solver.solver.built import TaskVars
+from fresh_solver.solver.tardiness_bound import weighted_tardiness_lower_bound
 
 
 def add_precedences(model: cp_model.CpModel, problem: Problem,
@@ -113,6 +114,16 @@ def add_redundant_makespan_bounds(model: cp_model.CpModel, problem: Problem,
     total_capacity = sum(m.capacity for m in problem.machines)
     earliest = min(job.release for job in problem.jobs)
     model.add(total_capacity * (makespan - earliest) >= sum(sum(v) for v in load.values()))
+
+
+def add_redundant_tardiness_bound(model: cp_model.CpModel, problem: Problem,
+                                  weighted_tardiness: cp_model.LinearExprT) -> int:
+    """Weighted tardiness >= the machine-set bound (:mod:`~fresh_solver.solver.tardiness_bound`),
+    which CP-SAT's relaxation, seeing each job alone, does not find. Returns the bound."""
+    bound = weighted_tardiness_lower_bound(problem)
+    if bound > 0:
+        model.add(weighted_tardiness >= bound)
+    return bound
 
 
 def add_search_strategy(model: cp_model.CpModel, problem: Problem,

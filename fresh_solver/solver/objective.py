@@ -20,7 +20,11 @@ def add_makespan(model: cp_model.CpModel, problem: Problem,
 
 
 def add_weighted_tardiness(model: cp_model.CpModel, problem: Problem,
-                           tasks: dict[tuple[int, int], TaskVars], horizon: int) -> None:
+                           tasks: dict[tuple[int, int], TaskVars],
+                           horizon: int) -> cp_model.LinearExprT | None:
+    """Sum of weight x tardiness over jobs with a due date (None when no job has one).
+    Tardiness is bounded from below only; minimisation makes it tight at an optimum, and the
+    solve loop values every schedule from its task ends, never from these variables."""
     terms = []
     for j, job in enumerate(problem.jobs):
         if job.due is None:
@@ -29,5 +33,8 @@ def add_weighted_tardiness(model: cp_model.CpModel, problem: Problem,
         for t in sink_tasks(problem, j):
             model.add(tardiness >= tasks[(j, t)].end - job.due)
         terms.append(job.weight * tardiness)
-    if terms:  # no due dates: a feasibility problem, any schedule is optimal
-        model.minimize(sum(terms))
+    if not terms:  # no due dates: a feasibility problem, any schedule is optimal
+        return None
+    objective = sum(terms)
+    model.minimize(objective)
+    return objective

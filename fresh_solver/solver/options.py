@@ -19,8 +19,10 @@ class ModelOptions:
     symmetry_breaking: order interchangeable jobs (same template, release, due, weight) by the
         start of one single-mode task (one on a unary machine if there is one, strictly);
         never across groups, so the optimum is unchanged.
-    redundant_bounds: per-machine head + load + tail lower bounds on the makespan, and a
-        total-work bound, stated as linear constraints over the mode literals.
+    redundant_bounds: lower bounds on the objective that CP-SAT's relaxation misses. Makespan:
+        per-machine head + load + tail bounds and a total-work bound, stated as linear
+        constraints over the mode literals. Weighted tardiness: the machine-set bound of
+        :mod:`fresh_solver.solver.tardiness_bound` (a constant).
     warm_start: a greedy schedule given as a solution hint; for makespan its value also caps
         the horizon (an optimal schedule is never worse than a feasible one). Off by default:
         on the development families it slowed CP-SAT down more often than it helped.

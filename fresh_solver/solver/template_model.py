@@ -17,6 +17,7 @@ from fresh_solver.solver.constraints import (
     add_machine_resources,
     add_precedences,
     add_redundant_makespan_bounds,
+    add_redundant_tardiness_bound,
     add_search_strategy,
     add_symmetry_breaking,
     interchangeable_groups,
@@ -52,7 +53,9 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
         if warm_makespan is not None:
             model.add_hint(makespan, warm_makespan)
     else:
-        add_weighted_tardiness(model, problem, tasks, horizon)
+        weighted_tardiness = add_weighted_tardiness(model, problem, tasks, horizon)
+        if options.redundant_bounds and weighted_tardiness is not None:
+            add_redundant_tardiness_bound(model, problem, weighted_tardiness)
     if options.search_strategy:
         add_search_strategy(model, problem, tasks)
     if warm is not None:
