@@ -310,7 +310,7 @@ def test_generate_bad_count_is_exit_2(capsys, tmp_path) -> None:
     assert_clean_error(err)
 
 
-SCALE_RANGE = {"small": (5, 10), "medium": (20, 50), "large": (100, None)}
+SCALE_RANGE = {"small": (5, 10), "medium": (20, 50), "large": (100, None), "xlarge": (200, 300)}
 @pytest.mark.parametrize(("kind", "scale"), [
     (kind, scale) for kind in ("family", "mix") for scale in SCALES
 ])

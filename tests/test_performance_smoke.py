@@ -1,4 +1,4 @@
-"""The production and core benchmark commands run end to end on tiny settings.
+"""The production, core and strength benchmark commands run end to end on tiny settings.
 
 Like the other benchmark smoke tests: no figure is checked, only that every configuration ran,
 paired, and was reported with the context (command, machine, budget) needed to rerun it.
@@ -11,8 +11,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-from fresh_solver.performance import core_benchmark
+from fresh_solver.performance import core_benchmark, strength_benchmark
 
 
 def test_core_benchmark_pairs_every_ablation_with_the_baseline(tmp_path: Path) -> None:
@@ -56,3 +57,29 @@ def test_production_benchmark_reports_resolution_and_overhead(tmp_path: Path) ->
     overhead = data["solve_overhead"]
     assert overhead["n"] == 2 and overhead["time_limit_s"] == 0.2
     assert overhead["min"] <= overhead["median"] <= overhead["max"]
+
+
+def test_strength_benchmark_pairs_configurations_per_instance_and_seed(tmp_path: Path) -> None:
+    out = tmp_path / "strength"
+    assert strength_benchmark.main([
+        "--suite", "tardiness", "--scales", "medium", "--instances", "2", "--seeds", "0,1",
+        "--configs", "baseline", "template", "template-no-bounds", "--cap", "0.5",
+        "--at", "0.3", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["machine"]["ortools"] and data["command"].startswith("python -m ")
+    assert data["cap_s"] == 0.5 and data["at_s"] == 0.3 and data["seeds"] == [0, 1]
+    runs = {(r["instance"], r["seed"], r["config"]) for r in data["rows"]}
+    assert len(runs) == len(data["rows"]) == 2 * 2 * 3
+    for config in ("template", "template-no-bounds"):
+        paired = data["summary"]["all"][config]
+        assert paired["pairs"] == 4
+        assert paired["wins"] + paired["ties"] + paired["losses"] <= 4
+    assert set(data["summary"]) == {"medium", "all"}
+    assert (out / "report.md").read_text().count("| mix-medium-") == 4
+
+
+def test_strength_benchmark_reads_the_incumbent_at_a_time() -> None:
+    result = SimpleNamespace(improvements=[(0.1, 50), (0.4, 40), (2.0, 30)])
+    assert strength_benchmark.incumbent_at(result, 0.05) is None
+    assert strength_benchmark.incumbent_at(result, 0.4) == 40
+    assert strength_benchmark.incumbent_at(result, 5) == 30

@@ -1,7 +1,8 @@
 """Seeded synthetic problems: identical-job families and mixes, at three scales.
 
 Scales follow the source document's table, counted in tasks over the whole problem: small
-(5-10), medium (20-50), large (100+). The same (kind, scale, seed) always gives the same problem.
+(5-10), medium (20-50), large (100+); xlarge (200-300) is where the core benchmarks probe the
+template model's primal strength. The same (kind, scale, seed) always gives the same problem.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from fresh_solver.model.problem import FORMAT, Problem, problem_from_dict
 
-SCALES = {"small": (5, 10), "medium": (20, 50), "large": (100, 160)}
+SCALES = {"small": (5, 10), "medium": (20, 50), "large": (100, 160), "xlarge": (200, 300)}
 KINDS = ("family", "mix")
 
 

@@ -190,7 +190,8 @@ def report_markdown(data: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
+    parser.add_argument("--scales", nargs="+", default=["small", "medium", "large"],
+                        choices=list(SCALES))
     parser.add_argument("--family-seeds", type=int, default=6, help="N families per scale")
     parser.add_argument("--first-family", type=int, default=0,
                         help="first family seed (a development set uses other seeds than the "
