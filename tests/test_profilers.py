@@ -17,8 +17,8 @@ from fresh_solver.performance.profilers import (
     SolverProfiler,
 )
 from fresh_solver.performance.search_log import parse_search_log
-from fresh_solver.solver import ModelOptions
-from fresh_solver.solver.template_model import build_template_model
+from fresh_solver.solver import PLAIN, ModelOptions
+from fresh_solver.solver.template_model import build_template_model, uses_hint
 
 ALL_ON = ModelOptions(True, True, True, True)
 
@@ -28,8 +28,7 @@ def problem():
     return generate_family("small", seed=1)
 
 
-@pytest.mark.parametrize("options", [ModelOptions(), ALL_ON, ModelOptions(False, False, False,
-                                                                          False)])
+@pytest.mark.parametrize("options", [ModelOptions(), ALL_ON, PLAIN])
 @pytest.mark.parametrize("kind", ["family", "tardiness"])
 def test_groups_add_up_to_the_template_model(kind: str, options: ModelOptions) -> None:
     """The step-by-step build is the template model: same variables, constraints, hints."""
@@ -50,7 +49,7 @@ def test_groups_add_up_to_the_template_model(kind: str, options: ModelOptions) -
         if not g.enabled:
             assert g.optional and (g.variables, g.constraints, g.hints) == (0, 0, 0)
     assert by_name["symmetry_breaking"].enabled == options.symmetry_breaking
-    assert by_name["hints"].enabled == options.warm_start
+    assert by_name["hints"].enabled == uses_hint(problem, options)
 
 
 def test_seed_form_profiles_any_constraint_functions() -> None:

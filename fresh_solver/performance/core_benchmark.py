@@ -36,7 +36,7 @@ from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.definitions import Configuration
 from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.runner import run_pairs
-from fresh_solver.solver import ModelOptions, SolveResult, solve
+from fresh_solver.solver import PLAIN, ModelOptions, SolveResult, solve
 
 FULL = ModelOptions()
 ABLATION = {
@@ -45,7 +45,7 @@ ABLATION = {
     "no_bounds": replace(FULL, redundant_bounds=False),
     "plus_warm_start": replace(FULL, warm_start=True),
     "plus_search_strategy": replace(FULL, search_strategy=True),
-    "plain": ModelOptions(False, False, False, False),
+    "plain": PLAIN,
 }
 BASELINE = Configuration("baseline", "baseline", SolverConfig(), "defaults")
 CONFIGURATIONS = {name: Configuration(name, "template", SolverConfig(model=options), "defaults")

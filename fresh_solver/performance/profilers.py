@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from statistics import median
 from typing import Any
 
@@ -56,6 +56,7 @@ from fresh_solver.solver.constraints import (
     add_symmetry_breaking,
 )
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
+from fresh_solver.solver.options import switches_for
 from fresh_solver.solver.solve import build_model
 from fresh_solver.solver.template_model import add_hints, makespan_of, warm_start
 from fresh_solver.solver.variables import add_task_variables
@@ -164,8 +165,10 @@ class ConstraintProfiler:
                 m.add_hint(state["makespan"], makespan_of(problem, state["warm"]))
             add_hints(m, state["tasks"], state["warm"])
 
+        makespan = problem.objective == "makespan"
         steps: list[tuple[str, Callable[[cp_model.CpModel], Any], str | None, bool]] = [
-            ("greedy_warm_start", greedy, "warm_start", True),
+            ("greedy_warm_start", greedy, "warm_start", makespan),
+            ("tardiness_dispatch", greedy, "tardiness_hint", not makespan),
             ("task_variables_and_modes", lambda m: state.update(
                 tasks=add_task_variables(m, problem, state["horizon"])), None, True),
             ("precedences", lambda m: add_precedences(m, problem, state["tasks"]), None, True),
@@ -177,7 +180,7 @@ class ConstraintProfiler:
             ("redundant_bounds", bounds, "redundant_bounds", True),
             ("search_strategy", lambda m: add_search_strategy(m, problem, state["tasks"]),
              "search_strategy", True),
-            ("hints", hints, "warm_start", True),
+            ("hints", hints, "warm_start" if makespan else "tardiness_hint", True),
         ]
         enabled = {name: applies and (switch is None or getattr(options, switch))
                    for name, _, switch, applies in steps}
@@ -190,14 +193,15 @@ class ConstraintProfiler:
 
     def ablation(self, problem: Problem, config: SolverConfig | None = None, *,
                  seeds: list[int], time_limit: float = 10.0) -> list[AblationRow]:
-        """Each ModelOptions switch flipped against ``config``, paired on ``seeds``.
+        """Each ModelOptions switch that applies to the problem's objective flipped against
+        ``config``, paired on ``seeds``.
 
         Per seed the configuration runs first and sets the target (its proven optimum, or its
         best objective at the cap); each variant then runs with the same seed and is timed to
         that target, stopping once it reaches an unproven one. Build time is included.
         """
         config = config or SolverConfig()
-        names = [f.name for f in fields(ModelOptions)]
+        names = switches_for(problem.objective)
         times: dict[str, list[float]] = {"config": [], **{n: [] for n in names}}
         used = []
         for seed in seeds:

@@ -62,6 +62,8 @@ CONFIGS = {
     "template-no-bounds": Config("template", replace(ModelOptions(), redundant_bounds=False)),
     "template-no-symmetry": Config("template", replace(ModelOptions(), symmetry_breaking=False)),
     "template-warm-start": Config("template", replace(ModelOptions(), warm_start=True)),
+    "template-no-tardiness-hint": Config("template", replace(ModelOptions(),
+                                                             tardiness_hint=False)),
 }
 SUITE_DEFAULTS = {
     "families": {"configs": ["baseline", "template"], "cap": 60.0, "at": 30.0,

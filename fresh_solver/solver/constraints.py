@@ -92,28 +92,30 @@ def add_redundant_makespan_bounds(model: cp_model.CpModel, problem: Problem,
                                   makespan: cp_model.IntVar) -> None:
     """Head + load + tail bounds per machine, and total work over total capacity.
 
-    Everything that runs on machine m runs after the least head of the tasks that may use it and
-    ends before the makespan less their least tail; its capacity bounds the load in between.
-    CP-SAT's propagators find parts of this, its LP relaxation does not see heads and tails.
+    On machine m, the tasks whose head is at least h and whose tail is at least q all run
+    after h and end before the makespan less q, so capacity x (makespan - h - q) bounds their
+    load (over the mode literals). Every (h, q) among the heads and tails there is stated: the
+    strongest such set is the one-machine preemptive bound with heads and tails, which CP-SAT's
+    propagators find in part and its LP relaxation not at all.
     """
-    load: dict[str, list] = defaultdict(list)
-    heads: dict[str, list[int]] = defaultdict(list)
-    tails: dict[str, list[int]] = defaultdict(list)
+    entries: dict[str, list[tuple[int, int, cp_model.LinearExprT]]] = defaultdict(list)
     for (j, t), task in tasks.items():
         job = problem.jobs[j]
         template = problem.template_of(job)
         for mode, presence in zip(task.modes, task.presences):
-            load[mode.machine].append(mode.duration * presence)
-            heads[mode.machine].append(job.release + template.heads[t])
-            tails[mode.machine].append(template.tails[t])
+            if mode.duration > 0:
+                entries[mode.machine].append((job.release + template.heads[t], template.tails[t],
+                                              mode.duration * presence))
     for machine in problem.machines:
-        if not load[machine.id]:
-            continue
-        span = makespan - min(heads[machine.id]) - min(tails[machine.id])
-        model.add(machine.capacity * span >= sum(load[machine.id]))
+        on_machine = entries[machine.id]
+        for head in sorted({h for h, _, _ in on_machine}):
+            for tail in sorted({q for h, q, _ in on_machine if h >= head}):
+                load = [work for h, q, work in on_machine if h >= head and q >= tail]
+                model.add(machine.capacity * (makespan - head - tail) >= sum(load))
     total_capacity = sum(m.capacity for m in problem.machines)
     earliest = min(job.release for job in problem.jobs)
-    model.add(total_capacity * (makespan - earliest) >= sum(sum(v) for v in load.values()))
+    model.add(total_capacity * (makespan - earliest)
+              >= sum(work for on_machine in entries.values() for _, _, work in on_machine))
 
 
 def add_redundant_tardiness_bound(model: cp_model.CpModel, problem: Problem,

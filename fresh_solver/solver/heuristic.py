@@ -27,6 +27,7 @@ class _Timeline:
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.intervals: list[tuple[int, int]] = []
+        self._usage: list[tuple[int, int]] | None = None  # capacity > 1: (time, units in use)
 
     def earliest_start(self, est: int, duration: int) -> int:
         if duration == 0:
@@ -38,22 +39,37 @@ class _Timeline:
                     break
                 start = max(start, e)
             return start
-        candidates = sorted({est} | {e for _, e in self.intervals if e > est})
-        for start in candidates:
-            if self._fits(start, start + duration):
-                return start
-        raise AssertionError("the last candidate is after every busy interval")
+        return self._earliest_with_room(est, duration)
 
-    def _fits(self, start: int, end: int) -> bool:
-        overlapping = [(s, e) for s, e in self.intervals if s < end and e > start]
-        if len(overlapping) < self.capacity:
-            return True
-        points = sorted({start} | {s for s, _ in overlapping if s > start})
-        return all(sum(1 for s, e in overlapping if s <= p < e) < self.capacity for p in points)
+    def _earliest_with_room(self, est: int, duration: int) -> int:
+        """One sweep over the usage profile (cached until the next booking): the first window
+        of ``duration`` from ``est`` on where fewer than ``capacity`` units are in use."""
+        if self._usage is None:
+            changes: dict[int, int] = {}
+            for s, e in self.intervals:
+                changes[s] = changes.get(s, 0) + 1
+                changes[e] = changes.get(e, 0) - 1
+            level, self._usage = 0, []
+            for time in sorted(changes):
+                level += changes[time]
+                self._usage.append((time, level))
+        start = est
+        level = 0
+        for time, used in self._usage:
+            if time <= est:
+                level = used
+                continue
+            if level >= self.capacity:
+                start = time  # full until here: the window can start no earlier
+            elif time >= start + duration:
+                return start
+            level = used
+        return start if level < self.capacity else self._usage[-1][0]
 
     def book(self, start: int, duration: int) -> None:
         if duration:
             bisect.insort(self.intervals, (start, start + duration))
+            self._usage = None
 
 
 def greedy_schedule(problem: Problem) -> dict[tuple[int, int], Placement]:

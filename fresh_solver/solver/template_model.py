@@ -26,6 +26,7 @@ from fresh_solver.solver.constraints import (
 from fresh_solver.solver.heuristic import Placement, greedy_schedule
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
 from fresh_solver.solver.options import ModelOptions
+from fresh_solver.solver.tardiness_dispatch import tardiness_dispatch
 from fresh_solver.solver.variables import add_task_variables
 
 
@@ -34,9 +35,10 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
     t0 = time.perf_counter()
     model = cp_model.CpModel()
     horizon = problem.horizon
-    warm = warm_start(problem, options) if options.warm_start else None
-    warm_makespan = makespan_of(problem, warm) if warm is not None else None
-    if warm_makespan is not None and problem.objective == "makespan":
+    warm = warm_start(problem, options) if uses_hint(problem, options) else None
+    warm_makespan = (makespan_of(problem, warm)
+                     if warm is not None and problem.objective == "makespan" else None)
+    if warm_makespan is not None:
         horizon = min(horizon, warm_makespan)
 
     tasks = add_task_variables(model, problem, horizon)
@@ -63,9 +65,20 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
     return BuiltModel("template", problem, model, tasks, time.perf_counter() - t0)
 
 
+def uses_hint(problem: Problem, options: ModelOptions) -> bool:
+    """Whether the model is hinted: ``warm_start`` on makespan, ``tardiness_hint`` on
+    weighted tardiness."""
+    return options.warm_start if problem.objective == "makespan" else options.tardiness_hint
+
+
 def warm_start(problem: Problem, options: ModelOptions) -> dict[tuple[int, int], Placement]:
-    """The greedy schedule, its interchangeable jobs relabelled to satisfy symmetry breaking."""
-    placements = greedy_schedule(problem)
+    """The hint: the dispatching schedule by weighted tardiness index when that is the
+    objective, else the makespan greedy; its interchangeable jobs relabelled to satisfy
+    symmetry breaking."""
+    if problem.objective == "weighted_tardiness":
+        placements = tardiness_dispatch(problem)
+    else:
+        placements = greedy_schedule(problem)
     if not options.symmetry_breaking:
         return placements
     for group in interchangeable_groups(problem):
