@@ -245,7 +245,8 @@ def test_hash_is_the_same_in_every_process() -> None:
 
     config = SolverConfig.from_dict({"num_workers": 2})
     expected = ('{"cp_sat":{"num_workers":2},"model":{"redundant_bounds":true,'
-                '"search_strategy":false,"symmetry_breaking":true,"warm_start":false}}')
+                '"search_strategy":false,"symmetry_breaking":true,"tardiness_hint":true,'
+                '"warm_start":false}}')
     assert config.canonical_json() == expected
     assert config.hash == hashlib.sha256(expected.encode()).hexdigest()[:16]
 
