@@ -20,9 +20,10 @@ class ModelOptions:
         the start of one single-mode task (one on a unary machine if there is one, strictly);
         never across groups, so the optimum is unchanged.
     redundant_bounds: lower bounds on the objective that CP-SAT's relaxation misses. Makespan:
-        per-machine head + load + tail bounds and a total-work bound, stated as linear
-        constraints over the mode literals. Weighted tardiness: the machine-set bound of
-        :mod:`fresh_solver.solver.tardiness_bound` (a constant).
+        per machine, head + load + tail bounds for every (head, tail) subset of its tasks, and
+        a total-work bound, stated as linear constraints over the mode literals. Weighted
+        tardiness: the machine-set bound of :mod:`fresh_solver.solver.tardiness_bound` (a
+        constant).
     warm_start: (makespan) a greedy schedule given as a solution hint; its value also caps
         the horizon (an optimal schedule is never worse than a feasible one). Off by default:
         on the development families it slowed CP-SAT down more often than it helped.
@@ -30,9 +31,9 @@ class ModelOptions:
         default: it did not measurably help.
     tardiness_hint: (weighted tardiness) a dispatching schedule by Apparent Tardiness Cost
         (:mod:`fresh_solver.solver.tardiness_dispatch`) given as a solution hint. On by
-        default: on generated 200-300-task mixes it turned the template model's 30 s
-        incumbents from worse than the baseline's on half the runs to better on all (README,
-        "The template model").
+        default: on generated 216-288-task mixes it turned the template model's 30 s
+        incumbents from worse than the baseline's on half the pairs to better on all 8 (6 of
+        8 on 103-144 tasks; README, "Measuring").
     """
 
     symmetry_breaking: bool = True

@@ -31,6 +31,7 @@ from fresh_solver.solver.variables import add_task_variables
 
 
 def build_template_model(problem: Problem, options: ModelOptions | None = None) -> BuiltModel:
+    """The template model of ``problem`` with the strengths ``options`` switch on."""
     options = options or ModelOptions()
     t0 = time.perf_counter()
     model = cp_model.CpModel()
