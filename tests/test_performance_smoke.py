@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from fresh_solver.performance import core_benchmark, strength_benchmark
 
 
@@ -83,3 +85,13 @@ def test_strength_benchmark_reads_the_incumbent_at_a_time() -> None:
     assert strength_benchmark.incumbent_at(result, 0.05) is None
     assert strength_benchmark.incumbent_at(result, 0.4) == 40
     assert strength_benchmark.incumbent_at(result, 5) == 30
+
+
+def test_strength_benchmark_without_the_shared_folder_is_exit_2(tmp_path: Path,
+                                                                 capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        strength_benchmark.main(["--suite", "shared", "--shared", str(tmp_path),
+                                 "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert "benchmarks/bounds.json" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -76,15 +76,14 @@ SUITE_DEFAULTS = {
 
 def suite_instances(suite: str, scales: list[str], count: int, first: int,
                     shared: Path | None) -> list[tuple[str, Problem]]:
-    """(scale, problem) pairs of a suite, in a fixed order."""
+    """(scale, problem) pairs of a suite, in a fixed order (``shared``: the folder holding
+    ``benchmarks/bounds.json``, for the shared suite)."""
     if suite == "families":
         return [(s, generate_family(s, seed))
                 for s in scales for seed in range(first, first + count)]
     if suite == "tardiness":
         return [(s, generate_mix(s, seed, "weighted_tardiness"))
                 for s in scales for seed in range(first, first + count)]
-    if shared is None:
-        raise SystemExit("--suite shared needs --shared (the shared/ folder beside the repo)")
     bounds = json.loads((shared / "benchmarks" / "bounds.json").read_text())
     return [("shared", load_problem(shared / "benchmarks" / entry["file"])) for entry in bounds]
 
@@ -212,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, help="the shared/ folder (suite shared)")
     parser.add_argument("--only", nargs="+", help="only these instances (by name)")
     args = parser.parse_args(argv)
+    if args.suite == "shared" and not (args.shared and
+                                       (args.shared / "benchmarks" / "bounds.json").is_file()):
+        parser.error("--suite shared needs --shared DIR, the shared/ folder with "
+                     "benchmarks/bounds.json (beside the repository)")
     defaults = SUITE_DEFAULTS[args.suite]
     configs = args.configs or defaults["configs"]
     seeds = args.seeds or defaults["seeds"]
