@@ -119,13 +119,12 @@ def add_redundant_makespan_bounds(model: cp_model.CpModel, problem: Problem,
 
 
 def add_redundant_tardiness_bound(model: cp_model.CpModel, problem: Problem,
-                                  weighted_tardiness: cp_model.LinearExprT) -> int:
+                                  weighted_tardiness: cp_model.LinearExprT) -> None:
     """Weighted tardiness >= the machine-set bound (:mod:`~fresh_solver.solver.tardiness_bound`),
-    which CP-SAT's relaxation, seeing each job alone, does not find. Returns the bound."""
+    which CP-SAT's relaxation, seeing each job alone, does not find."""
     bound = weighted_tardiness_lower_bound(problem)
     if bound > 0:
         model.add(weighted_tardiness >= bound)
-    return bound
 
 
 def add_search_strategy(model: cp_model.CpModel, problem: Problem,

@@ -64,7 +64,7 @@ class _Timeline:
             elif time >= start + duration:
                 return start
             level = used
-        return start if level < self.capacity else self._usage[-1][0]
+        return start  # after the last change nothing is in use
 
     def book(self, start: int, duration: int) -> None:
         if duration:

@@ -24,7 +24,6 @@ any schedule, so the optimum is unchanged when it is added to the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fresh_solver.model import Problem
@@ -92,10 +91,9 @@ def _layered_bound(works: list[_Work], capacity: int) -> int:
     return bound
 
 
-def _spt_edd_bound(works: Iterable[_Work], capacity: int) -> int:
+def _spt_edd_bound(works: list[_Work], capacity: int) -> int:
     """Least total tardiness on ``capacity`` parallel units: k-th completion no earlier than
     the earliest head plus the k smallest works over the capacity, paired with sorted dues."""
-    works = list(works)
     if not works:
         return 0
     start = min(w.head for w in works)
