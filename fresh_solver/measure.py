@@ -69,6 +69,12 @@ def time_to_target(result: SolveResult, target: Target) -> float:
     return target.par2 if reached is None or reached > target.cap_s else reached
 
 
+def time_to_proof(result: SolveResult, cap_s: float) -> float:
+    """Seconds until ``result`` proved optimality (build included), or PAR2 (2·cap) when its
+    run, limited to ``cap_s``, did not: the score of a run whose target is the optimum."""
+    return result.wall_time_s if result.optimal else 2 * cap_s
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile (0..1) by the nearest-rank rule: always one of the measured values."""
     ordered = sorted(values)

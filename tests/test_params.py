@@ -423,18 +423,22 @@ def test_a_small_valid_space(tmp_path: Path) -> None:
 
 
 def test_the_defaults_have_a_point_in_the_default_space(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The point stands for the same run: every CP-SAT value at its default, num_workers 0 as
-    the cores it means, the model switches as ModelOptions() has them."""
+    """The point stands for the same run: every CP-SAT value at its default, num_workers unset
+    as the count the problem's shape gets (weighted tardiness: the cores), the model switches
+    as ModelOptions() has them."""
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     space = load_space()
-    point = dict(zip([d.key for d in space.dimensions], space.point_of(SolverConfig())))
+    point = dict(zip([d.key for d in space.dimensions],
+                     space.point_of(SolverConfig(), "weighted_tardiness")))
     assert point["cp_sat.num_workers"] == 2
     assert point["cp_sat.search_branching"] == "AUTOMATIC_SEARCH"
     assert point["cp_sat.linearization_level"] == 1
     assert point["model.symmetry_breaking"] is True
     assert point["model.warm_start"] is False
     config = space.config(list(point.values()))
-    assert space.point_of(config) == list(point.values())
+    assert space.point_of(config, "weighted_tardiness") == list(point.values())
+    on_makespan = space.point_of(SolverConfig(), "makespan")
+    assert on_makespan[list(point).index("cp_sat.num_workers")] == 8  # the proof portfolio
 
 
 def _subsolvers(params: dict) -> list[str]:
@@ -455,7 +459,7 @@ def test_the_defaults_point_runs_the_portfolio_the_defaults_run() -> None:
     """Unset CP-SAT fields at the point's values must not change what CP-SAT runs (an explicit
     num_violation_ls = 0 drops the local-search worker an unset one runs)."""
     space = load_space()
-    point = space.point_of(SolverConfig.from_dict({"cp_sat": {"num_workers": 4}}))
+    point = space.point_of(SolverConfig.from_dict({"cp_sat": {"num_workers": 4}}), "makespan")
     portfolio = _subsolvers(space.config(point).cp_sat)
     assert portfolio and any("ls" in line for line in portfolio)
     assert portfolio == _subsolvers({"num_workers": 4})
@@ -465,16 +469,18 @@ def test_categories_are_compared_as_configurations_hold_them(tmp_path: Path) -> 
     path = write_space(tmp_path, "[cp_sat.search_branching]\nkind = 'categorical'\n"
                        "values = [0, 1]\n")  # AUTOMATIC_SEARCH, FIXED_SEARCH by number
     space = load_space(path)
-    assert space.point_of(SolverConfig()) == ["AUTOMATIC_SEARCH"]
+    assert space.point_of(SolverConfig(), "makespan") == ["AUTOMATIC_SEARCH"]
     fixed = SolverConfig.from_dict({"cp_sat": {"search_branching": "FIXED_SEARCH"}})
-    assert space.point_of(fixed) == ["FIXED_SEARCH"]
+    assert space.point_of(fixed, "makespan") == ["FIXED_SEARCH"]
 
 
 def test_a_config_outside_the_space_has_no_point(monkeypatch: pytest.MonkeyPatch) -> None:
     space = load_space()
-    assert space.point_of(SolverConfig.from_dict({"cp_sat": {"num_workers": 16}})) is None
+    sixteen = SolverConfig.from_dict({"cp_sat": {"num_workers": 16}})
+    assert space.point_of(sixteen, "makespan") is None
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
-    assert space.point_of(SolverConfig()) is None  # 32 cores: beyond the space's 8 workers
+    for objective in ("makespan", "weighted_tardiness"):  # 32 cores: beyond the space's 8
+        assert space.point_of(SolverConfig(), objective) is None
 
 
 PLAIN_TYPES = (bool, int, float, str)

@@ -464,7 +464,7 @@ def test_the_optimiser_models_log_scores_also_after_a_resume(
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # the point needs <= 8
     session, record = open_session(spec_for("log-scores", instance_paths, trials=2))
     start_reference(session, record)
-    assert session.optimizer().Xi == [session.space.point_of(SolverConfig())]
+    assert session.optimizer().Xi == [session.space.point_of(SolverConfig(), "makespan")]
     for trial in session.tell(session.ask(2), [scoring.Evaluation(0.5),
                                               scoring.Evaluation(4.0)]):
         record.log_trial(trial, session.space)

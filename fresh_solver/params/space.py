@@ -95,15 +95,16 @@ class SearchSpace:
             data[dim.section][dim.name] = plain_value(value)
         return SolverConfig.from_dict(data)
 
-    def point_of(self, config: SolverConfig) -> list[Any] | None:
-        """The point of the space that runs exactly as ``config`` does (CP-SAT parameters it
-        leaves unset at their defaults, ``num_workers`` 0 as the cores it means here), or None
-        when one of its values lies outside the space. The tuner tells the optimiser the
+    def point_of(self, config: SolverConfig, objective: str) -> list[Any] | None:
+        """The point of the space that runs exactly as ``config`` does on the template model
+        of problems with ``objective`` (CP-SAT parameters it leaves unset at their defaults,
+        ``num_workers`` unset as the count the problem's shape gets here), or None when one of
+        its values lies outside the space. The tuner tells the optimiser the
         reference's score there, so the search starts from the defaults instead of from
         nothing."""
         from ortools.sat import sat_parameters_pb2
 
-        from fresh_solver.solver.solve import effective_workers
+        from fresh_solver.solver.workers import effective_workers
 
         defaults = sat_parameters_pb2.SatParameters()
         switches = config.model.to_dict()
@@ -112,7 +113,7 @@ class SearchSpace:
             if dim.section == "model":
                 value = switches[dim.name]
             elif dim.name == "num_workers":
-                value = effective_workers(config.cp_sat)
+                value = effective_workers(config.cp_sat, "template", objective)
             elif dim.name in config.cp_sat:
                 value = config.cp_sat[dim.name]
             elif dim.name in UNSET_MEANS:

@@ -47,7 +47,7 @@ from statistics import median
 from typing import Any
 
 from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
-from fresh_solver.measure import geometric_mean
+from fresh_solver.measure import geometric_mean, time_to_proof
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.record import rerun_command, write_results
@@ -79,7 +79,7 @@ def measure(problems: dict[str, Any], configs: dict[str, SolverConfig], seeds: l
                     result = solve(problem, options=config.model, params=config.cp_sat,
                                    time_limit=time_limit, seed=seed, check=False)
                     series[f"{run}{block}"][instance].append(
-                        result.wall_time_s if result.optimal else 2 * time_limit)
+                        time_to_proof(result, time_limit))
             print(f"block {block}: {instance} done", file=sys.stderr, flush=True)
     missed = {name: sum(t == 2 * time_limit for ts in per.values() for t in ts)
               for name, per in series.items()}

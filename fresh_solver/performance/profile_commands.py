@@ -71,7 +71,7 @@ def profile_problem(problem, config, *, time_limit: float, seed: int,
         MemoryProfiler,
         SolverProfiler,
     )
-    from fresh_solver.solver.solve import effective_workers
+    from fresh_solver.solver.workers import effective_workers
 
     constraints = ConstraintProfiler()
     groups = constraints.profile_template_model(problem, config.model)
@@ -86,7 +86,8 @@ def profile_problem(problem, config, *, time_limit: float, seed: int,
         "problem": problem.name, "template_id": templates[0] if len(templates) == 1 else
         "mixed", "jobs": len(problem.jobs), "tasks": problem.num_tasks,
         "config_hash": config.hash, "config": config.to_dict(),
-        "num_workers": effective_workers(config.cp_sat), "time_limit_s": time_limit,
+        "num_workers": effective_workers(config.cp_sat, "template", problem.objective),
+        "time_limit_s": time_limit,
         "seed": seed, "repetitions": repetitions, "machine": machine_fingerprint(),
         "fingerprint": fingerprint_id(),
         "constraints": {"groups": [asdict(g) for g in groups],

@@ -30,7 +30,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -38,33 +38,35 @@ from typing import Any
 import ortools
 
 from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.measure import geometric_mean, wilcoxon_p
+from fresh_solver.measure import geometric_mean, time_to_proof, wilcoxon_p
 from fresh_solver.model import Problem, load_problem
 from fresh_solver.model.generate import SCALES, generate_family, generate_mix
+from fresh_solver.params.config import SolverConfig
+from fresh_solver.performance.definitions import Configuration
 from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.solver import ModelOptions, SolveResult, solve
+from fresh_solver.solver.workers import usable_cores
 
 
-@dataclass(frozen=True)
-class Config:
-    """One way to solve: a model, its switches and CP-SAT parameters."""
-
-    model: str
-    options: ModelOptions = ModelOptions()
-    params: dict[str, Any] = field(default_factory=dict)
+def _configuration(name: str, model: str, cp_sat: dict[str, Any] | None = None,
+                   **switches: bool) -> Configuration:
+    config = SolverConfig(cp_sat or {}, replace(ModelOptions(), **switches))
+    return Configuration(name, model, config, "defaults" if config == SolverConfig() else name)
 
 
-CONFIGS = {
-    "baseline": Config("baseline"),
-    "baseline-8w": Config("baseline", params={"num_workers": 8}),
-    "template": Config("template"),
-    "template-8w": Config("template", params={"num_workers": 8}),
-    "template-no-bounds": Config("template", replace(ModelOptions(), redundant_bounds=False)),
-    "template-no-symmetry": Config("template", replace(ModelOptions(), symmetry_breaking=False)),
-    "template-warm-start": Config("template", replace(ModelOptions(), warm_start=True)),
-    "template-no-tardiness-hint": Config("template", replace(ModelOptions(),
-                                                             tardiness_hint=False)),
-}
+# "template" runs the project's defaults: the worker count follows the problem's shape
+# (fresh_solver.solver.workers); "-per-core" and "-8w" pin it.
+CONFIGS = {c.name: c for c in [
+    _configuration("baseline", "baseline"),
+    _configuration("baseline-8w", "baseline", {"num_workers": 8}),
+    _configuration("template", "template"),
+    _configuration("template-per-core", "template", {"num_workers": usable_cores()}),
+    _configuration("template-8w", "template", {"num_workers": 8}),
+    _configuration("template-no-bounds", "template", redundant_bounds=False),
+    _configuration("template-no-symmetry", "template", symmetry_breaking=False),
+    _configuration("template-warm-start", "template", warm_start=True),
+    _configuration("template-no-tardiness-hint", "template", tardiness_hint=False),
+]}
 SUITE_DEFAULTS = {
     "families": {"configs": ["baseline", "template"], "cap": 60.0, "at": 30.0,
                  "seeds": [0, 1, 2]},
@@ -94,10 +96,12 @@ def incumbent_at(result: SolveResult, seconds: float) -> int | None:
     return min(found) if found else None
 
 
-def run_one(problem: Problem, config: Config, seed: int, cap: float, at: float) -> dict[str, Any]:
+def run_one(problem: Problem, configuration: Configuration, seed: int, cap: float,
+            at: float) -> dict[str, Any]:
     """One solve, as a row (an invalid schedule is a bug and stops the benchmark)."""
-    result = solve(problem, model=config.model, options=config.options, params=config.params,
-                   time_limit=cap, seed=seed)
+    result = solve(problem, model=configuration.model, options=configuration.config.model,
+                   params=configuration.config.cp_sat, time_limit=cap, seed=seed,
+                   params_source=configuration.params_source)
     if result.valid is False:
         raise AssertionError(f"{problem.name}: invalid schedule: {result.violations[:3]}")
     return {
@@ -105,12 +109,12 @@ def run_one(problem: Problem, config: Config, seed: int, cap: float, at: float) 
         "objective": result.objective, "best_bound": result.best_bound,
         "wall_time_s": round(result.wall_time_s, 3),
         "time_to_optimum_s": round(result.wall_time_s, 3) if result.optimal else None,
+        "par2_s": round(time_to_proof(result, cap), 3),
         "time_to_first_s": result.time_to_first_s, "num_workers": result.num_workers,
     }
 
 
-def compare(rows: list[dict[str, Any]], reference: str, candidate: str,
-            cap: float) -> dict[str, Any]:
+def compare(rows: list[dict[str, Any]], reference: str, candidate: str) -> dict[str, Any]:
     """``candidate`` against ``reference`` over their paired rows (same instance and seed)."""
     ref = {(r["instance"], r["seed"]): r for r in rows if r["config"] == reference}
     pairs = [(ref[(r["instance"], r["seed"])], r) for r in rows
@@ -118,10 +122,6 @@ def compare(rows: list[dict[str, Any]], reference: str, candidate: str,
     scored = [(a["objective_at"], b["objective_at"]) for a, b in pairs
               if a["objective_at"] is not None and b["objective_at"] is not None]
     ratios = [(b + 1) / (a + 1) for a, b in scored]
-
-    def par2(row: dict[str, Any]) -> float:
-        return row["time_to_optimum_s"] if row["time_to_optimum_s"] is not None else 2 * cap
-
     return {
         "pairs": len(pairs),
         "wins": sum(b < a for a, b in scored), "ties": sum(b == a for a, b in scored),
@@ -134,8 +134,8 @@ def compare(rows: list[dict[str, Any]], reference: str, candidate: str,
                                if scored else None),
         "proven": {"reference": sum(a["status"] == "OPTIMAL" for a, _ in pairs),
                    "candidate": sum(b["status"] == "OPTIMAL" for _, b in pairs)},
-        "par2_total_s": {"reference": round(sum(par2(a) for a, _ in pairs), 2),
-                         "candidate": round(sum(par2(b) for _, b in pairs), 2)},
+        "par2_total_s": {"reference": round(sum(a["par2_s"] for a, _ in pairs), 2),
+                         "candidate": round(sum(b["par2_s"] for _, b in pairs), 2)},
         "median_bound": {"reference": _median_or_none([a["best_bound"] for a, _ in pairs]),
                          "candidate": _median_or_none([b["best_bound"] for _, b in pairs])},
     }
@@ -146,14 +146,14 @@ def _median_or_none(values: list[float | None]) -> float | None:
     return median(known) if known else None
 
 
-def summarise(rows: list[dict[str, Any]], configs: list[str], cap: float) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]], configs: list[str]) -> dict[str, Any]:
     """Per scale and overall: every configuration against the first."""
     scales = sorted({r["scale"] for r in rows}, key=lambda s: list(SCALES).index(s)
                     if s in SCALES else len(SCALES))
     out: dict[str, Any] = {}
     for scale in [*scales, "all"]:
         chosen = [r for r in rows if scale in ("all", r["scale"])]
-        out[scale] = {c: compare(chosen, configs[0], c, cap) for c in configs[1:]}
+        out[scale] = {c: compare(chosen, configs[0], c) for c in configs[1:]}
     return out
 
 
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['objective_at']} at {at:g} s, final {row['objective']}, bound "
                       f"{row['best_bound']}", file=sys.stderr, flush=True)
                 (args.out / "results.json").write_text(json.dumps(data, indent=1))
-    data["summary"] = summarise(data["rows"], configs, cap)
+    data["summary"] = summarise(data["rows"], configs)
     data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_results(args.out, data, report_markdown(data))
     return 0

@@ -7,7 +7,6 @@ extra work (analysing templates, the greedy warm start) is paid for in every fig
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from fresh_solver.solver.built import BuiltModel
 from fresh_solver.solver.checker import check_schedule
 from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.template_model import build_template_model
+from fresh_solver.solver.workers import chosen_workers, default_workers
 
 log = logging.getLogger("fresh_solver.solver")
 
@@ -133,12 +133,6 @@ def build_model(problem: Problem, model: str = "template",
     raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
 
 
-def effective_workers(params: dict[str, Any]) -> int:
-    """CP-SAT's num_workers: the parameter, or all usable cores when it is 0 or unset."""
-    n = params.get("num_workers") or params.get("num_search_workers") or 0
-    return n or len(os.sched_getaffinity(0))
-
-
 def solve(
     problem: Problem,
     *,
@@ -157,8 +151,13 @@ def solve(
     ``params`` are CP-SAT parameters (validated; unknown names are refused); ``stop_at`` ends
     the search as soon as an incumbent reaches that objective (time-to-target runs);
     ``on_improvement(seconds, objective)`` is called for every better solution (progress).
+    Without a ``num_workers`` in ``params`` the worker count follows the problem's shape
+    (:mod:`fresh_solver.solver.workers`).
     """
     params = dict(params or {})
+    if not chosen_workers(params):
+        params.pop("num_search_workers", None)
+        params["num_workers"] = default_workers(model, problem.objective)
     options = options or ModelOptions()
     solver = cp_model.CpSolver()
     apply_parameters(solver, params)  # validates: bad parameters fail before any work
@@ -214,7 +213,7 @@ def solve(
         time_to_first_s=improvements[0][0] if improvements else None,
         time_to_best_s=improvements[-1][0] if improvements else None,
         improvements=improvements,
-        num_workers=effective_workers(params),
+        num_workers=chosen_workers(params),
         model=model,
         model_size=built.size,
         stats=stats,

@@ -188,8 +188,12 @@ class TuningSession:
 
     @cached_property
     def anchor(self) -> list[Any] | None:
-        """The reference's (the CP-SAT defaults') own point of the space, if it holds one."""
-        return self.space.point_of(SolverConfig())
+        """The reference's (the CP-SAT defaults') own point of the space, if it holds one
+        (none for instances of mixed objectives, whose default worker counts differ)."""
+        objectives = {problem.objective for problem in self.instances.values()}
+        if len(objectives) != 1:
+            return None
+        return self.space.point_of(SolverConfig(), objectives.pop())
 
     @property
     def reference(self) -> Trial:

@@ -1,0 +1,71 @@
+"""The worker count a solve runs when its parameters leave it open: the template model's proof
+portfolio on makespan, one worker per core on weighted tardiness and for the baseline, and an
+explicit count always as given."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from ortools.sat.python import cp_model
+
+from fresh_solver.model.generate import generate_family, generate_mix
+from fresh_solver.params import apply_parameters
+from fresh_solver.solver import solve
+from fresh_solver.solver.workers import default_workers, effective_workers
+
+
+@pytest.fixture
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+
+
+def test_the_default_follows_the_model_and_the_objective(two_cores: None) -> None:
+    assert default_workers("template", "makespan") == 8
+    assert default_workers("template", "weighted_tardiness") == 2
+    assert default_workers("baseline", "makespan") == 2  # the plain reference stays CP-SAT's
+
+
+def test_more_cores_than_the_portfolio_get_one_worker_each(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert default_workers("template", "makespan") == 16
+    assert default_workers("template", "weighted_tardiness") == 16
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({}, 8), ({"num_workers": 0}, 8), ({"num_workers": 3}, 3), ({"num_search_workers": 5}, 5)])
+def test_an_explicit_count_wins(two_cores: None, params: dict, expected: int) -> None:
+    assert effective_workers(params, "template", "makespan") == expected
+
+
+@pytest.mark.parametrize("model, problem, expected", [
+    ("template", generate_family("small", 0), 8),
+    ("baseline", generate_family("small", 0), 2),
+    ("template", generate_mix("small", 0, "weighted_tardiness"), 2),
+])
+def test_a_solve_runs_and_reports_the_shape_default(two_cores: None, model: str, problem,
+                                                    expected: int) -> None:
+    result = solve(problem, model=model, time_limit=5)
+    assert result.num_workers == expected
+    assert result.valid
+
+
+def test_a_solve_runs_the_count_the_parameters_give(two_cores: None) -> None:
+    result = solve(generate_family("small", 0), params={"num_workers": 1}, time_limit=5)
+    assert result.num_workers == 1
+
+
+def test_cp_sat_gets_the_count_solve_reports(two_cores: None,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    given: list[dict] = []
+
+    def recording(solver: cp_model.CpSolver, params: dict) -> None:
+        given.append(dict(params))
+        apply_parameters(solver, params)
+
+    # the package exports the function under the module's name: patch the module itself
+    module = importlib.import_module("fresh_solver.solver.solve")
+    monkeypatch.setattr(module, "apply_parameters", recording)
+    result = solve(generate_family("small", 0), time_limit=5)
+    assert given == [{"num_workers": 8}] and result.num_workers == 8
