@@ -13,10 +13,11 @@ from fresh_solver.model import Assignment, Schedule, problem_from_dict
 from fresh_solver.model.generate import generate_mix
 from fresh_solver.model.problem import FORMAT
 from fresh_solver.solver import PLAIN, ModelOptions, check_schedule, solve
+from fresh_solver.solver.heuristic import placement_objective
 from fresh_solver.solver.options import switches_for
 from fresh_solver.solver.solve import build_model
 from fresh_solver.solver.tardiness_bound import weighted_tardiness_lower_bound
-from fresh_solver.solver.tardiness_dispatch import tardiness_dispatch, weighted_tardiness
+from fresh_solver.solver.tardiness_dispatch import tardiness_dispatch
 from tests.test_properties import EXAMPLES, PARAMS, problems
 
 ONE_MACHINE = {"format": FORMAT, "machines": [{"id": "A"}, {"id": "B"}],
@@ -121,7 +122,7 @@ def dispatched_schedule(problem) -> Schedule:
         mode = task.modes[placement.mode]
         assignments.append(Assignment(job.id, task.id, mode.machine, placement.start,
                                       placement.start + mode.duration))
-    return Schedule(problem.name, problem.objective, weighted_tardiness(problem, placements),
+    return Schedule(problem.name, problem.objective, placement_objective(problem, placements),
                     tuple(assignments))
 
 

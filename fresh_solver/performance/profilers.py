@@ -55,10 +55,11 @@ from fresh_solver.solver.constraints import (
     add_search_strategy,
     add_symmetry_breaking,
 )
+from fresh_solver.solver.heuristic import placement_objective
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
 from fresh_solver.solver.options import switches_for
 from fresh_solver.solver.solve import build_model
-from fresh_solver.solver.template_model import add_hints, makespan_of, warm_start
+from fresh_solver.solver.template_model import add_hints, warm_start
 from fresh_solver.solver.variables import add_task_variables
 
 _MB = 2**20
@@ -142,7 +143,8 @@ class ConstraintProfiler:
         def greedy(_: cp_model.CpModel) -> None:
             state["warm"] = warm_start(problem, options)
             if problem.objective == "makespan":
-                state["horizon"] = min(state["horizon"], makespan_of(problem, state["warm"]))
+                state["horizon"] = min(state["horizon"],
+                                       placement_objective(problem, state["warm"]))
 
         def objective(m: cp_model.CpModel) -> None:
             if problem.objective == "makespan":
@@ -162,7 +164,7 @@ class ConstraintProfiler:
 
         def hints(m: cp_model.CpModel) -> None:
             if problem.objective == "makespan":
-                m.add_hint(state["makespan"], makespan_of(problem, state["warm"]))
+                m.add_hint(state["makespan"], placement_objective(problem, state["warm"]))
             add_hints(m, state["tasks"], state["warm"])
 
         makespan = problem.objective == "makespan"

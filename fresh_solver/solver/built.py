@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,16 +42,22 @@ class BuiltModel:
         ``value``), from its task ends: what the returned schedule really scores. CP-SAT's
         objective value can be higher on a FEASIBLE stop (tardiness is only bounded from
         below), never lower."""
-        ends = [max(value(end) for end in job) for job in self.job_ends]
-        if self.problem.objective == "makespan":
-            return max(ends, default=0)
-        return sum(job.weight * max(0, end - job.due)
-                   for job, end in zip(self.problem.jobs, ends) if job.due is not None)
+        return objective_of(self.problem, [max(value(end) for end in job)
+                                           for job in self.job_ends])
 
     @property
     def size(self) -> dict[str, int]:
         proto = self.model.proto
         return {"variables": len(proto.variables), "constraints": len(proto.constraints)}
+
+
+def objective_of(problem: Problem, job_ends: Sequence[int]) -> int:
+    """The problem's objective when job ``j`` ends at ``job_ends[j]``: one definition for the
+    solve loop and the warm starts (the independent checker keeps its own, on purpose)."""
+    if problem.objective == "makespan":
+        return max(job_ends, default=0)
+    return sum(job.weight * max(0, end - job.due)
+               for job, end in zip(problem.jobs, job_ends) if job.due is not None)
 
 
 def sink_tasks(problem: Problem, job_index: int) -> list[int]:

@@ -13,6 +13,7 @@ import heapq
 from dataclasses import dataclass
 
 from fresh_solver.model import Problem
+from fresh_solver.solver.built import objective_of
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,16 @@ class Placement:
     mode: int  # index into the task's modes
 
 
-class _Timeline:
+def placement_objective(problem: Problem, placements: dict[tuple[int, int], Placement]) -> int:
+    """What a placement of every (job index, task index) scores on the problem's objective."""
+    ends = [0] * len(problem.jobs)
+    for (j, t), p in placements.items():
+        mode = problem.template_of(problem.jobs[j]).tasks[t].modes[p.mode]
+        ends[j] = max(ends[j], p.start + mode.duration)
+    return objective_of(problem, ends)
+
+
+class Timeline:
     """Busy intervals of one machine, sorted by start; finds the earliest start with room."""
 
     def __init__(self, capacity: int):
@@ -72,50 +82,78 @@ class _Timeline:
             self._usage = None
 
 
+class Release:
+    """Precedence bookkeeping both constructive schedules share: which tasks have all their
+    predecessors placed, and the earliest start those predecessors' ends allow."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.ends: dict[tuple[int, int], int] = {}
+        self.preds_left = {
+            (j, t): sum(problem.template_of(job).task_index[p.after] == t
+                        for p in problem.template_of(job).precedences)
+            for j, job in enumerate(problem.jobs)
+            for t in range(len(problem.template_of(job).tasks))}
+
+    def first(self) -> list[tuple[int, int]]:
+        """The tasks without predecessors, in (job, task) order."""
+        return [key for key, left in self.preds_left.items() if left == 0]
+
+    def earliest(self, j: int, t: int) -> int:
+        """The job's release, or the latest predecessor end plus its lag."""
+        job = self.problem.jobs[j]
+        template = self.problem.template_of(job)
+        return max([job.release] + [self.ends[(j, template.task_index[p.before])] + p.min_lag
+                                    for p in template.precedences
+                                    if template.task_index[p.after] == t])
+
+    def place(self, j: int, t: int, end: int) -> list[tuple[int, int]]:
+        """Record that (j, t) ends at ``end``; the successors this releases."""
+        self.ends[(j, t)] = end
+        template = self.problem.template_of(self.problem.jobs[j])
+        released = []
+        for p in template.precedences:
+            if p.before == template.tasks[t].id:
+                after = (j, template.task_index[p.after])
+                self.preds_left[after] -= 1
+                if self.preds_left[after] == 0:
+                    released.append(after)
+        return released
+
+
+def best_mode(problem: Problem, timelines: dict[str, Timeline], j: int, t: int,
+              est: int) -> tuple[int, int, int]:
+    """(end, start, mode index) of the mode that finishes first from ``est`` on (ties: the
+    earlier start, then the first mode)."""
+    options = []
+    for k, mode in enumerate(problem.template_of(problem.jobs[j]).tasks[t].modes):
+        start = timelines[mode.machine].earliest_start(est, mode.duration)
+        options.append((start + mode.duration, start, k))
+    return min(options)
+
+
 def greedy_schedule(problem: Problem) -> dict[tuple[int, int], Placement]:
     """Placement of every (job index, task index)."""
-    timelines = {m.id: _Timeline(m.capacity) for m in problem.machines}
-    ends: dict[tuple[int, int], int] = {}
+    timelines = {m.id: Timeline(m.capacity) for m in problem.machines}
+    release = Release(problem)
     placements: dict[tuple[int, int], Placement] = {}
-    preds_left: dict[tuple[int, int], int] = {}
     ready: list[tuple[int, int, int, int, int]] = []  # (est, due, -work, job, task)
 
     def push(j: int, t: int) -> None:
         job = problem.jobs[j]
         template = problem.template_of(job)
-        est = job.release
-        for p in template.precedences:
-            if template.task_index[p.after] == t:
-                est = max(est, ends[(j, template.task_index[p.before])] + p.min_lag)
         work = template.tasks[t].min_duration + template.tails[t]
         due = job.due if job.due is not None else problem.horizon
-        heapq.heappush(ready, (est, due, -work, j, t))
+        heapq.heappush(ready, (release.earliest(j, t), due, -work, j, t))
 
-    for j, job in enumerate(problem.jobs):
-        template = problem.template_of(job)
-        for t in range(len(template.tasks)):
-            preds_left[(j, t)] = sum(1 for p in template.precedences
-                                     if template.task_index[p.after] == t)
-            if preds_left[(j, t)] == 0:
-                push(j, t)
-
+    for key in release.first():
+        push(*key)
     while ready:
         est, _, _, j, t = heapq.heappop(ready)
-        template = problem.template_of(problem.jobs[j])
-        task = template.tasks[t]
-        best = None
-        for k, mode in enumerate(task.modes):
-            start = timelines[mode.machine].earliest_start(est, mode.duration)
-            if best is None or start + mode.duration < best[0]:
-                best = (start + mode.duration, start, k)
-        end, start, k = best
-        timelines[task.modes[k].machine].book(start, task.modes[k].duration)
+        end, start, k = best_mode(problem, timelines, j, t, est)
+        timelines[problem.template_of(problem.jobs[j]).tasks[t].modes[k].machine].book(
+            start, end - start)
         placements[(j, t)] = Placement(start, k)
-        ends[(j, t)] = end
-        for p in template.precedences:
-            if p.before == task.id:
-                succ = template.task_index[p.after]
-                preds_left[(j, succ)] -= 1
-                if preds_left[(j, succ)] == 0:
-                    push(j, succ)
+        for key in release.place(j, t, end):
+            push(*key)
     return placements

@@ -23,7 +23,7 @@ from fresh_solver.solver.constraints import (
     interchangeable_groups,
     ordering_task,
 )
-from fresh_solver.solver.heuristic import Placement, greedy_schedule
+from fresh_solver.solver.heuristic import Placement, greedy_schedule, placement_objective
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
 from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.tardiness_dispatch import tardiness_dispatch
@@ -37,7 +37,7 @@ def build_template_model(problem: Problem, options: ModelOptions | None = None) 
     model = cp_model.CpModel()
     horizon = problem.horizon
     warm = warm_start(problem, options) if uses_hint(problem, options) else None
-    warm_makespan = (makespan_of(problem, warm)
+    warm_makespan = (placement_objective(problem, warm)
                      if warm is not None and problem.objective == "makespan" else None)
     if warm_makespan is not None:
         horizon = min(horizon, warm_makespan)
@@ -93,14 +93,6 @@ def warm_start(problem: Problem, options: ModelOptions) -> dict[tuple[int, int],
             for k in range(n_tasks):
                 placements[(target, k)] = rows[source][k]
     return placements
-
-
-def makespan_of(problem: Problem, placements: dict[tuple[int, int], Placement]) -> int:
-    """The makespan of a placement (the warm start's, which bounds the horizon)."""
-    return max(
-        p.start + problem.template_of(problem.jobs[j]).tasks[t].modes[p.mode].duration
-        for (j, t), p in placements.items()
-    )
 
 
 def add_hints(model: cp_model.CpModel, tasks: dict[tuple[int, int], TaskVars],
