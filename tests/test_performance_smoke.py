@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from fresh_solver.performance import core_benchmark, strength_benchmark
+from fresh_solver.solver.workers import default_workers, usable_cores
 
 
 def test_core_benchmark_pairs_every_ablation_with_the_baseline(tmp_path: Path) -> None:
@@ -36,6 +37,8 @@ def test_core_benchmark_pairs_every_ablation_with_the_baseline(tmp_path: Path) -
         assert all(r["speedup"] > 0 for r in runs["full"])
     assert set(data["summary"]) == set(core_benchmark.ABLATION)
     assert data["summary"]["full"]["families"] == 2
+    assert data["num_workers"] == {"baseline": usable_cores(),  # CP-SAT's default
+                                   "template": default_workers("template", "makespan")}
     report = (out / "report.md").read_text()
     assert report.count("| family-small-") == 2 and "| no_symmetry |" in report
 

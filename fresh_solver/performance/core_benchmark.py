@@ -37,19 +37,27 @@ from fresh_solver.performance.definitions import Configuration
 from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.runner import run_pairs
 from fresh_solver.solver import PLAIN, ModelOptions, SolveResult, solve
+from fresh_solver.solver.workers import usable_cores
 
-FULL = ModelOptions()
+
+def _switched(**switches: bool) -> SolverConfig:
+    return SolverConfig(model=replace(ModelOptions(), **switches))
+
+
+# One change at a time from the defaults (the template model's switches, and the worker count
+# the problem's shape chose: per_core_workers pins CP-SAT's own default, one per core).
 ABLATION = {
-    "full": FULL,  # the defaults
-    "no_symmetry": replace(FULL, symmetry_breaking=False),
-    "no_bounds": replace(FULL, redundant_bounds=False),
-    "plus_warm_start": replace(FULL, warm_start=True),
-    "plus_search_strategy": replace(FULL, search_strategy=True),
-    "plain": PLAIN,
+    "full": SolverConfig(),  # the defaults
+    "no_symmetry": _switched(symmetry_breaking=False),
+    "no_bounds": _switched(redundant_bounds=False),
+    "plus_warm_start": _switched(warm_start=True),
+    "plus_search_strategy": _switched(search_strategy=True),
+    "per_core_workers": SolverConfig({"num_workers": usable_cores()}),
+    "plain": SolverConfig(model=PLAIN),
 }
 BASELINE = Configuration("baseline", "baseline", SolverConfig(), "defaults")
-CONFIGURATIONS = {name: Configuration(name, "template", SolverConfig(model=options), "defaults")
-                  for name, options in ABLATION.items()}
+CONFIGURATIONS = {name: Configuration(name, "template", config, "defaults")
+                  for name, config in ABLATION.items()}
 
 
 def _run_record(result: SolveResult, ttt: float | None = None) -> dict[str, Any]:
@@ -150,7 +158,8 @@ def report_markdown(data: dict[str, Any]) -> str:
              f"Command: `{data['command']}`  ",
              f"Machine: {data['machine']}  ",
              f"Cap {data['cap_s']} s, seeds {data['seeds']}, ablation seeds "
-             f"{data['ablation_seeds']}, num_workers {data['num_workers']}\n",
+             f"{data['ablation_seeds']}, num_workers "
+             + ", ".join(f"{model} {n}" for model, n in data["num_workers"].items()) + "\n",
              "| family | jobs | tasks | baseline ttt median (s) | target | speedup (geomean) "
              "| per-seed speedups |", "|---|---|---|---|---|---|---|"]
     for fam, fd in data["families"].items():
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {
         "command": rerun_command(__spec__.name, argv),
         "machine": machine, "cap_s": args.cap, "seeds": seeds,
-        "ablation_seeds": seeds[:args.ablation_reps], "num_workers": "CP-SAT default",
+        "ablation_seeds": seeds[:args.ablation_reps], "num_workers": {},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "families": {},
     }
     for scale in args.scales:
@@ -225,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                                 log)
             data["families"][problem.name] = {"jobs": len(problem.jobs),
                                               "tasks": problem.num_tasks, "runs": runs}
-            data["num_workers"] = runs["baseline"][0]["num_workers"] if runs["baseline"] else 0
+            if runs["baseline"]:  # per model: the template model's follows the problem's shape
+                data["num_workers"] = {"baseline": runs["baseline"][0]["num_workers"],
+                                       "template": runs["full"][0]["num_workers"]}
             data["summary"] = summarise(data["families"])
             (args.out / "results.json").write_text(json.dumps(data, indent=1))
     if args.shared:

@@ -26,6 +26,7 @@ from fresh_solver.tuning.scoring import evaluate, references_from
 # One knob at a time, each a value the default search space can reach.
 VARIANTS: dict[str, dict] = {
     "num_workers=1": {"cp_sat": {"num_workers": 1}},
+    "num_workers=2": {"cp_sat": {"num_workers": 2}},
     "num_workers=4": {"cp_sat": {"num_workers": 4}},
     "num_workers=8": {"cp_sat": {"num_workers": 8}},
     "linearization_level=0": {"cp_sat": {"linearization_level": 0}},

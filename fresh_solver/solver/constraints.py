@@ -96,7 +96,9 @@ def add_redundant_makespan_bounds(model: cp_model.CpModel, problem: Problem,
     after h and end before the makespan less q, so capacity x (makespan - h - q) bounds their
     load (over the mode literals). Every (h, q) among the heads and tails there is stated: the
     strongest such set is the one-machine preemptive bound with heads and tails, which CP-SAT's
-    propagators find in part and its LP relaxation not at all.
+    propagators find in part and its LP relaxation not at all. A pair whose set has a larger
+    least head or least tail than the pair itself is skipped: the same set is stated with those
+    larger constants, which is stronger.
     """
     entries: dict[str, list[tuple[int, int, cp_model.LinearExprT]]] = defaultdict(list)
     for (j, t), task in tasks.items():
@@ -110,7 +112,10 @@ def add_redundant_makespan_bounds(model: cp_model.CpModel, problem: Problem,
         on_machine = entries[machine.id]
         for head in sorted({h for h, _, _ in on_machine}):
             for tail in sorted({q for h, q, _ in on_machine if h >= head}):
-                load = [work for h, q, work in on_machine if h >= head and q >= tail]
+                chosen = [(h, q, work) for h, q, work in on_machine if h >= head and q >= tail]
+                if min(h for h, _, _ in chosen) > head or min(q for _, q, _ in chosen) > tail:
+                    continue  # dominated: the same set with larger constants is stated
+                load = [work for _, _, work in chosen]
                 model.add(machine.capacity * (makespan - head - tail) >= sum(load))
     total_capacity = sum(m.capacity for m in problem.machines)
     earliest = min(job.release for job in problem.jobs)
