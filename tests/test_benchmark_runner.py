@@ -23,6 +23,7 @@ from fresh_solver.model.instantiate import instantiate_template
 from fresh_solver.performance.definitions import TemplateBenchmark, load_definition
 from fresh_solver.performance.runner import COLUMNS, run_benchmark
 from fresh_solver.performance.summary import scale_of
+from fresh_solver.solver.workers import default_workers, usable_cores
 
 SHOP = {
     "format": "fresh-solver/problem-v1", "name": "shop",
@@ -202,7 +203,10 @@ def test_the_benchmark_is_an_mlflow_run(suite) -> None:
     params = run.data.params
     assert json.loads(params["definition"]) == suite.definition.to_dict()
     assert params["seeds"] == "[0, 1]" and params["repetitions"] == "2"
-    assert params["time_limit_s"] == "0.5" and params["num_workers"] == "1,2"
+    # the parameter file's 1, the baseline's one per core, the template model's makespan default
+    workers = sorted({1, usable_cores(), default_workers("template", "makespan")})
+    assert params["time_limit_s"] == "0.5"
+    assert params["num_workers"] == ",".join(map(str, workers))
     assert params["fingerprint"] == fingerprint_id()
     assert params["ortools_version"] == json.loads(params["machine"])["ortools"]
     assert params["reference"] == "baseline" and params["instances"] == "part-n1,part-n3"
