@@ -58,14 +58,17 @@ def test_a_solve_runs_the_count_the_parameters_give(two_cores: None) -> None:
 
 def test_cp_sat_gets_the_count_solve_reports(two_cores: None,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    given: list[dict] = []
+    """The shape's count is set on CP-SAT itself; the user's parameters (validated as given)
+    stay without it."""
+    seen: list[tuple[cp_model.CpSolver, dict]] = []
 
     def recording(solver: cp_model.CpSolver, params: dict) -> None:
-        given.append(dict(params))
+        seen.append((solver, dict(params)))
         apply_parameters(solver, params)
 
     # the package exports the function under the module's name: patch the module itself
     module = importlib.import_module("fresh_solver.solver.solve")
     monkeypatch.setattr(module, "apply_parameters", recording)
     result = solve(generate_family("small", 0), time_limit=5)
-    assert given == [{"num_workers": 8}] and result.num_workers == 8
+    (solver, given), = seen
+    assert given == {} and solver.parameters.num_workers == 8 == result.num_workers

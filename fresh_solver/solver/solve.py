@@ -155,12 +155,11 @@ def solve(
     (:mod:`fresh_solver.solver.workers`).
     """
     params = dict(params or {})
-    if not chosen_workers(params):
-        params.pop("num_search_workers", None)
-        params["num_workers"] = default_workers(model, problem.objective)
+    workers = chosen_workers(params) or default_workers(model, problem.objective)
     options = options or ModelOptions()
     solver = cp_model.CpSolver()
     apply_parameters(solver, params)  # validates: bad parameters fail before any work
+    solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
     t0 = time.perf_counter()
     built = build_model(problem, model, options)
@@ -213,7 +212,7 @@ def solve(
         time_to_first_s=improvements[0][0] if improvements else None,
         time_to_best_s=improvements[-1][0] if improvements else None,
         improvements=improvements,
-        num_workers=chosen_workers(params),
+        num_workers=workers,
         model=model,
         model_size=built.size,
         stats=stats,
