@@ -22,7 +22,7 @@ from fresh_solver.solver.built import BuiltModel
 from fresh_solver.solver.checker import check_schedule
 from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.template_model import build_template_model
-from fresh_solver.solver.workers import chosen_workers, default_workers
+from fresh_solver.solver.workers import effective_workers
 
 log = logging.getLogger("fresh_solver.solver")
 
@@ -155,7 +155,7 @@ def solve(
     (:mod:`fresh_solver.solver.workers`).
     """
     params = dict(params or {})
-    workers = chosen_workers(params) or default_workers(model, problem.objective)
+    workers = effective_workers(params, model, problem.objective)
     options = options or ModelOptions()
     solver = cp_model.CpSolver()
     apply_parameters(solver, params)  # validates: bad parameters fail before any work

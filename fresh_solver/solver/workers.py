@@ -37,12 +37,8 @@ def default_workers(model: str, objective: str) -> int:
     return cores
 
 
-def chosen_workers(params: dict[str, Any]) -> int | None:
-    """The worker count ``params`` ask for: None when unset or 0 (CP-SAT's "you choose")."""
-    return params.get("num_workers") or params.get("num_search_workers") or None
-
-
-def effective_workers(params: dict[str, Any], model: str = "template",
-                      objective: str = "makespan") -> int:
-    """The workers a solve with ``params`` runs: the parameter, else the shape's default."""
-    return chosen_workers(params) or default_workers(model, objective)
+def effective_workers(params: dict[str, Any], model: str, objective: str) -> int:
+    """The workers a solve of ``model`` with ``params`` runs: the parameter, else (unset or 0,
+    CP-SAT's "you choose") the shape's default."""
+    return (params.get("num_workers") or params.get("num_search_workers")
+            or default_workers(model, objective))
