@@ -46,7 +46,9 @@ def parse_search_log(text: str) -> dict[str, Any]:
     """The figures of one solve's log: ``initial_model`` and ``presolved_model`` (variables,
     constraints, per kind), ``presolve`` (``time_s`` on the log's clock, which ticks in 10 ms;
     ``steps_time_s``, the sum of its timed steps; the slowest steps; rules applied),
-    ``solutions`` (time, objective, subsolver), ``bound_progress``, ``finished_by``,
+    ``solutions`` (time, objective, subsolver), ``bound_progress``, ``finished_by`` (the
+    ``#Done`` worker, or on an optimal search that logged none — a solution meeting the bound or
+    a bound meeting the solution ends it silently — the subsolver of that last event),
     ``num_workers``, ``subsolvers`` and the ``response`` summary lines (status, walltime...)."""
     models: dict[str, dict[str, Any]] = {}
     section: str | None = None
@@ -54,7 +56,7 @@ def parse_search_log(text: str) -> dict[str, Any]:
     steps: dict[str, float] = {}
     out: dict[str, Any] = {"solutions": [], "bound_progress": [], "finished_by": None,
                            "num_workers": None, "subsolvers": {}, "response": {}}
-    presolve_start = search_start = done_at = None
+    presolve_start = search_start = done_at = last_event_by = None
     affine = 0
     in_response = False
     for line in text.splitlines():
@@ -94,12 +96,16 @@ def parse_search_log(text: str) -> dict[str, Any]:
             out["solutions"].append({"index": int(m[1]), "time_s": float(m[2]),
                                      "objective": best, "subsolver": m[5]})
             _record_bound(out["bound_progress"], float(m[2]), _lower_bound(m[4], best), m[5])
+            last_event_by = m[5]
         elif m := _BOUND.match(line):
             _record_bound(out["bound_progress"], float(m[1]),
                           _lower_bound(m[3], _number(m[2])), m[4])
+            last_event_by = m[4]
         elif m := _DONE.match(line):
             out["finished_by"] = m[2]
             done_at = float(m[1])
+    if out["finished_by"] is None and out["response"].get("status") == "OPTIMAL":
+        out["finished_by"] = last_event_by
     final = _number(out["response"].get("best_bound", ""))
     end = done_at if done_at is not None else _number(out["response"].get("walltime", ""))
     if end is not None:  # the bound the search ended with (closing it logs no #Bound line)
