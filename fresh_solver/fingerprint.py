@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 from pathlib import Path
 
 import ortools
+
+from fresh_solver.cores import usable_cores
 
 
 def machine_fingerprint() -> dict[str, str]:
@@ -17,7 +18,7 @@ def machine_fingerprint() -> dict[str, str]:
         cpu = next(line.split(":", 1)[1].strip()
                    for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
-    return {"cpu": cpu, "cores": str(len(os.sched_getaffinity(0))),
+    return {"cpu": cpu, "cores": str(usable_cores()),
             "python": platform.python_version(), "ortools": ortools.__version__}
 
 

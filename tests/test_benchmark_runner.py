@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fresh_solver import cli
+from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import fingerprint_id
 from fresh_solver.model import problem_from_dict, problem_to_dict
@@ -23,7 +24,7 @@ from fresh_solver.model.instantiate import instantiate_template
 from fresh_solver.performance.definitions import TemplateBenchmark, load_definition
 from fresh_solver.performance.runner import COLUMNS, run_benchmark
 from fresh_solver.performance.summary import scale_of
-from fresh_solver.solver.workers import default_workers, usable_cores
+from fresh_solver.solver.workers import default_workers
 
 SHOP = {
     "format": "fresh-solver/problem-v1", "name": "shop",

@@ -15,8 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from fresh_solver.cores import usable_cores
 from fresh_solver.performance import core_benchmark, strength_benchmark
-from fresh_solver.solver.workers import default_workers, usable_cores
+from fresh_solver.solver.workers import default_workers
 
 
 def test_core_benchmark_pairs_every_ablation_with_the_baseline(tmp_path: Path) -> None:

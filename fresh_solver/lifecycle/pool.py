@@ -24,7 +24,7 @@ relies on the pool alone.
 
 from __future__ import annotations
 
-import os
+from fresh_solver.cores import usable_cores
 
 TRIAL_POOL = "fresh_solver_trials"
 TRIAL_QUEUE = "fresh_solver_trials"
@@ -34,7 +34,7 @@ def trial_workers(space_path: str | None = None) -> int:
     """The most CP-SAT workers one trial may run with the given (or the shipped) space."""
     from fresh_solver.params.space import load_space
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     for dimension in load_space(space_path).dimensions:
         if dimension.key == "cp_sat.num_workers":
             return max(int(max(dimension.candidates())), 1)
@@ -44,7 +44,7 @@ def trial_workers(space_path: str | None = None) -> int:
 def trial_pool_slots(cores: int | None = None, space_path: str | None = None) -> int:
     """Concurrent trials that do not oversubscribe ``cores`` (default: this machine's, i.e. the
     CPUs this process may run on)."""
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or usable_cores()
     return max(1, cores // trial_workers(space_path))
 
 

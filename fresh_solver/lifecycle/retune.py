@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver import tracking
+from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, max_rounds, resolve
 from fresh_solver.tuning.session import TuningSpec
@@ -88,7 +89,7 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
                         "validation may fail on the test alone")
     from fresh_solver.lifecycle.pool import trial_pool_slots, trial_workers
 
-    cores, workers, slots = len(os.sched_getaffinity(0)), trial_workers(spec.space_path), \
+    cores, workers, slots = usable_cores(), trial_workers(spec.space_path), \
         trial_pool_slots()
     if slots > 1 and workers * slots > cores:  # one trial at a time shares with nobody
         warnings.append(f"this space lets a trial run {workers} CP-SAT workers; the trial "

@@ -28,6 +28,7 @@ from typing import Any
 
 import ortools
 
+from fresh_solver.cores import usable_cores
 from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
 from fresh_solver.measure import geometric_mean, paired_speedup, spread
 from fresh_solver.model import load_problem
@@ -37,7 +38,6 @@ from fresh_solver.performance.definitions import Configuration
 from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.runner import run_pairs
 from fresh_solver.solver import PLAIN, ModelOptions, SolveResult, solve
-from fresh_solver.solver.workers import usable_cores
 
 
 def _switched(**switches: bool) -> SolverConfig:

@@ -71,6 +71,7 @@ def measure(problems: dict[str, Any], configs: dict[str, SolverConfig], seeds: l
     (module docstring); also how many runs per series missed the optimum (counted PAR2)."""
     series = {f"{run}{block}": {i: [] for i in problems} for block, runs in PLAN
               for run in runs}
+    missed = dict.fromkeys(series, 0)
     for block, runs in PLAN:
         for instance, problem in problems.items():
             for seed in seeds:
@@ -80,9 +81,8 @@ def measure(problems: dict[str, Any], configs: dict[str, SolverConfig], seeds: l
                                    time_limit=time_limit, seed=seed, check=False)
                     series[f"{run}{block}"][instance].append(
                         time_to_proof(result, time_limit))
+                    missed[f"{run}{block}"] += not result.optimal
             print(f"block {block}: {instance} done", file=sys.stderr, flush=True)
-    missed = {name: sum(t == 2 * time_limit for ts in per.values() for t in ts)
-              for name, per in series.items()}
     return series, missed
 
 

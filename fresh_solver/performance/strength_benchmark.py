@@ -37,6 +37,7 @@ from typing import Any
 
 import ortools
 
+from fresh_solver.cores import usable_cores
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.measure import geometric_mean, time_to_proof, wilcoxon_p
 from fresh_solver.model import Problem, load_problem
@@ -45,7 +46,6 @@ from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.definitions import Configuration
 from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.solver import ModelOptions, SolveResult, solve
-from fresh_solver.solver.workers import usable_cores
 
 
 def _configuration(name: str, model: str, cp_sat: dict[str, Any] | None = None,

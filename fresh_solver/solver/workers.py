@@ -18,15 +18,11 @@ against. An explicit ``num_workers`` (a tuned or hand-written parameter set) alw
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from fresh_solver.cores import usable_cores
+
 PROOF_PORTFOLIO_WORKERS = 8
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, not the machine's count)."""
-    return len(os.sched_getaffinity(0))
 
 
 def default_workers(model: str, objective: str) -> int:

@@ -29,11 +29,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.templates.parameters import BlessedParameters, SolverParameters, to_config
@@ -216,7 +216,7 @@ class ParameterManager:
 def _warnings(config: SolverConfig) -> list[str]:
     """What is legal but likely not meant."""
     notes = []
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     workers = config.cp_sat.get("num_workers", 0)
     if workers > cores:
         notes.append(f"num_workers {workers} exceeds this machine's {cores} cores: workers "
