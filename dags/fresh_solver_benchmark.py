@@ -20,15 +20,15 @@ default daily).
 
 from __future__ import annotations
 
-import functools
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowFailException
 
 from fresh_solver.lifecycle.benchmark_settings import BENCHMARK_SETTINGS
-from fresh_solver.lifecycle.callbacks import on_task_failure
+from fresh_solver.lifecycle.callbacks import fail_at_once_on_bad_input, on_task_failure
 
 DAG_ID = "fresh_solver_benchmark"
 SCHEDULE = os.environ.get("FRESH_SOLVER_BENCHMARK_SCHEDULE", "@daily")
@@ -37,19 +37,7 @@ TEMPLATES_FILE = os.environ.get("FRESH_SOLVER_RETUNE_TEMPLATES",
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("FRESH_SOLVER_RETRY_DELAY_S", "15")))
 
 
-def _bad_input_fails_at_once(function):
-    """Bad input will not get better on a retry: fail the task for good, saying what is wrong."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from fresh_solver.errors import InputError
-
-        try:
-            return function(*args, **kwargs)
-        except InputError as exc:
-            raise AirflowFailException("bad input:\n" + "\n".join(exc.problems)) from None
-    return wrapper
+_bad_input_fails_at_once = fail_at_once_on_bad_input(AirflowFailException)
 
 
 def _as_list(pulled) -> list:
