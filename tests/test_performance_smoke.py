@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from fresh_solver.cores import usable_cores
+from fresh_solver.measure import geometric_mean
 from fresh_solver.performance import core_benchmark, strength_benchmark
 from fresh_solver.solver.workers import default_workers
 
@@ -36,8 +37,13 @@ def test_core_benchmark_pairs_every_ablation_with_the_baseline(tmp_path: Path) -
         for name in set(core_benchmark.ABLATION) - {"full"}:
             assert [r["seed"] for r in runs[name]] == [0]  # the ablation seed only
         assert all(r["speedup"] > 0 for r in runs["full"])
-    assert set(data["summary"]) == set(core_benchmark.ABLATION)
+    assert set(data["summary"]) == set(data["ablation"]) == set(core_benchmark.ABLATION)
     assert data["summary"]["full"]["families"] == 2
+    # the ablation compares on the same seeds: its full row is the seed-0 speedups only
+    seed_0 = [r["speedup"] for f in data["families"].values() for r in f["runs"]["full"]
+              if r["seed"] == 0]
+    assert data["ablation"]["full"]["all"]["geomean"] == \
+        pytest.approx(geometric_mean(seed_0), rel=1e-3)
     assert data["num_workers"] == {"baseline": usable_cores(),  # CP-SAT's default
                                    "template": default_workers("template", "makespan")}
     report = (out / "report.md").read_text()
