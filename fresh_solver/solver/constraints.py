@@ -125,9 +125,9 @@ def pair_budget(tasks_on_machine: int) -> int:
     """The most (head, tail) bounds one machine states: at least 128, which keeps every one on
     the shared job shops (at most 106 per machine) and on the generated families (a handful),
     and twice the machine's task count (a task counted on each machine it may use), which cuts
-    FJSP machines crowded by alternatives from quadratic to linear. Measured on mk03
-    (8 workers, seeds 0-5): 4,899 constraints became 2,028, the first solution came at
-    0.32-0.65 s instead of 0.66-1.04 s and the proof at 0.41-1.03 s instead of 0.85-1.64 s."""
+    FJSP machines crowded by alternatives from quadratic to linear: mk03 went from 4,899
+    constraints to 2,028 and reached its first solution and its proof about twice as soon
+    (README, "Measuring": the strength benchmark's figures, 8 workers, seeds 0-5)."""
     return max(128, 2 * tasks_on_machine)
 
 
