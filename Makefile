@@ -10,7 +10,7 @@ OUT ?= out
 DEMO_ARGS ?=
 DEMO_CONF ?= {}
 
-.PHONY: venv demo solve-example up up-distributed down test browser bench-core clean
+.PHONY: venv peers-venv demo solve-example up up-distributed down test browser bench-core clean
 
 # uv is bootstrapped into .uv-bootstrap/, so nothing is installed outside the project.
 $(UV):
@@ -22,6 +22,16 @@ $(BIN)/fresh-solver: pyproject.toml uv.lock | $(UV)
 	touch $@
 
 venv: $(BIN)/fresh-solver
+
+# The peer tuner (cpsat-autotune) for the tuning benchmark, in its own environment from the
+# same lock file: only the `peers` group, never the project (DESIGN §9 on its 9.15 fixes).
+PEERS_VENV := .venv-peers
+$(PEERS_VENV)/bin/python: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(PEERS_VENV) $(UV) sync --frozen --only-group peers \
+		--no-install-project --python $(PYTHON)
+	touch $@
+
+peers-venv: $(PEERS_VENV)/bin/python
 
 # Generate instances, run the retune DAG (Airflow, SQLite), promote, solve from Production.
 demo: venv

@@ -54,9 +54,23 @@ def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
     gp, random = data["sessions"]
     same = gp["best_params"] == random["best_params"]
     gp_lower = held["GP-seed0"]["score"] < held["random-seed0"]["score"]
-    assert data["gp_vs_random"] == {"wins": int(not same and gp_lower), "ties": int(same),
-                                    "losses": int(not same and not gp_lower)}
-    assert "defaults-control" in (out / "report.md").read_text()
+    [comparison] = data["comparisons"]
+    assert (comparison["first"], comparison["second"]) == ("GP", "random")
+    assert (comparison["wins"], comparison["ties"], comparison["losses"]) == (
+        int(not same and gp_lower), int(same), int(not same and not gp_lower))
+    assert 0 <= comparison["p_first_faster"] <= 1
+    report = (out / "report.md").read_text()
+    assert "defaults-control" in report and "| GP vs random |" in report
+
+
+def test_tuning_benchmark_refuses_a_missing_peer_interpreter(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        tuning_benchmark.main(["--autotune", str(tmp_path / "nope" / "python"),
+                               "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "make peers-venv" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

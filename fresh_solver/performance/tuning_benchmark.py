@@ -1,6 +1,8 @@
-"""Does tuning pay off on instances it never saw? And does Bayesian optimisation beat random?
+"""Does tuning pay off on instances it never saw? And does it beat random search and a peer?
 
     python -m fresh_solver.performance.tuning_benchmark --out out/tuning_benchmark
+    make peers-venv && python -m fresh_solver.performance.tuning_benchmark --trials 48 \
+        --autotune .venv-peers/bin/python --out out/tuning_peers
 
 The default template, large-18, was picked by ``template_screen`` as one where the defaults
 are weak (tuning cannot beat defaults that are already fast: on medium-12 it found nothing).
@@ -13,6 +15,12 @@ same solver seeds, paired: time to target of the reference's results (DESIGN §8
 reference time / tuned time, geometric mean over pairs. The budget is reported in CPU-seconds
 (process CPU time of the tuning sessions, CP-SAT's threads included).
 
+With ``--autotune PYTHON`` (the peer environment's interpreter), each tuner seed also runs
+cpsat-autotune (:mod:`autotune_peer`) on the same training models, for as many CPU-seconds as
+that seed's GP session took, and its set joins the held-out comparison. Every pair of methods
+is then compared per tuner seed (wins / ties / losses on the held-out score) and over all
+held-out runs pooled across tuner seeds (one-sided Wilcoxon signed-rank on paired times).
+
 MLflow runs go to ``<out>/home`` (its own SQLite store) unless MLFLOW_TRACKING_URI is set.
 """
 
@@ -21,18 +29,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.measure import geometric_mean, paired_speedup, spread
+from fresh_solver.measure import geometric_mean, paired_speedup, spread, wilcoxon_p
 from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.record import rerun_command, write_results
+from fresh_solver.solver.solve import build_model
+from fresh_solver.solver.workers import effective_workers
 from fresh_solver.tuning.scoring import evaluate, references_from
+
+PEER_DRIVER = Path(__file__).with_name("autotune_peer.py")
 
 
 def write_instances(folder: Path, scale: str, template_seed: int, first_seed: int, count: int,
@@ -82,6 +95,67 @@ def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds:
     return out
 
 
+def export_models(paths: list[str], folder: Path) -> tuple[list[Path], int]:
+    """The template models (default switches) of ``paths`` as text protos, for the peer, and
+    the worker count the project's solve would give them with CP-SAT defaults."""
+    from fresh_solver.tuning.session import load_instances
+
+    folder.mkdir(parents=True, exist_ok=True)
+    instances, _ = load_instances(tuple(paths))
+    files = []
+    for name, problem in instances.items():
+        files.append(folder / f"{name}.txt")
+        build_model(problem).model.export_to_file(str(files[-1]))
+    first = next(iter(instances.values()))
+    return files, effective_workers({}, "template", first.objective)
+
+
+def run_autotune(python: str, models: list[Path], cpu_budget: float, tuner_seed: int,
+                 num_workers: int, trial_time_limit: float, folder: Path) -> dict[str, Any]:
+    """One cpsat-autotune session in the peer environment; its result file, read back."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"autotune-seed{tuner_seed}.json"
+    command = [python, str(PEER_DRIVER), "--models", *map(str, models),
+               "--cpu-budget", str(cpu_budget), "--seed", str(tuner_seed),
+               "--num-workers", str(num_workers), "--trial-time-limit", str(trial_time_limit),
+               "--out", str(out)]
+    with open(folder / f"autotune-seed{tuner_seed}.log", "w") as log:
+        done = subprocess.run(command, stdout=log, stderr=log, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"cpsat-autotune failed (exit {done.returncode}); see {log.name}")
+    return json.loads(out.read_text())
+
+
+def compare_methods(held: dict[str, Any], methods: list[str], tuner_seeds: int,
+                    configs: dict[str, SolverConfig]) -> list[dict[str, Any]]:
+    """Each pair of methods on the held-out set: per tuner seed, a win is a lower held-out score
+    and a tie the same configuration returned (their scores then differ by noise only); pooled,
+    a one-sided Wilcoxon p that the first is faster over every held-out run of every seed."""
+    rows = []
+    for i, a in enumerate(methods):
+        for b in methods[i + 1:]:
+            wins = ties = 0
+            a_times: list[float] = []
+            b_times: list[float] = []
+            for s in range(tuner_seeds):
+                name_a, name_b = f"{a}-seed{s}", f"{b}-seed{s}"
+                if configs[name_a].hash == configs[name_b].hash:
+                    ties += 1
+                elif held[name_a]["score"] < held[name_b]["score"]:
+                    wins += 1
+                b_runs = {(r["instance"], r["seed"]): r["score"] for r in held[name_b]["runs"]}
+                for r in held[name_a]["runs"]:
+                    a_times.append(r["score"])
+                    b_times.append(b_runs[(r["instance"], r["seed"])])
+            rows.append({"first": a, "second": b, "wins": wins, "ties": ties,
+                         "losses": tuner_seeds - wins - ties,
+                         "pooled_geomean_speedup": geometric_mean(
+                             [paired_speedup(bt, at) for at, bt in zip(a_times, b_times)]),
+                         "p_first_faster": wilcoxon_p(b_times, a_times),
+                         "p_second_faster": wilcoxon_p(a_times, b_times)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scale", choices=list(SCALES), default="large")
@@ -94,8 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-seeds", type=int, default=2, help="solver seeds held out")
     parser.add_argument("--eval-time-limit", type=float, default=15.0)
     parser.add_argument("--tuner-seeds", type=int, default=5)
+    parser.add_argument("--autotune", metavar="PYTHON",
+                        help="the peer environment's python (make peers-venv: "
+                             ".venv-peers/bin/python): also run cpsat-autotune")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.autotune and not Path(args.autotune).is_file():
+        parser.error(f"--autotune: no interpreter at {args.autotune} (run make peers-venv)")
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FRESH_SOLVER_HOME", str((args.out / "home").resolve()))
     from fresh_solver.tuning.tuner import TuningSpec, tune
@@ -109,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     held_out = write_instances(args.out / "held_out", args.scale, args.template_seed, 1000,
                                args.held_out, seen)
     template_id = f"bench-{args.scale}-{args.template_seed}-{int(time.time())}"
+    methods = ["GP", "random"] + (["autotune"] if args.autotune else [])
+    if args.autotune:
+        models, peer_workers = export_models(train, args.out / "train_models")
     sessions: list[dict[str, Any]] = []
     configs: dict[str, SolverConfig] = {}
     for tuner_seed in range(args.tuner_seeds):
@@ -128,6 +210,21 @@ def main(argv: list[str] | None = None) -> int:
                              "best_params": summary["best_params"]})
             log(f"{name}: train score {summary['best_score']:.4g} (defaults "
                 f"{summary['default_score']:.4g}), {cpu:.0f} CPU-s, {wall:.0f} s")
+        if args.autotune:
+            budget = next(s["cpu_seconds"] for s in sessions if s["name"] == f"GP-seed{tuner_seed}")
+            peer = run_autotune(args.autotune, models, budget, tuner_seed, peer_workers,
+                                args.trial_time_limit, args.out / "autotune")
+            name = f"autotune-seed{tuner_seed}"
+            configs[name] = SolverConfig.from_dict({"cp_sat": peer["cp_sat"]})
+            sessions.append({"name": name, "estimator": "autotune", "tuner_seed": tuner_seed,
+                             "run_id": None, "train_best": peer["best_score"],
+                             "train_default": peer["default_score"],
+                             "cpu_seconds": peer["cpu_seconds"],
+                             "wall_seconds": peer["wall_seconds"], "trials": peer["trials"],
+                             "best_params": configs[name].to_dict()})
+            log(f"{name}: train score {peer['best_score']:.4g} s to optimum (defaults "
+                f"{peer['default_score']:.4g}), {peer['trials']} trials, "
+                f"{peer['cpu_seconds']:.0f} CPU-s of {budget:.0f}")
     log("held-out evaluation:")
     # The defaults again, scored like a tuned set: the noise floor of the comparison.
     configs["defaults-control"] = SolverConfig()
@@ -135,18 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                              args.eval_time_limit, log)
     # GP's random start draws the points random search draws with the same seed: when both
     # return one configuration, their held-out scores differ by noise only, a tie.
-    ties = sum(configs[f"GP-seed{s}"].hash == configs[f"random-seed{s}"].hash
-               for s in range(args.tuner_seeds))
-    wins = sum(configs[f"GP-seed{s}"].hash != configs[f"random-seed{s}"].hash
-               and held[f"GP-seed{s}"]["score"] < held[f"random-seed{s}"]["score"]
-               for s in range(args.tuner_seeds))
+    comparisons = compare_methods(held, methods, args.tuner_seeds, configs)
     data = {"command": rerun_command(__spec__.name, argv),
             "machine": machine_fingerprint(), "args": {k: str(v) for k, v in vars(args).items()},
             "train": [Path(p).name for p in train],
             "held_out": [Path(p).name for p in held_out], "sessions": sessions,
             "held_out_results": held,
-            "gp_vs_random": {"wins": wins, "ties": ties,
-                             "losses": args.tuner_seeds - wins - ties}}
+            "comparisons": comparisons}
     lines = ["| session | train score (defaults) | held-out speedup vs defaults (geomean, "
              "min-max) | num_workers | CPU-s |", "|---|---|---|---|---|"]
     for s in sessions:
@@ -158,9 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     control = held["defaults-control"]["speedup"]
     lines.append(f"| defaults-control | - | {control['geomean']:.2f}x "
                  f"({control['min']:.2f}-{control['max']:.2f}) | default | - |")
-    lines.append(f"\nGP vs random search on the held-out score, over {args.tuner_seeds} tuner "
-                 f"seeds: {wins} won, {ties} tied (both returned the same configuration), "
-                 f"{args.tuner_seeds - wins - ties} lost.")
+    lines += ["", f"Held-out, over {args.tuner_seeds} tuner seeds (a tie: both returned the "
+              "same configuration); pooled over every held-out run of every seed:", "",
+              "| first vs second | wins / ties / losses | pooled speedup of first (geomean) | "
+              "p first faster | p second faster |", "|---|---|---|---|---|"]
+    for c in comparisons:
+        lines.append(f"| {c['first']} vs {c['second']} | {c['wins']} / {c['ties']} / "
+                     f"{c['losses']} | {c['pooled_geomean_speedup']:.2f}x | "
+                     f"{c['p_first_faster']:.3g} | {c['p_second_faster']:.3g} |")
     write_results(args.out, data, "\n".join(lines) + "\n")
     return 0
 
