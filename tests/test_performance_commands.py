@@ -58,9 +58,28 @@ def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
     assert (comparison["first"], comparison["second"]) == ("GP", "random")
     assert (comparison["wins"], comparison["ties"], comparison["losses"]) == (
         int(not same and gp_lower), int(same), int(not same and not gp_lower))
-    assert 0 <= comparison["p_first_faster"] <= 1
+    assert 0 <= comparison["p_seeds_first_faster"] <= 1
+    assert 0 <= comparison["p_pooled_first_faster"] <= 1
+    assert "defaults-control" in data["noise_floor"]["sets"]
     report = (out / "report.md").read_text()
     assert "defaults-control" in report and "| GP vs random |" in report
+
+    again = tmp_path / "again"
+    assert tuning_benchmark.main(["--from-results", str(out / "results.json"),
+                                  "--out", str(again)]) == 0
+    assert json.loads((again / "results.json").read_text())["comparisons"] == data["comparisons"]
+    assert (again / "report.md").read_text() == report
+
+
+def test_tuning_benchmark_refuses_results_it_did_not_write(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "results.json"
+    other.write_text(json.dumps({"rows": []}))
+    with pytest.raises(SystemExit) as exit_info:
+        tuning_benchmark.main(["--from-results", str(other), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "not a tuning benchmark's results.json" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_tuning_benchmark_refuses_a_missing_peer_interpreter(

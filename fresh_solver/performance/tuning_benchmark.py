@@ -126,34 +126,93 @@ def run_autotune(python: str, models: list[Path], cpu_budget: float, tuner_seed:
     return json.loads(out.read_text())
 
 
-def compare_methods(held: dict[str, Any], methods: list[str], tuner_seeds: int,
-                    configs: dict[str, SolverConfig]) -> list[dict[str, Any]]:
-    """Each pair of methods on the held-out set: per tuner seed, a win is a lower held-out score
-    and a tie the same configuration returned (their scores then differ by noise only); pooled,
-    a one-sided Wilcoxon p that the first is faster over every held-out run of every seed."""
+def compare_methods(sessions: list[dict[str, Any]], held: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each pair of tuning methods on the held-out set, the tuner seed being the unit: per seed
+    a win is a lower held-out score and a tie the same configuration returned (their scores then
+    differ by noise only); over seeds, a one-sided Wilcoxon p on the seeds' held-out scores.
+    Pooled over every held-out run of every seed: the geometric-mean speedup and its Wilcoxon p
+    (runs of one seed share a configuration, so this one overstates the evidence)."""
+    by_name = {s["name"]: s for s in sessions}
+    methods = list(dict.fromkeys(s["estimator"] for s in sessions))
+    seeds = sorted({s["tuner_seed"] for s in sessions})
     rows = []
     for i, a in enumerate(methods):
         for b in methods[i + 1:]:
             wins = ties = 0
-            a_times: list[float] = []
-            b_times: list[float] = []
-            for s in range(tuner_seeds):
-                name_a, name_b = f"{a}-seed{s}", f"{b}-seed{s}"
-                if configs[name_a].hash == configs[name_b].hash:
-                    ties += 1
-                elif held[name_a]["score"] < held[name_b]["score"]:
-                    wins += 1
+            a_scores, b_scores, a_times, b_times = [], [], [], []
+            for seed in seeds:
+                name_a, name_b = f"{a}-seed{seed}", f"{b}-seed{seed}"
+                same = (SolverConfig.from_dict(by_name[name_a]["best_params"]).hash
+                        == SolverConfig.from_dict(by_name[name_b]["best_params"]).hash)
+                ties += same
+                wins += not same and held[name_a]["score"] < held[name_b]["score"]
+                a_scores.append(held[name_a]["score"])
+                b_scores.append(held[name_b]["score"])
                 b_runs = {(r["instance"], r["seed"]): r["score"] for r in held[name_b]["runs"]}
                 for r in held[name_a]["runs"]:
                     a_times.append(r["score"])
                     b_times.append(b_runs[(r["instance"], r["seed"])])
             rows.append({"first": a, "second": b, "wins": wins, "ties": ties,
-                         "losses": tuner_seeds - wins - ties,
+                         "losses": len(seeds) - wins - ties,
+                         "p_seeds_first_faster": wilcoxon_p(b_scores, a_scores),
+                         "p_seeds_second_faster": wilcoxon_p(a_scores, b_scores),
                          "pooled_geomean_speedup": geometric_mean(
                              [paired_speedup(bt, at) for at, bt in zip(a_times, b_times)]),
-                         "p_first_faster": wilcoxon_p(b_times, a_times),
-                         "p_second_faster": wilcoxon_p(a_times, b_times)})
+                         "p_pooled_first_faster": wilcoxon_p(b_times, a_times),
+                         "p_pooled_second_faster": wilcoxon_p(a_times, b_times)})
     return rows
+
+
+def noise_floor(sessions: list[dict[str, Any]], held: dict[str, Any]) -> dict[str, Any] | None:
+    """The held-out speedups of every set identical to the defaults (sessions that returned
+    them, and the control): what the protocol reports for no change at all."""
+    defaults = SolverConfig().hash
+    same = [s["name"] for s in sessions
+            if SolverConfig.from_dict(s["best_params"]).hash == defaults]
+    same.append("defaults-control")
+    values = [held[name]["speedup"]["geomean"] for name in same if name in held]
+    return {"sets": same, "min": min(values), "max": max(values)} if values else None
+
+
+def report_markdown(data: dict[str, Any]) -> str:
+    """The sessions and their held-out speedups, the noise floor, the method comparisons."""
+    held, sessions = data["held_out_results"], data["sessions"]
+    lines = ["| session | train score (defaults) | held-out speedup vs defaults (geomean, "
+             "min-max) | num_workers | CPU-s |", "|---|---|---|---|---|"]
+    for s in sessions + [{"name": "defaults-control"}]:
+        h = held[s["name"]]["speedup"]
+        workers = s.get("best_params", {"cp_sat": {}})["cp_sat"].get("num_workers", "default")
+        train = (f"{s['train_best']:.3g} ({s['train_default']:.3g})" if "train_best" in s
+                 else "-")
+        lines.append(f"| {s['name']} | {train} | {h['geomean']:.2f}x ({h['min']:.2f}-"
+                     f"{h['max']:.2f}) | {workers} | {s.get('cpu_seconds', '-')} |")
+    lines.append("\nTrain scores are each method's own: the project's geometric-mean time to "
+                 "target, cpsat-autotune's mean time to a proven optimum (PAR10).")
+    noise = data["noise_floor"]
+    if noise:
+        lines.append(f"\nNoise floor: the {len(noise['sets'])} sets identical to the defaults "
+                     f"({', '.join(noise['sets'])}) scored {noise['min']:.2f}-{noise['max']:.2f}x "
+                     "on the held-out set.")
+    lines += ["", f"Held-out, over {len(data['tuner_seeds'])} tuner seeds (a tie: both returned "
+              "the same configuration; p: one-sided Wilcoxon over the seeds' held-out scores) "
+              "and pooled over every held-out run of every seed:", "",
+              "| first vs second | wins / ties / losses | p first / second faster (seeds) | "
+              "pooled speedup of first (geomean) | p first / second faster (pooled) |",
+              "|---|---|---|---|---|"]
+    for c in data["comparisons"]:
+        lines.append(f"| {c['first']} vs {c['second']} | {c['wins']} / {c['ties']} / "
+                     f"{c['losses']} | {c['p_seeds_first_faster']:.3g} / "
+                     f"{c['p_seeds_second_faster']:.3g} | {c['pooled_geomean_speedup']:.2f}x | "
+                     f"{c['p_pooled_first_faster']:.3g} / {c['p_pooled_second_faster']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def summarise(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its comparisons and noise floor (re)computed from its sessions and runs."""
+    sessions, held = data["sessions"], data["held_out_results"]
+    return data | {"tuner_seeds": sorted({s["tuner_seed"] for s in sessions}),
+                   "comparisons": compare_methods(sessions, held),
+                   "noise_floor": noise_floor(sessions, held)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,10 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--autotune", metavar="PYTHON",
                         help="the peer environment's python (make peers-venv: "
                              ".venv-peers/bin/python): also run cpsat-autotune")
+    parser.add_argument("--from-results", type=Path, metavar="RESULTS_JSON",
+                        help="no solving: summarise an earlier run's results.json into --out")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.autotune and not Path(args.autotune).is_file():
         parser.error(f"--autotune: no interpreter at {args.autotune} (run make peers-venv)")
+    if args.from_results:
+        try:
+            data = summarise(json.loads(args.from_results.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--from-results: {args.from_results} is not a tuning benchmark's "
+                         f"results.json ({exc!r})")
+        data["summarised_by"] = rerun_command(__spec__.name, argv)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_results(args.out, data, report_markdown(data))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FRESH_SOLVER_HOME", str((args.out / "home").resolve()))
     from fresh_solver.tuning.tuner import TuningSpec, tune
@@ -188,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     held_out = write_instances(args.out / "held_out", args.scale, args.template_seed, 1000,
                                args.held_out, seen)
     template_id = f"bench-{args.scale}-{args.template_seed}-{int(time.time())}"
-    methods = ["GP", "random"] + (["autotune"] if args.autotune else [])
     if args.autotune:
         models, peer_workers = export_models(train, args.out / "train_models")
     sessions: list[dict[str, Any]] = []
@@ -230,35 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     configs["defaults-control"] = SolverConfig()
     held = held_out_speedups(configs, held_out, list(range(args.eval_seeds)),
                              args.eval_time_limit, log)
-    # GP's random start draws the points random search draws with the same seed: when both
-    # return one configuration, their held-out scores differ by noise only, a tie.
-    comparisons = compare_methods(held, methods, args.tuner_seeds, configs)
-    data = {"command": rerun_command(__spec__.name, argv),
-            "machine": machine_fingerprint(), "args": {k: str(v) for k, v in vars(args).items()},
-            "train": [Path(p).name for p in train],
-            "held_out": [Path(p).name for p in held_out], "sessions": sessions,
-            "held_out_results": held,
-            "comparisons": comparisons}
-    lines = ["| session | train score (defaults) | held-out speedup vs defaults (geomean, "
-             "min-max) | num_workers | CPU-s |", "|---|---|---|---|---|"]
-    for s in sessions:
-        h = held[s["name"]]["speedup"]
-        workers = s["best_params"]["cp_sat"].get("num_workers", "default")
-        lines.append(f"| {s['name']} | {s['train_best']:.3g} ({s['train_default']:.3g}) | "
-                     f"{h['geomean']:.2f}x ({h['min']:.2f}-{h['max']:.2f}) | {workers} | "
-                     f"{s['cpu_seconds']} |")
-    control = held["defaults-control"]["speedup"]
-    lines.append(f"| defaults-control | - | {control['geomean']:.2f}x "
-                 f"({control['min']:.2f}-{control['max']:.2f}) | default | - |")
-    lines += ["", f"Held-out, over {args.tuner_seeds} tuner seeds (a tie: both returned the "
-              "same configuration); pooled over every held-out run of every seed:", "",
-              "| first vs second | wins / ties / losses | pooled speedup of first (geomean) | "
-              "p first faster | p second faster |", "|---|---|---|---|---|"]
-    for c in comparisons:
-        lines.append(f"| {c['first']} vs {c['second']} | {c['wins']} / {c['ties']} / "
-                     f"{c['losses']} | {c['pooled_geomean_speedup']:.2f}x | "
-                     f"{c['p_first_faster']:.3g} | {c['p_second_faster']:.3g} |")
-    write_results(args.out, data, "\n".join(lines) + "\n")
+    data = summarise({"command": rerun_command(__spec__.name, argv),
+                      "machine": machine_fingerprint(),
+                      "args": {k: str(v) for k, v in vars(args).items()},
+                      "train": [Path(p).name for p in train],
+                      "held_out": [Path(p).name for p in held_out], "sessions": sessions,
+                      "held_out_results": held})
+    write_results(args.out, data, report_markdown(data))
     return 0
 
 
