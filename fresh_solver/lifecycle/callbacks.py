@@ -11,6 +11,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from fresh_solver.errors import InputError
+
 
 def on_task_failure(context: dict[str, Any]) -> None:
     """Airflow's ``on_failure_callback``: log the failure and alert through the channels."""
@@ -27,8 +29,6 @@ def fail_at_once_on_bad_input(fail: type[Exception]) -> Callable[[Callable], Cal
     def decorate(function: Callable) -> Callable:
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            from fresh_solver.errors import InputError
-
             try:
                 return function(*args, **kwargs)
             except InputError as exc:
