@@ -117,7 +117,7 @@ def tune(models: list, cpu_budget: float, seed: int, num_workers: int,
     strategy = OptunaCpSatStrategy(space, scorer=scorer, n_samples_for_trial=n,
                                    n_samples_for_verification=2 * n)
     cpu0 = time.process_time()  # its reference runs count, as the project's do
-    default_score = scorer.evaluate({}, 2 * n).mean()
+    default_score = strategy.get_baseline().mean()
     study = optuna.create_study(direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     study.enqueue_trial(space.get_default_params_for_optuna())

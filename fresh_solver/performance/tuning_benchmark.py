@@ -18,8 +18,9 @@ reference time / tuned time, geometric mean over pairs. The budget is reported i
 With ``--autotune PYTHON`` (the peer environment's interpreter), each tuner seed also runs
 cpsat-autotune (:mod:`autotune_peer`) on the same training models, for as many CPU-seconds as
 that seed's GP session took, and its set joins the held-out comparison. Every pair of methods
-is then compared per tuner seed (wins / ties / losses on the held-out score) and over all
-held-out runs pooled across tuner seeds (one-sided Wilcoxon signed-rank on paired times).
+is then compared with the tuner seed as the unit (wins / ties / losses on the held-out score,
+one-sided Wilcoxon signed-rank over the seeds' scores) and over all held-out runs pooled
+across tuner seeds; ``--from-results`` redoes that summary from a finished run's file.
 
 MLflow runs go to ``<out>/home`` (its own SQLite store) unless MLFLOW_TRACKING_URI is set.
 """
@@ -126,13 +127,14 @@ def run_autotune(python: str, models: list[Path], cpu_budget: float, tuner_seed:
     return json.loads(out.read_text())
 
 
-def compare_methods(sessions: list[dict[str, Any]], held: dict[str, Any]) -> list[dict[str, Any]]:
+def compare_methods(sessions: list[dict[str, Any]], held: dict[str, Any],
+                    hashes: dict[str, str]) -> list[dict[str, Any]]:
     """Each pair of tuning methods on the held-out set, the tuner seed being the unit: per seed
     a win is a lower held-out score and a tie the same configuration returned (their scores then
     differ by noise only); over seeds, a one-sided Wilcoxon p on the seeds' held-out scores.
     Pooled over every held-out run of every seed: the geometric-mean speedup and its Wilcoxon p
-    (runs of one seed share a configuration, so this one overstates the evidence)."""
-    by_name = {s["name"]: s for s in sessions}
+    (runs of one seed share a configuration, so this one overstates the evidence). ``hashes``:
+    each session's configuration hash."""
     methods = list(dict.fromkeys(s["estimator"] for s in sessions))
     seeds = sorted({s["tuner_seed"] for s in sessions})
     rows = []
@@ -142,8 +144,7 @@ def compare_methods(sessions: list[dict[str, Any]], held: dict[str, Any]) -> lis
             a_scores, b_scores, a_times, b_times = [], [], [], []
             for seed in seeds:
                 name_a, name_b = f"{a}-seed{seed}", f"{b}-seed{seed}"
-                same = (SolverConfig.from_dict(by_name[name_a]["best_params"]).hash
-                        == SolverConfig.from_dict(by_name[name_b]["best_params"]).hash)
+                same = hashes[name_a] == hashes[name_b]
                 ties += same
                 wins += not same and held[name_a]["score"] < held[name_b]["score"]
                 a_scores.append(held[name_a]["score"])
@@ -163,12 +164,10 @@ def compare_methods(sessions: list[dict[str, Any]], held: dict[str, Any]) -> lis
     return rows
 
 
-def noise_floor(sessions: list[dict[str, Any]], held: dict[str, Any]) -> dict[str, Any] | None:
+def noise_floor(held: dict[str, Any], hashes: dict[str, str]) -> dict[str, Any] | None:
     """The held-out speedups of every set identical to the defaults (sessions that returned
     them, and the control): what the protocol reports for no change at all."""
-    defaults = SolverConfig().hash
-    same = [s["name"] for s in sessions
-            if SolverConfig.from_dict(s["best_params"]).hash == defaults]
+    same = [name for name, digest in hashes.items() if digest == SolverConfig().hash]
     same.append("defaults-control")
     values = [held[name]["speedup"]["geomean"] for name in same if name in held]
     return {"sets": same, "min": min(values), "max": max(values)} if values else None
@@ -210,9 +209,10 @@ def report_markdown(data: dict[str, Any]) -> str:
 def summarise(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with its comparisons and noise floor (re)computed from its sessions and runs."""
     sessions, held = data["sessions"], data["held_out_results"]
+    hashes = {s["name"]: SolverConfig.from_dict(s["best_params"]).hash for s in sessions}
     return data | {"tuner_seeds": sorted({s["tuner_seed"] for s in sessions}),
-                   "comparisons": compare_methods(sessions, held),
-                   "noise_floor": noise_floor(sessions, held)}
+                   "comparisons": compare_methods(sessions, held, hashes),
+                   "noise_floor": noise_floor(held, hashes)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.autotune:
         models, peer_workers = export_models(train, args.out / "train_models")
     sessions: list[dict[str, Any]] = []
-    configs: dict[str, SolverConfig] = {}
     for tuner_seed in range(args.tuner_seeds):
         for estimator in ("GP", "random"):
             spec = TuningSpec(template_id=template_id, instance_paths=tuple(train),
@@ -272,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
             summary = tune(spec)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
             name = f"{estimator}-seed{tuner_seed}"
-            configs[name] = SolverConfig.from_dict(summary["best_params"])
             sessions.append({"name": name, "estimator": estimator, "tuner_seed": tuner_seed,
                              "run_id": summary["run_id"], "train_best": summary["best_score"],
                              "train_default": summary["default_score"],
@@ -285,18 +283,19 @@ def main(argv: list[str] | None = None) -> int:
             peer = run_autotune(args.autotune, models, budget, tuner_seed, peer_workers,
                                 args.trial_time_limit, args.out / "autotune")
             name = f"autotune-seed{tuner_seed}"
-            configs[name] = SolverConfig.from_dict({"cp_sat": peer["cp_sat"]})
             sessions.append({"name": name, "estimator": "autotune", "tuner_seed": tuner_seed,
                              "run_id": None, "train_best": peer["best_score"],
                              "train_default": peer["default_score"],
                              "cpu_seconds": peer["cpu_seconds"],
                              "wall_seconds": peer["wall_seconds"], "trials": peer["trials"],
-                             "best_params": configs[name].to_dict()})
+                             "best_params": SolverConfig.from_dict(
+                                 {"cp_sat": peer["cp_sat"]}).to_dict()})
             log(f"{name}: train score {peer['best_score']:.4g} s to optimum (defaults "
                 f"{peer['default_score']:.4g}), {peer['trials']} trials, "
                 f"{peer['cpu_seconds']:.0f} CPU-s of {budget:.0f}")
     log("held-out evaluation:")
     # The defaults again, scored like a tuned set: the noise floor of the comparison.
+    configs = {s["name"]: SolverConfig.from_dict(s["best_params"]) for s in sessions}
     configs["defaults-control"] = SolverConfig()
     held = held_out_speedups(configs, held_out, list(range(args.eval_seeds)),
                              args.eval_time_limit, log)
