@@ -13,16 +13,27 @@ from fresh_solver.solver.constraints import machine_bound_pairs, pair_budget
 from tests.test_properties import problems
 
 
+def _pairs(heads_and_tails):
+    return [(head, tail) for head, tail, _ in machine_bound_pairs(heads_and_tails)]
+
+
 def _all_pairs(heads_and_tails):
     with mock.patch.object(constraints, "pair_budget", lambda n: 10**9):
-        return machine_bound_pairs(heads_and_tails)
+        return _pairs(heads_and_tails)
 
 
 def test_few_pairs_are_all_kept_and_dominated_ones_skipped() -> None:
     # heads 0, 5 and tails 3, 7: (0, 3) is every task; (0, 7) is the set {(5, 7)} whose
     # least head is 5, so it is dominated by (5, 7)
-    assert machine_bound_pairs([(0, 3), (5, 7)]) == [(0, 3), (5, 7)]
-    assert machine_bound_pairs([(0, 7), (5, 3)]) == [(0, 3), (0, 7), (5, 3)]
+    assert _pairs([(0, 3), (5, 7)]) == [(0, 3), (5, 7)]
+    assert _pairs([(0, 7), (5, 3)]) == [(0, 3), (0, 7), (5, 3)]
+
+
+def test_each_pair_covers_exactly_the_tasks_with_that_head_and_tail_or_more() -> None:
+    heads_and_tails = [(0, 7), (5, 3), (5, 9), (2, 2)]
+    for head, tail, members in machine_bound_pairs(heads_and_tails):
+        assert members == [i for i, (h, q) in enumerate(heads_and_tails)
+                           if h >= head and q >= tail]
 
 
 def test_a_crowded_machine_keeps_an_evenly_spaced_budget() -> None:
@@ -30,7 +41,7 @@ def test_a_crowded_machine_keeps_an_evenly_spaced_budget() -> None:
     crowded = [(i, 40 - i) for i in range(40)]
     every = _all_pairs(crowded)
     assert len(every) == 820 > pair_budget(40) == 128
-    kept = machine_bound_pairs(crowded)
+    kept = _pairs(crowded)
     assert len(kept) == 128 and kept == sorted(kept) and set(kept) <= set(every)
     assert kept[0] == every[0]
     assert len({h for h, _ in kept}) > 20  # spread over the heads, not the first few

@@ -112,8 +112,8 @@ def add_redundant_makespan_bounds(model: cp_model.CpModel, problem: Problem,
                                               mode.duration * presence))
     for machine in problem.machines:
         on_machine = entries[machine.id]
-        for head, tail in machine_bound_pairs([(h, q) for h, q, _ in on_machine]):
-            load = [work for h, q, work in on_machine if h >= head and q >= tail]
+        for head, tail, members in machine_bound_pairs([(h, q) for h, q, _ in on_machine]):
+            load = [on_machine[i][2] for i in members]
             model.add(machine.capacity * (makespan - head - tail) >= sum(load))
     total_capacity = sum(m.capacity for m in problem.machines)
     earliest = min(job.release for job in problem.jobs)
@@ -131,16 +131,19 @@ def pair_budget(tasks_on_machine: int) -> int:
     return max(128, 2 * tasks_on_machine)
 
 
-def machine_bound_pairs(heads_and_tails: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The non-dominated (head, tail) pairs of one machine's tasks, in sorted order; over
-    :func:`pair_budget`, an evenly spaced selection of them."""
+def machine_bound_pairs(heads_and_tails: list[tuple[int, int]],
+                        ) -> list[tuple[int, int, list[int]]]:
+    """The non-dominated (head, tail) pairs of one machine's tasks, in sorted order, each with
+    the indices of the tasks its bound covers (found once here, where dominance needs them);
+    over :func:`pair_budget`, an evenly spaced selection of them."""
     pairs = []
     for head in sorted({h for h, _ in heads_and_tails}):
         for tail in sorted({q for h, q in heads_and_tails if h >= head}):
-            chosen = [(h, q) for h, q in heads_and_tails if h >= head and q >= tail]
-            if min(h for h, _ in chosen) > head or min(q for _, q in chosen) > tail:
+            members = [i for i, (h, q) in enumerate(heads_and_tails) if h >= head and q >= tail]
+            if (min(heads_and_tails[i][0] for i in members) > head
+                    or min(heads_and_tails[i][1] for i in members) > tail):
                 continue  # dominated: the same set with larger constants is stated
-            pairs.append((head, tail))
+            pairs.append((head, tail, members))
     budget = pair_budget(len(heads_and_tails))
     if len(pairs) <= budget:
         return pairs
