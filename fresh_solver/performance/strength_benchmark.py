@@ -65,6 +65,7 @@ CONFIGS = {c.name: c for c in [
     _configuration("template-no-bounds", "template", redundant_bounds=False),
     _configuration("template-no-symmetry", "template", symmetry_breaking=False),
     _configuration("template-warm-start", "template", warm_start=True),
+    _configuration("template-search-strategy", "template", search_strategy=True),
     _configuration("template-no-tardiness-hint", "template", tardiness_hint=False),
 ]}
 SUITE_DEFAULTS = {
