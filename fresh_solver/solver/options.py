@@ -28,7 +28,9 @@ class ModelOptions:
         the horizon (an optimal schedule is never worse than a feasible one). Off by default:
         on the development families it slowed CP-SAT down more often than it helped.
     search_strategy: branch on job start times in group order (lowest start first). Off by
-        default: it did not measurably help.
+        default: at three seeds it reached the baseline's target sooner on the core
+        benchmark's hard families but not on held-out ones, and proved orb01 later (README,
+        "Measuring").
     tardiness_hint: (weighted tardiness) a dispatching schedule by Apparent Tardiness Cost
         (:mod:`fresh_solver.solver.tardiness_dispatch`) given as a solution hint. On by
         default: on generated 216-288-task mixes it turned the template model's 30 s
