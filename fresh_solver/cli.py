@@ -385,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mlflow_errors() -> tuple[type[BaseException], ...]:
+    """MLflow's exception class if a command imported MLflow (only then can it be raised);
+    looked up when an error propagates, so that `--help` and solving never import MLflow."""
+    module = sys.modules.get("mlflow.exceptions")
+    return (module.MlflowException,) if module else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -393,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"fresh-solver {args.command}: error: {problem}", file=sys.stderr)
         return 2
+    except _mlflow_errors() as exc:  # the store down, a refusal (403), a conflict
+        code = getattr(exc, "error_code", "")
+        print(f"fresh-solver {args.command}: error: MLflow answered {code}: {exc}",
+              file=sys.stderr)
+        return 1
     except json.JSONDecodeError as exc:
         print(f"fresh-solver {args.command}: error: malformed JSON option: {exc}",
               file=sys.stderr)

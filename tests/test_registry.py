@@ -447,6 +447,45 @@ def test_two_threads_promote_at_once(registry: ParameterRegistry, tid: str,
     assert registry.reconcile(tid)["changed"] is False
 
 
+def _failing_alias_setter(registry: ParameterRegistry, errors: list[Exception]):
+    """The client's alias setter, failing with ``errors`` first (one per call)."""
+    real = registry.client.set_registered_model_alias
+
+    def set_alias(*args, **kwargs):
+        if errors:
+            raise errors.pop(0)
+        return real(*args, **kwargs)
+    return set_alias
+
+
+def test_a_first_promotion_racing_another_sets_the_alias_again(
+        registry: ParameterRegistry, tid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what MLflow's store answers when a concurrent promotion inserted the alias first
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+    v1 = passed_version(registry, tid, 1)
+    collision = MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: "
+                                "registered_model_aliases.name", error_code=BAD_REQUEST)
+    monkeypatch.setattr(registry.client, "set_registered_model_alias",
+                        _failing_alias_setter(registry, [collision]))
+    registry.promote(tid, v1, "alice")
+    assert_sole_production(registry, tid, v1)
+
+
+def test_other_alias_errors_are_not_retried(registry: ParameterRegistry, tid: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+
+    v1 = passed_version(registry, tid, 1)
+    other = MlflowException("some other refusal", error_code=BAD_REQUEST)
+    monkeypatch.setattr(registry.client, "set_registered_model_alias",
+                        _failing_alias_setter(registry, [other]))
+    with pytest.raises(MlflowException, match="some other refusal"):
+        registry.promote(tid, v1, "alice")
+
+
 # ---- the `registry` command -----------------------------------------------------------------
 
 
@@ -454,6 +493,23 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def test_cli_reports_an_mlflow_refusal_without_a_traceback(
+        capsys: pytest.CaptureFixture[str], registry: ParameterRegistry, tid: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    v1 = passed_version(registry, tid, 1)
+
+    def refuse(*args, **kwargs):
+        raise MlflowException("Permission denied for the alias", error_code=PERMISSION_DENIED)
+    monkeypatch.setattr(ParameterRegistry, "promote", refuse)
+    code, out, err = cli(capsys, "registry", "promote", tid, str(v1), "--approved-by", "x")
+    assert code == 1 and out == ""
+    assert "MLflow answered PERMISSION_DENIED: Permission denied for the alias" in err
+    assert "Traceback" not in err
 
 
 @pytest.fixture

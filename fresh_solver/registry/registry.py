@@ -287,7 +287,23 @@ class ParameterRegistry:
 
     def _make_sole_production(self, template_id: str, version: str) -> None:
         self._transition(template_id, version, "Production", archive=True)
-        self.client.set_registered_model_alias(model_name(template_id), ALIAS, version)
+        self._set_alias(template_id, version)
+
+    def _set_alias(self, template_id: str, version: str, attempts: int = 3) -> None:
+        """Point the alias at ``version``. MLflow sets an alias by a select, then an insert
+        when there is none, so two first promotions at once can both insert: the second
+        fails on the alias's key (HTTP 400). The alias exists then, so setting it again
+        updates it; any other error propagates."""
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(attempts):
+            try:
+                self.client.set_registered_model_alias(model_name(template_id), ALIAS, version)
+                return
+            except MlflowException as exc:
+                if attempt + 1 == attempts or not _alias_collision(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _append_history(self, template_id: str, entry: dict[str, Any]) -> None:
         entry = {"at_ms": _now_ms(), "id": uuid.uuid4().hex[:8], **entry}
@@ -400,6 +416,15 @@ def _missing(exc: Exception) -> bool:
     (which must propagate, so that the production loader falls back)."""
     return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST",
                                                 "INVALID_PARAMETER_VALUE")
+
+
+def _alias_collision(exc: Exception) -> bool:
+    """A concurrent insert of the same alias (SQLite or PostgreSQL wording), as MLflow's
+    store reports it: BAD_REQUEST carrying the database's integrity error."""
+    text = str(exc)
+    return getattr(exc, "error_code", None) == "BAD_REQUEST" and any(
+        sign in text for sign in ("UNIQUE constraint failed", "duplicate key value",
+                                  "IntegrityError"))
 
 
 def _denied(exc: Exception) -> bool:
