@@ -167,7 +167,8 @@ def compare_methods(sessions: list[dict[str, Any]], held: dict[str, Any],
 def noise_floor(held: dict[str, Any], hashes: dict[str, str]) -> dict[str, Any] | None:
     """The held-out speedups of every set identical to the defaults (sessions that returned
     them, and the control): what the protocol reports for no change at all."""
-    same = [name for name, digest in hashes.items() if digest == SolverConfig().hash]
+    defaults = SolverConfig().hash
+    same = [name for name, digest in hashes.items() if digest == defaults]
     same.append("defaults-control")
     values = [held[name]["speedup"]["geomean"] for name in same if name in held]
     return {"sets": same, "min": min(values), "max": max(values)} if values else None
