@@ -65,6 +65,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     options = config.model
     if args.options:
         options = ModelOptions.from_dict(json.loads(args.options), base=config.model)
+    if args.params or args.options:  # the loader refuses a served set on its own
+        from fresh_solver.params.unsound import refuse_known_unsound
+
+        refuse_known_unsound(SolverConfig(config.cp_sat, options), args.model,
+                             where=f"--params {args.params}" if args.params else "--options")
     print(f"solving {problem.name}: {len(problem.jobs)} jobs, {problem.num_tasks} tasks, "
           f"{args.model} model, time limit {args.time_limit:g} s ...", file=sys.stderr)
     def progress(seconds: float, objective: int) -> None:
@@ -171,7 +176,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_table([("run_id", summary["run_id"]), ("experiment", summary["experiment"]),
-                      ("trials", summary["trials"]), ("default_score", summary["default_score"]),
+                      ("trials", summary["trials"]),
+                      ("unsound_trials", summary["unsound_trials"]),
+                      ("default_score", summary["default_score"]),
                       ("best_score", summary["best_score"]),
                       ("best_params", json.dumps(summary["best_params"]))])
     return 0

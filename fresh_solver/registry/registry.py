@@ -41,6 +41,7 @@ from fresh_solver.registry import evidence as ev
 ALIAS = "production"
 HISTORY_PREFIX = "fresh_solver.history."
 OBSERVED_TAG = "fresh_solver.observed"
+UNSOUND = "unsound"  # the evidence basis of a set that holds a known-unsound combination
 
 
 def model_name(template_id: str) -> str:
@@ -132,6 +133,8 @@ class ParameterRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
+            if (unsound := self._known_unsound(mv)) is not None:
+                return ev.Evidence(False, UNSOUND, unsound)
             return ev.evidence(self.client, template_id, mv,
                                lambda: ev.content_hash(self._text(mv)))
         except json.JSONDecodeError:
@@ -142,6 +145,18 @@ class ParameterRegistry:
             if _missing(exc):
                 return ev.Evidence(False, "none", "its parameters.json is gone")
             raise
+
+    def _known_unsound(self, mv) -> str | None:
+        """Why the version's set may never be served, validated or not: it holds a
+        known-unsound combination (CP-SAT proves wrong optima with it). A set that does not
+        parse is judged later, when it is loaded."""
+        from fresh_solver.params.unsound import unsound_match
+
+        try:
+            found = unsound_match(self._config(mv))
+        except InputError:
+            return None
+        return None if found is None else found.describe()
 
     def history(self, template_id: str) -> list[dict[str, Any]]:
         model = self._model(template_id)
@@ -245,6 +260,9 @@ class ParameterRegistry:
         version = str(mv.version)
         self._texts.clear()  # judge the artifact as it is now
         found = self.evidence(template_id, mv)
+        if found.basis == UNSOUND:  # no reviewer can vouch for a wrong optimality claim
+            raise InputError(f"{model_name(template_id)} v{version} may not be promoted: "
+                             f"{found.detail}")
         if not found.servable and not override_validation:
             raise InputError(f"{model_name(template_id)} v{version} is not validated "
                              f"({found.detail}); promote it with --override-validation to "

@@ -30,6 +30,8 @@ from fresh_solver.tuning.session import Trial, TuningSession, TuningSpec
 SESSION_KIND = "tuning-session"
 KEY_TAG = "fresh_solver.session_key"
 FINGERPRINT_TAG = "fresh_solver.fingerprint"
+# On a trial run whose configuration made CP-SAT claim a wrong optimum: the reason.
+UNSOUND_TAG = "fresh_solver.unsound"
 # What decides the scores must match when a session is resumed; the trial budget may grow.
 RESUME_KEYS = ("template_id", "metric", "trial_time_limit_s", "seeds", "instance_set",
                "estimator", "tuner_seed", "space", "cap_factor")
@@ -118,6 +120,8 @@ class SessionRecord:
                 else "reference-defaults"}
         if evaluation.failed:
             tags["fresh_solver.error"] = evaluation.failed[:4000]
+        if evaluation.unsound:
+            tags[UNSOUND_TAG] = evaluation.failed[:4000]
         if earlier:  # the killed attempt's run (params are the point's: the same values)
             rid = earlier[0].info.run_id
             self.client.update_run(rid, status="RUNNING")
@@ -137,6 +141,13 @@ class SessionRecord:
         log_json(self.client, rid, "results.json", evaluation.to_dict())
         self.client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
         return rid
+
+    def tag_unsound(self, unsound: dict[int, str]) -> None:
+        """Tag every unsound trial's run with its reason, including trials whose proofs a
+        later trial's schedule refuted after they were logged."""
+        for index, run in self.trial_runs().items():
+            if index in unsound and run.data.tags.get(UNSOUND_TAG) != unsound[index][:4000]:
+                self.client.set_tag(run.info.run_id, UNSOUND_TAG, unsound[index][:4000])
 
     def load_trials(self) -> list[Trial]:
         """Every finished trial, in index order (the order they were told)."""
@@ -158,9 +169,11 @@ class SessionRecord:
         client, run_id = self.client, self.run_id
         if race:
             log_json(client, run_id, "race.json", race)
+        unsound = session.unsound_trials
+        self.tag_unsound(unsound)
         rows = [{"trial": t.index, "role": "reference" if t.point is None else "trial",
                  "score": t.evaluation.score, "capped_runs": t.evaluation.capped,
-                 "failed": t.evaluation.failed or "",
+                 "failed": t.evaluation.failed or "", "unsound": unsound.get(t.index, ""),
                  "config_hash": t.config.hash if t.config else "invalid", **t.params}
                 for t in session.trials]
         with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +186,8 @@ class SessionRecord:
         log_json(client, run_id, "incumbent_results.json", winner.evaluation.to_dict())
         for key, value in (("best_score", winner.evaluation.score),
                            ("default_score", session.reference.evaluation.score),
-                           ("trials", len(session.searched))):
+                           ("trials", len(session.searched)),
+                           ("unsound_trials", len(unsound))):
             client.log_metric(run_id, key, float(value))
         client.set_tag(run_id, "fresh_solver.best_config_hash", winner.config.hash)
         client.set_tag(run_id, "fresh_solver.best_trial", str(winner.index))
@@ -184,6 +198,8 @@ class SessionRecord:
                 "default_score": session.reference.evaluation.score,
                 "trials": len(session.searched), "best_trial": winner.index,
                 "search_best_trial": session.best.index, "race": race,
+                "unsound_trials": len(unsound),
+                "unsound": {str(i): why for i, why in sorted(unsound.items())},
                 "tuned": winner.index != session.reference.index,
                 "best_config_hash": winner.config.hash}
 

@@ -14,6 +14,14 @@ Metrics:
 - ``gap_integral``: the primal gap integral over [0, T] against the best objective known for
   the pair (gap 1 before a first solution, 0 once proven optimal), in seconds.
 
+Soundness: a run that proves an optimum worse than a schedule known on the same instance (the
+reference's, or any other configuration's, ``feasible``) makes the configuration *unsound*:
+CP-SAT is wrong under it (DESIGN §9). :func:`evaluate` raises :class:`UnsoundClaim` naming the
+instance and seed, and :func:`fresh_solver.tuning.session.run_trial` scores the trial failed.
+So does a schedule the checker refuses when the same pair solved with CP-SAT's default
+parameters (same model switches) gives a valid one; only when that one is invalid too is it our
+bug (``AssertionError``).
+
 Adaptive capping (time metrics): a run is cut at ``cap_factor`` × the incumbent's score on that
 pair, since past it the candidate cannot beat the incumbent there; a cut run scores its cap
 (a lower bound on its true time) and is flagged ``capped``.
@@ -25,7 +33,14 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fresh_solver.measure import Target, floor_time, geometric_mean, time_to_target
+from fresh_solver.measure import (
+    Target,
+    UnsoundClaim,
+    floor_time,
+    geometric_mean,
+    refuted_claim,
+    time_to_target,
+)
 from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.solver import SolveResult, solve
@@ -58,6 +73,11 @@ class Evaluation:
     score: float
     runs: list[RunScore] = field(default_factory=list)
     failed: str | None = None  # the error, when the trial crashed or was invalid
+
+    @property
+    def unsound(self) -> bool:
+        """Failed because its configuration made CP-SAT claim a wrong optimum."""
+        return bool(self.failed) and self.failed.startswith("unsound:")
 
     @property
     def capped(self) -> int:
@@ -119,11 +139,14 @@ def evaluate(
     references: dict[tuple[str, int], Reference] | None = None,
     incumbent: dict[tuple[str, int], float] | None = None,
     cap_factor: float | None = 2.0,
+    feasible: dict[str, int] | None = None,
 ) -> Evaluation:
     """Run ``config`` on every (instance, seed) pair and score it.
 
     Without ``references`` this is the reference run itself (time to target then means time
-    to its own final result). Exceptions are the caller's to turn into a failed trial.
+    to its own final result). ``feasible``: per instance, the best objective other
+    configurations found (a proof above it is unsound). Exceptions (:class:`UnsoundClaim`
+    included) are the caller's to turn into a failed trial.
     """
     runs: list[RunScore] = []
     for name, problem in instances.items():
@@ -136,18 +159,65 @@ def evaluate(
                                               and not reference.proven) else None
             result = solve(problem, model="template", options=config.model,
                            params=config.cp_sat, time_limit=limit, seed=seed, stop_at=stop_at)
+            where = f"{name}, seed {seed}"
             if result.valid is False:
-                raise AssertionError(f"{name} seed {seed}: invalid schedule: "
-                                     f"{result.violations[:2]}")
+                _blame_invalid(config, problem, result, time_limit, seed, where)
+            if (claim := refuted_claim(result, (feasible or {}).get(name))) is not None:
+                raise claim.at(where)
             if reference is None:  # the reference run: its own result is its target
                 reference = Reference(result.objective, result.optimal)
-            score = score_run(metric, result, reference, time_limit)
+            try:
+                score = score_run(metric, result, reference, time_limit)
+            except UnsoundClaim as claim:
+                raise claim.at(where) from None
             capped = limit < time_limit and score >= limit
             if capped:
                 score = limit
             runs.append(RunScore(name, seed, score, result.status, result.objective,
                                  result.wall_time_s, capped, result.valid))
     return Evaluation(geometric_mean([floor_time(r.score) for r in runs]), runs)
+
+
+class UnsoundSchedule(Exception):
+    """CP-SAT returned a schedule the checker refuses under a configuration whose CP-SAT
+    defaults (same model) give a valid one: evidence against the configuration."""
+
+
+def _blame_invalid(config: SolverConfig, problem: Problem, result: SolveResult,
+                   time_limit: float, seed: int, where: str) -> None:
+    """Raise for an invalid schedule: :class:`UnsoundSchedule` when the same pair with CP-SAT's
+    default parameters (same model switches) gives a valid schedule, so the parameters are to
+    blame; AssertionError (our model or checker is wrong) when that one is invalid too."""
+    detail = f"{where}: invalid schedule: {result.violations[:2]}"
+    if config.cp_sat:
+        again = solve(problem, model="template", options=config.model, time_limit=time_limit,
+                      seed=seed)
+        if again.valid is not False:
+            raise UnsoundSchedule(f"unsound: CP-SAT returned an invalid schedule "
+                                  f"({detail}); its default parameters did not")
+    raise AssertionError(detail)
+
+
+def feasible_objectives(evaluations: list[Evaluation]) -> dict[str, int]:
+    """Per instance, the best objective any of ``evaluations`` found (every run's schedule
+    passed the checker, or its trial failed before it was recorded)."""
+    best: dict[str, int] = {}
+    for evaluation in evaluations:
+        for run in evaluation.runs:
+            if run.objective is not None:
+                best[run.instance] = min(run.objective, best.get(run.instance, run.objective))
+    return best
+
+
+def refuted_runs(evaluation: Evaluation, feasible: dict[str, int]) -> str | None:
+    """Why ``evaluation`` is unsound in the light of ``feasible`` (objectives found later, by
+    other configurations), or None: its first run that proved an optimum above them."""
+    for run in evaluation.runs:
+        best = feasible.get(run.instance)
+        if run.status == "OPTIMAL" and best is not None and run.objective is not None \
+                and run.objective > best:
+            return str(UnsoundClaim(run.objective, best, f"{run.instance}, seed {run.seed}"))
+    return None
 
 
 def references_from(evaluation: Evaluation) -> dict[tuple[str, int], Reference]:

@@ -20,16 +20,26 @@ from typing import Any
 
 from fresh_solver.choices import ESTIMATORS, METRICS
 from fresh_solver.errors import InputError
-from fresh_solver.measure import floor_time, geometric_mean, paired_speedup, wilcoxon_p
+from fresh_solver.measure import (
+    UnsoundClaim,
+    floor_time,
+    geometric_mean,
+    paired_speedup,
+    wilcoxon_p,
+)
 from fresh_solver.model import Problem, load_problem
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace, load_space, plain_value
+from fresh_solver.params.unsound import refuse_known_unsound
 from fresh_solver.tuning.scoring import (
     Evaluation,
     Reference,
+    UnsoundSchedule,
     evaluate,
+    feasible_objectives,
     per_pair,
     references_from,
+    refuted_runs,
     worst_score,
 )
 
@@ -129,16 +139,20 @@ def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list
               metric: str, time_limit: float,
               references: dict[tuple[str, int], Reference] | None = None,
               incumbent: dict[tuple[str, int], float] | None = None,
-              cap_factor: float | None = None) -> Evaluation:
-    """Score one configuration; a configuration that is invalid or makes the solver fail is a
-    failed trial with the worst score, not an exception, so the session goes on."""
+              cap_factor: float | None = None,
+              feasible: dict[str, int] | None = None) -> Evaluation:
+    """Score one configuration; a configuration that is invalid, unsound or makes the solver
+    fail is a failed trial with the worst score, not an exception, so the session goes on."""
     try:
         return evaluate(SolverConfig.from_dict(config), instances, seeds, metric=metric,
                         time_limit=time_limit, references=references, incumbent=incumbent,
-                        cap_factor=cap_factor)
-    # What a configuration can do to a solve: be refused (InputError is a ValueError), make
+                        cap_factor=cap_factor, feasible=feasible)
+    # What a configuration can do to a solve: make CP-SAT claim a wrong optimum or return a
+    # schedule the checker refuses (unsound), be refused (InputError is a ValueError), make
     # OR-Tools fail (RuntimeError, ValueError) or exhaust memory. Our own bugs (an invalid
-    # schedule, two proven optima that differ: AssertionError; TypeError, KeyError) propagate.
+    # schedule under the defaults too: AssertionError; TypeError, KeyError) propagate.
+    except (UnsoundClaim, UnsoundSchedule) as exc:
+        return Evaluation(worst_score(metric, time_limit), failed=str(exc))
     except (RuntimeError, ValueError, MemoryError) as exc:
         return Evaluation(worst_score(metric, time_limit), failed=f"{type(exc).__name__}: {exc}")
 
@@ -211,9 +225,29 @@ class TuningSession:
         return [t for t in self.trials if t.point is not None]
 
     @property
+    def feasible(self) -> dict[str, int]:
+        """Per training instance, the best objective any trial found: a proof above it is
+        unsound."""
+        return feasible_objectives([t.evaluation for t in self.trials])
+
+    def unsound(self, trial: Trial) -> str | None:
+        """Why ``trial``'s configuration is unsound, or None: it failed as unsound, or one of
+        its proofs is beaten by a schedule a trial told after it found."""
+        if trial.evaluation.unsound:
+            return trial.evaluation.failed
+        return refuted_runs(trial.evaluation, self.feasible)
+
+    @property
+    def unsound_trials(self) -> dict[int, str]:
+        """Every unsound trial by index, with the reason."""
+        return {t.index: why for t in self.trials if (why := self.unsound(t))}
+
+    @property
     def best(self) -> Trial:
-        """The best valid trial so far; the reference when nothing beat it."""
-        return min((t for t in self.trials if t.config is not None),
+        """The best valid, sound trial so far; the reference when nothing beat it."""
+        unsound = self.unsound_trials
+        return min((t for t in self.trials if t.config is not None
+                    and (t.point is None or t.index not in unsound)),
                    key=lambda t: (t.evaluation.score, t.index))
 
     def told_before(self, index: int) -> TuningSession:
@@ -271,9 +305,16 @@ class TuningSession:
     def config_or_none(self, point: list[Any]) -> SolverConfig | None:
         """The point's configuration, or None when the combination is invalid."""
         try:
-            return self.space.config(point)
+            return self.checked_config(point)
         except InputError:
             return None
+
+    def checked_config(self, point: list[Any]) -> SolverConfig:
+        """The point's configuration; InputError when it is invalid or holds a known-unsound
+        combination (never solved: its optimality claims cannot be trusted)."""
+        config = self.space.config(point)
+        refuse_known_unsound(config, where=f"point {point}")
+        return config
 
     def score_reference(self) -> Evaluation:
         """Run the CP-SAT defaults on every pair; its results are every pair's target."""
@@ -284,14 +325,16 @@ class TuningSession:
     def evaluate_point(self, point: list[Any]) -> Evaluation:
         """Score a point against the reference, capped by the best trial told so far."""
         spec = self.spec
-        config = self.config_or_none(point)
-        if config is None:
+        try:
+            config = self.checked_config(point)
+        except InputError as exc:
             return Evaluation(worst_score(spec.metric, spec.trial_time_limit),
-                              failed=f"invalid configuration at {point}")
+                              failed=f"invalid configuration: {'; '.join(exc.problems)}")
         incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
         return run_trial(config.to_dict(), self.instances, spec.seed_list, metric=spec.metric,
                          time_limit=spec.trial_time_limit, references=self.references,
-                         incumbent=incumbent, cap_factor=spec.cap_factor)
+                         incumbent=incumbent, cap_factor=spec.cap_factor,
+                         feasible=self.feasible)
 
     def race(self) -> tuple[Trial, dict[str, Any]]:
         """Re-run the best few trials and the reference on fresh seeds, paired; the winner is
@@ -300,8 +343,9 @@ class TuningSession:
         spec = self.spec
         if not spec.race:
             return self.best, {}
+        unsound = self.unsound_trials
         contenders = sorted((t for t in self.searched if t.config is not None
-                             and not t.evaluation.failed
+                             and not t.evaluation.failed and t.index not in unsound
                              and t.evaluation.score < self.reference.evaluation.score),
                             key=lambda t: t.evaluation.score)[:spec.race]
         if not contenders:
@@ -310,13 +354,16 @@ class TuningSession:
         reference = run_trial(SolverConfig().to_dict(), self.instances, seeds,
                               metric=spec.metric, time_limit=spec.trial_time_limit)
         base = per_pair(reference)
-        results: dict[int, dict[str, float]] = {}
+        feasible = feasible_objectives([t.evaluation for t in self.trials] + [reference])
+        results: dict[int, dict[str, Any]] = {}
         solve_seconds = reference.wall_time_s
         for trial in contenders:
             evaluation = run_trial(trial.config.to_dict(), self.instances, seeds,
                                    metric=spec.metric, time_limit=spec.trial_time_limit,
-                                   references=references_from(reference))
+                                   references=references_from(reference), feasible=feasible)
             solve_seconds += evaluation.wall_time_s
+            if evaluation.unsound:  # never the winner; the record says why
+                results[trial.index] = {"unsound": evaluation.failed}
             if evaluation.failed or reference.failed:
                 continue
             scores = per_pair(evaluation)
@@ -326,7 +373,7 @@ class TuningSession:
                                  [floor_time(scores[k]) for k in keys])
             results[trial.index] = {"gain": gain, "p_value": p_value}
         accepted = [(r["gain"], i) for i, r in results.items()
-                    if r["gain"] >= spec.min_gain and r["p_value"] < 0.1]
+                    if "gain" in r and r["gain"] >= spec.min_gain and r["p_value"] < 0.1]
         winner = self.trials[max(accepted)[1]] if accepted else self.reference
         return winner, {"contenders": results, "winner": winner.index, "seeds": seeds,
                         "solve_seconds": solve_seconds}

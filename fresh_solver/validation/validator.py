@@ -18,8 +18,10 @@ from typing import Any
 
 import ortools
 
-from fresh_solver.measure import geometric_mean
+from fresh_solver.measure import geometric_mean, refuted_claim
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.unsound import refuse_known_unsound
+from fresh_solver.solver import SolveResult
 from fresh_solver.validation.compare import Comparison, PassRule, compare, run_pairs
 
 
@@ -96,6 +98,20 @@ def judge(comparisons: list[Comparison], invalid: list[str], rule: PassRule) -> 
     return reasons
 
 
+def unsound_claims(candidate: dict[tuple[str, int], SolveResult],
+                   runs: list[dict[tuple[str, int], SolveResult]]) -> list[str]:
+    """The candidate's proofs that a schedule of any run on the same instance beats, each
+    ``unsound: proved X where Y is feasible (instance, seed s)``: a candidate under which
+    CP-SAT claims a wrong optimum is refused, whatever its speed."""
+    feasible: dict[str, int] = {}
+    for results in runs:
+        for (name, _), result in results.items():
+            if result.objective is not None and result.valid is not False:
+                feasible[name] = min(result.objective, feasible.get(name, result.objective))
+    return [str(claim.at(f"{name}, seed {seed}")) for (name, seed), result in candidate.items()
+            if (claim := refuted_claim(result, feasible.get(name))) is not None]
+
+
 def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[str, ...],
              seeds: list[int], time_limit: float, rule: PassRule | None = None,
              production: SolverConfig | None = None, track: bool = True,
@@ -105,6 +121,7 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     from fresh_solver.tuning.session import load_instances
 
     rule = rule or PassRule()
+    refuse_known_unsound(candidate, where=f"candidate {candidate.hash}")
     instances, instance_hash = load_instances(instance_paths)
     log(f"candidate {candidate.hash} on {len(instances)} instances x {len(seeds)} seeds")
     cand = run_pairs(candidate, instances, seeds, time_limit)
@@ -112,15 +129,16 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     baselines = {"defaults": SolverConfig()}
     if production is not None:
         baselines["production"] = production
-    comparisons = []
+    comparisons, results = [], []
     for name, config in baselines.items():
         log(f"baseline {name} ...")
         base = run_pairs(config, instances, seeds, time_limit)
+        results.append(base)
         solve_seconds += sum(r.wall_time_s for r in base.values())
         comparisons.append(compare(name, base, cand, time_limit, rule.quality_tolerance))
     invalid = [f"{name} seed {seed}: {r.violations[:2]}"
                for (name, seed), r in cand.items() if r.valid is False]
-    reasons = judge(comparisons, invalid, rule)
+    reasons = unsound_claims(cand, [cand, *results]) + judge(comparisons, invalid, rule)
     perf = comparisons[0]
     report = ValidationReport(
         template_id, candidate, instance_hash, sorted(instances), seeds, time_limit, rule,
