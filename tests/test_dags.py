@@ -376,6 +376,37 @@ def test_bad_input_fails_the_run_at_its_first_task(retune_dag, tmp_path: Path, c
     print(f"{case}: failed in {time.monotonic() - start:.1f} s")
 
 
+def test_an_unsound_trial_is_scored_failed_without_retry_and_the_run_goes_on(
+        retune_dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared case's configuration, as yet unknown (an empty known-unsound list): its
+    trial proves 108 where the reference found 105. The trial task succeeds at its first try
+    with the trial scored unsound, and the run validates (the defaults) and ends."""
+    from tests.test_soundness import CASE, UNSOUND_REASON, UNSOUND_SPACE
+
+    folder = tmp_path / "instances"
+    folder.mkdir()
+    for name in ("case-a.json", "case-b.json"):  # one trains, one is held out
+        (folder / name).write_text(json.dumps(CASE["problem"]))
+    (tmp_path / "space.toml").write_text(UNSOUND_SPACE)
+    (tmp_path / "nothing_known.toml").write_text("")
+    monkeypatch.setenv("FRESH_SOLVER_KNOWN_UNSOUND", str(tmp_path / "nothing_known.toml"))
+    run, tis = run_dag(retune_dag, {**TINY, "template_id": "part",
+                                    "instances_folder": str(folder),
+                                    "space": str(tmp_path / "space.toml"), "trials": 1,
+                                    "batch_size": 1, "trial_time_limit": 10.0,
+                                    "validation_seeds": 1, "validation_time_limit": 5.0})
+    assert run.state == "success"
+    [trial] = tis["trial_0"]
+    assert trial.state == "success" and trial.try_number == 1
+    [session] = runs_of("fresh-solver/tuning/part", "tags.fresh_solver.kind = 'tuning-session'")
+    [unsound] = runs_of("fresh-solver/tuning/part",
+                        f"tags.mlflow.parentRunId = '{session.info.run_id}' and "
+                        "tags.fresh_solver.trial = '1'")
+    assert UNSOUND_REASON.fullmatch(unsound.data.tags["fresh_solver.unsound"])
+    assert session.data.tags["fresh_solver.best_trial"] == "0"  # the defaults, not trial 1
+    assert versions_of("part") == []
+
+
 def test_a_param_of_the_wrong_type_is_refused_before_the_run(retune_dag) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
