@@ -231,3 +231,15 @@ def test_the_loader_refuses_a_served_unsound_set_and_serves_the_last_good_one(
     events = production.recent_fallbacks()[before:]
     assert [e["kind"] for e in events] == ["refusal"]
     assert "known unsound combination 'symmetry4-strong-disjunctive'" in events[0]["why"]
+
+
+def test_the_documents_api_reports_a_known_unsound_set_invalid_without_solving(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fresh_solver.templates.manager import ParameterManager
+    from fresh_solver.validation import validator
+
+    monkeypatch.setattr(validator, "run_pairs", None)  # a solve would fail the test
+    result = ParameterManager().validate_parameters("part", FULL_POINT)
+    assert not result.is_valid and result.speedup_factor is None
+    [reason] = result.validation_errors
+    assert "known unsound combination 'symmetry4-strong-disjunctive'" in reason

@@ -10,7 +10,8 @@
 
 - :meth:`~ParameterManager.validate_parameters` is the *statistical* validation the document
   means (``fresh_solver.params.validate_parameters`` stays the structural check): structural
-  errors first (unknown names, bad values: ``is_valid`` False at once, nothing solved), then
+  errors first (unknown names, bad values, a known-unsound combination: ``is_valid`` False at
+  once, nothing solved), then
   :func:`fresh_solver.validation.validator.validate` against the CP-SAT defaults and the
   served Production set on held-out instances (defaults: :mod:`fresh_solver.templates.instances`),
   recorded in MLflow with the verdict as run params. ``is_valid`` is that verdict,
@@ -36,6 +37,7 @@ from typing import Any
 from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.unsound import refuse_known_unsound
 from fresh_solver.templates.parameters import BlessedParameters, SolverParameters, to_config
 
 log = logging.getLogger("fresh_solver.templates")
@@ -115,6 +117,7 @@ class ParameterManager:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 config = to_config(params)
+            refuse_known_unsound(config)  # a wrong optimality claim: nothing to measure
         except InputError as exc:
             return ParameterValidationResult(template_id, given, False, None,
                                              list(exc.problems))
