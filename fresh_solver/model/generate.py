@@ -77,6 +77,24 @@ def generate_family(scale: str, seed: int, instance_seed: int | None = None,
     })
 
 
+def generate_identical(n_jobs: int, n_tasks: int, n_machines: int, seed: int,
+                       flexibility: float = 0.5, template_id: str = "part") -> Problem:
+    """N identical jobs of one chain template on a shape given outright: the families
+    :func:`generate_family` does not draw (more tasks per job, fewer jobs, more machine
+    alternatives), such as the one on which CP-SAT proved a wrong optimum
+    (``fresh_solver/params/unsound_cases/``)."""
+    rng = random.Random(f"identical-{n_jobs}x{n_tasks}-m{n_machines}-{seed}")
+    machines = [f"M{i}" for i in range(n_machines)]
+    return problem_from_dict({
+        "format": FORMAT,
+        "name": f"identical-{n_jobs}x{n_tasks}-m{n_machines}-s{seed}",
+        "machines": [{"id": m} for m in machines],
+        "templates": [_template(rng, template_id, machines, n_tasks, flexibility)],
+        "jobs": [{"template": template_id, "count": n_jobs}],
+        "objective": "makespan",
+    })
+
+
 def generate_mix(scale: str, seed: int, objective: str = "makespan") -> Problem:
     """Several templates with counts, staggered releases and due dates, an oven-like machine
     with capacity 2."""
