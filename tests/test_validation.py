@@ -10,6 +10,7 @@ lenient rule, and the failing candidate fails deterministically (it finds no sol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -55,8 +56,9 @@ def fake(objective: int | None, status: str | None = None, wall: float = 1.0,
         schedule=None, violations=violations if objective is not None else None)
 
 
-def paired(results: list[SolveResult]) -> dict[tuple[str, int], SolveResult]:
-    return {(f"i{k}", 0): r for k, r in enumerate(results)}
+def paired(results: list[SolveResult]) -> dict[tuple[str, int], list[SolveResult]]:
+    """One run per pair, as :func:`measure_pairs` gives for solves long enough to time once."""
+    return {(f"i{k}", 0): [r] for k, r in enumerate(results)}
 
 
 def optimal_pairs(base_walls: list[float], cand_walls: list[float],
@@ -402,3 +404,55 @@ def test_cli_validate_registers_a_passing_candidate(
     assert registry.version("cli-pass", second["registered_version"]).current_stage == \
         "Staging"
     assert str(registry.serving("cli-pass").version) == str(version)  # staged, not promoted
+
+
+# ---- measurement: interleaved, repeated, unmeasurable ---------------------------------------
+
+
+def test_pairs_run_interleaved_with_the_first_rotating_and_short_ones_repeated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fresh_solver.validation import compare as compare_module
+
+    order: list[tuple[str, int, int | None]] = []
+
+    def fake_solve(problem, *, model, options=None, params=None, time_limit, seed=0,
+                   check=True):
+        which = (params or {}).get("max_presolve_iterations")  # tells the configs apart
+        order.append((problem.name, seed, which))
+        wall = 0.3 if problem.name == "long" else 0.02
+        return fake(10, wall=wall)
+
+    monkeypatch.setattr(compare_module, "solve", fake_solve)
+    configs = {"candidate": SolverConfig.from_dict({"max_presolve_iterations": 1}),
+               "defaults": SolverConfig.from_dict({"max_presolve_iterations": 2})}
+    long_ = dataclasses.replace(generate("family", "small", 1), name="long")
+    short = dataclasses.replace(generate("family", "small", 2), name="short")
+    runs = compare_module.measure_pairs(configs, {"long": long_, "short": short}, [0], T)
+    assert order[0][2] is None  # the warm-up, with the defaults, timed for nobody
+    timed = order[1:]
+    long_runs = [w for n, _, w in timed if n == "long"]
+    short_runs = [w for n, _, w in timed if n == "short"]
+    # 0.6 s per round: two rounds reach the 1 s budget; the first rotates per round
+    assert long_runs == [1, 2, 2, 1]
+    # 0.04 s per round: the round cap; pair 1 starts with the second config
+    assert len(short_runs) == 2 * compare_module.MAX_REPEATS
+    assert short_runs[:4] == [2, 1, 1, 2]
+    assert [len(runs[c][("short", 0)]) for c in configs] == [compare_module.MAX_REPEATS] * 2
+
+
+def test_each_side_is_timed_by_its_median_over_the_repetitions() -> None:
+    base = {("i0", 0): [fake(10, wall=w) for w in (0.5, 0.9, 0.6)]}
+    cand = {("i0", 0): [fake(10, wall=w) for w in (0.2, 0.3, 5.0)]}
+    [pair] = compare("defaults", base, cand, 10.0, 0.0).pairs
+    assert (pair.baseline_time_s, pair.candidate_time_s, pair.repeats) == (0.6, 0.3, 3)
+
+
+def test_pairs_too_short_to_time_are_left_out_and_too_few_left_fail_with_the_reason() -> None:
+    base, cand = optimal_pairs([0.004] * 4 + [1.0] * 2, [0.002] * 4 + [0.5] * 2)
+    comparison = compare("defaults", base, cand, T, 0.0)
+    assert [p.measurable for p in comparison.pairs] == [False] * 4 + [True] * 2
+    assert comparison.speedup == pytest.approx(2.0)  # the two measured pairs only
+    reasons = judge([comparison], [], PassRule())
+    assert reasons[0].startswith("unmeasurable vs defaults: 4 of 6 pairs solve in under 10 ms")
+    base, cand = optimal_pairs([0.004] + [1.0] * 5, [0.002] + [0.5] * 5)
+    assert compare("defaults", base, cand, T, 0.0).unmeasurable is None

@@ -1,16 +1,34 @@
 """Candidate vs baseline on held-out pairs: speed, significance, quality, validity.
 
-Both configurations run every (instance, seed) pair to the time limit (no early stop, so the
-objective at the limit is comparable). The baseline's result on a pair is the target (DESIGN
-§8); the candidate's time to target comes from its improvement trace. The statistics:
+Every configuration runs every (instance, seed) pair to the time limit (no early stop, so the
+objective at the limit is comparable). The baseline's first result on a pair is the target
+(DESIGN §8); each run's time to target comes from its improvement trace. The statistics:
 geometric-mean speedup, a one-sided Wilcoxon signed-rank test on the paired log-times
 (scipy.stats), and quality non-inferiority (the candidate's objective never worse than the
 baseline's beyond a relative tolerance).
+
+How the pairs are measured (:func:`measure_pairs`) is what keeps an A/A comparison — a set
+against itself — centred on 1.0:
+
+- **Interleaved, order rotated.** The configurations run one pair at a time, back to back, the
+  one that goes first rotating from pair to pair and repetition to repetition, so a drift in
+  the machine's speed (other work starting, a CPU leaving its boost clock) falls on every side
+  alike instead of on whichever ran second.
+- **A warm-up solve** before the first timed one, so the process's one-time costs (lazy
+  imports, OR-Tools' first solver) are nobody's.
+- **Repetition where one timing decides nothing.** A pair is run again, every configuration
+  once per round, until the pair has taken :data:`PAIR_BUDGET_S` of solving or
+  :data:`MAX_REPEATS` rounds; each side's time is its median over the rounds. A pair of
+  three-second solves runs once; a pair of 30 ms solves some fifteen times.
+- **Unmeasurable pairs are left out, and said so.** A pair whose times are under
+  :data:`UNMEASURABLE_S` on both sides even as medians is model building and thread start-up,
+  not search: no parameter set can be judged on it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from statistics import median
 from typing import Any
 
 from fresh_solver.measure import (
@@ -40,16 +58,31 @@ class PassRule:
         return asdict(self)
 
 
+# A pair is repeated until it has taken this much solving (all its configurations together)...
+PAIR_BUDGET_S = 1.0
+# ... or this many rounds: 15 timings of a 30 ms solve make a median worth comparing.
+MAX_REPEATS = 15
+# Below this, as a median on both sides, a solve is model building and thread start-up.
+UNMEASURABLE_S = 0.01
+# The least measurable pairs a comparison needs: a one-sided Wilcoxon test cannot reach
+# p < 0.05 with fewer than 5.
+MIN_MEASURABLE_PAIRS = 5
+
+Runs = dict[tuple[str, int], list[SolveResult]]  # per (instance, seed): the runs, in order
+
+
 @dataclass
 class PairResult:
     instance: str
     seed: int
     baseline_objective: int | None
     candidate_objective: int | None
-    baseline_time_s: float
+    baseline_time_s: float  # medians over the repetitions
     candidate_time_s: float
     proven_target: bool
     candidate_valid: bool | None
+    repeats: int = 1
+    measurable: bool = True
 
     @property
     def speedup(self) -> float:
@@ -64,44 +97,94 @@ class Comparison:
     p_value: float = 1.0
     quality_losses: list[str] = field(default_factory=list)
 
+    @property
+    def measured(self) -> list[PairResult]:
+        """The pairs the statistics rest on."""
+        return [p for p in self.pairs if p.measurable]
+
+    @property
+    def unmeasurable(self) -> str | None:
+        """Why this comparison cannot decide, when pairs too short to time leave fewer than
+        :data:`MIN_MEASURABLE_PAIRS`; None otherwise."""
+        short = len(self.pairs) - len(self.measured)
+        if not short or len(self.measured) >= MIN_MEASURABLE_PAIRS:
+            return None
+        return (f"unmeasurable vs {self.baseline}: {short} of {len(self.pairs)} pairs solve in "
+                f"under {UNMEASURABLE_S * 1000:g} ms with both sets (model building and thread "
+                f"start-up, not search), {len(self.measured)} left where "
+                f"{MIN_MEASURABLE_PAIRS} are needed; validate on larger instances")
+
     def to_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "speedup": self.speedup, "p_value": self.p_value,
                 "quality_losses": self.quality_losses,
+                "measurable_pairs": len(self.measured),
                 "pairs": [asdict(p) | {"speedup": p.speedup} for p in self.pairs]}
 
 
-def run_pairs(config: SolverConfig, instances: dict[str, Problem], seeds: list[int],
-              time_limit: float) -> dict[tuple[str, int], SolveResult]:
-    return {(name, seed): solve(problem, model="template", options=config.model,
-                                params=config.cp_sat, time_limit=time_limit, seed=seed)
-            for name, problem in instances.items() for seed in seeds}
+def measure_pairs(configs: dict[str, SolverConfig], instances: dict[str, Problem],
+                  seeds: list[int], time_limit: float, *, pair_budget_s: float = PAIR_BUDGET_S,
+                  max_repeats: int = MAX_REPEATS) -> dict[str, Runs]:
+    """Every configuration on every pair, interleaved and repeated (module docstring); per
+    configuration name, the runs of each pair in the order they ran."""
+    names = list(configs)
+    runs: dict[str, Runs] = {name: {} for name in names}
+    pairs = [(instance, seed) for instance in instances for seed in seeds]
+    if pairs:  # the warm-up: one-time costs of the process, timed for nobody
+        smallest = min(instances.values(), key=lambda problem: problem.num_tasks)
+        solve(smallest, model="template", time_limit=min(1.0, time_limit), check=False)
+    for k, (instance, seed) in enumerate(pairs):
+        spent, round_ = 0.0, 0
+        for name in names:
+            runs[name][(instance, seed)] = []
+        while round_ == 0 or (spent < pair_budget_s and round_ < max_repeats):
+            shift = (k + round_) % len(names)
+            for name in names[shift:] + names[:shift]:
+                config = configs[name]
+                result = solve(instances[instance], model="template", options=config.model,
+                               params=config.cp_sat, time_limit=time_limit, seed=seed)
+                runs[name][(instance, seed)].append(result)
+                spent += result.wall_time_s
+            round_ += 1
+    return runs
 
 
-def compare(name: str, baseline: dict[tuple[str, int], SolveResult],
-            candidate: dict[tuple[str, int], SolveResult], time_limit: float,
+def _timed(result: SolveResult, target: Target | None, time_limit: float) -> float:
+    """One run's time to ``target`` (None: the baseline found nothing, so the first solution
+    is what counts); PAR2 for a claim some schedule beats (the validator refuses it)."""
+    if target is None:
+        return result.time_to_first_s or 2 * time_limit
+    try:
+        return time_to_target(result, target)
+    except UnsoundClaim:
+        return target.par2
+
+
+def compare(name: str, baseline: Runs, candidate: Runs, time_limit: float,
             tolerance: float) -> Comparison:
+    """The candidate against one baseline. The target of a pair is the baseline's first run;
+    every run of either side is timed to it, and each side's time is its median."""
     comparison = Comparison(name)
-    for key, base in baseline.items():
-        cand = candidate[key]
-        if base.objective is None:  # the baseline found nothing: any solution is a win
+    for key, base_runs in baseline.items():
+        base, cand_runs = base_runs[0], candidate[key]
+        cand = cand_runs[0]
+        target = None if base.objective is None else Target(base.objective, base.optimal,
+                                                            time_limit)
+        if target is None:  # the baseline found nothing: any solution is a win
             base_time = 2 * time_limit
-            cand_time = cand.time_to_first_s or 2 * time_limit
         else:
-            target = Target(base.objective, base.optimal, time_limit)
-            base_time = base.wall_time_s if base.optimal else (base.time_to_best_s or 0.0)
-            try:
-                cand_time = time_to_target(cand, target)
-            except UnsoundClaim:  # the validator refuses the candidate for it
-                cand_time = target.par2
+            base_time = median(_timed(r, target, time_limit) for r in base_runs)
             limit = base.objective * (1 + tolerance)
             if cand.objective is None or cand.objective > limit:
                 comparison.quality_losses.append(
                     f"{key[0]} seed {key[1]}: objective {cand.objective} vs {name} "
                     f"{base.objective}")
-        comparison.pairs.append(PairResult(key[0], key[1], base.objective, cand.objective,
-                                           floor_time(base_time), floor_time(cand_time),
-                                           base.optimal, cand.valid))
-    comparison.speedup = geometric_mean([p.speedup for p in comparison.pairs])
-    comparison.p_value = wilcoxon_p([p.baseline_time_s for p in comparison.pairs],
-                                    [p.candidate_time_s for p in comparison.pairs])
+        cand_time = median(_timed(r, target, time_limit) for r in cand_runs)
+        comparison.pairs.append(PairResult(
+            key[0], key[1], base.objective, cand.objective, floor_time(base_time),
+            floor_time(cand_time), base.optimal, cand.valid, repeats=len(cand_runs),
+            measurable=max(base_time, cand_time) >= UNMEASURABLE_S))
+    measured = comparison.measured
+    comparison.speedup = geometric_mean([p.speedup for p in measured or comparison.pairs])
+    comparison.p_value = wilcoxon_p([p.baseline_time_s for p in measured],
+                                    [p.candidate_time_s for p in measured]) if measured else 1.0
     return comparison

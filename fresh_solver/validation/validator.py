@@ -21,8 +21,7 @@ import ortools
 from fresh_solver.measure import geometric_mean, refuted_claim
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.unsound import refuse_known_unsound
-from fresh_solver.solver import SolveResult
-from fresh_solver.validation.compare import Comparison, PassRule, compare, run_pairs
+from fresh_solver.validation.compare import Comparison, PassRule, Runs, compare, measure_pairs
 
 
 @dataclass
@@ -70,7 +69,9 @@ class ValidationReport:
                  f"held-out instances x {len(self.seeds)} seeds ({self.time_limit:g} s limit, "
                  f"OR-Tools {self.ortools_version})."]
         for c in self.comparisons:
-            parts.append(f"vs {c.baseline}: {c.speedup:.2f}x geomean time to target, "
+            timed = "" if len(c.measured) == len(c.pairs) else \
+                f" over the {len(c.measured)} of {len(c.pairs)} pairs long enough to time"
+            parts.append(f"vs {c.baseline}: {c.speedup:.2f}x geomean time to target{timed}, "
                          f"Wilcoxon p = {c.p_value:.3g}, quality losses: "
                          f"{len(c.quality_losses)}.")
         if self.reasons:
@@ -80,7 +81,7 @@ class ValidationReport:
 
 def judge(comparisons: list[Comparison], invalid: list[str], rule: PassRule) -> list[str]:
     """The reasons the candidate fails; none means it passes."""
-    reasons = []
+    reasons = [why for c in comparisons if (why := c.unmeasurable)]
     defaults = comparisons[0]
     if defaults.speedup < rule.min_speedup:
         reasons.append(f"speedup vs defaults {defaults.speedup:.2f}x < {rule.min_speedup}x")
@@ -98,18 +99,22 @@ def judge(comparisons: list[Comparison], invalid: list[str], rule: PassRule) -> 
     return reasons
 
 
-def unsound_claims(candidate: dict[tuple[str, int], SolveResult],
-                   runs: list[dict[tuple[str, int], SolveResult]]) -> list[str]:
+def unsound_claims(candidate: Runs, runs: list[Runs]) -> list[str]:
     """The candidate's proofs that a schedule of any run on the same instance beats, each
-    ``unsound: proved X where Y is feasible (instance, seed s)``: a candidate under which
-    CP-SAT claims a wrong optimum is refused, whatever its speed."""
+    ``unsound: proved X where Y is feasible (instance, seed s)`` (once per pair): a candidate
+    under which CP-SAT claims a wrong optimum is refused, whatever its speed."""
     feasible: dict[str, int] = {}
-    for results in runs:
-        for (name, _), result in results.items():
-            if result.objective is not None and result.valid is not False:
-                feasible[name] = min(result.objective, feasible.get(name, result.objective))
-    return [str(claim.at(f"{name}, seed {seed}")) for (name, seed), result in candidate.items()
-            if (claim := refuted_claim(result, feasible.get(name))) is not None]
+    for by_pair in runs:
+        for (name, _), pair_runs in by_pair.items():
+            for result in pair_runs:
+                if result.objective is not None and result.valid is not False:
+                    feasible[name] = min(result.objective, feasible.get(name, result.objective))
+    claims = {}
+    for (name, seed), pair_runs in candidate.items():
+        for result in pair_runs:
+            if (claim := refuted_claim(result, feasible.get(name))) is not None:
+                claims.setdefault((name, seed), str(claim.at(f"{name}, seed {seed}")))
+    return list(claims.values())
 
 
 def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[str, ...],
@@ -123,22 +128,21 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     rule = rule or PassRule()
     refuse_known_unsound(candidate, where=f"candidate {candidate.hash}")
     instances, instance_hash = load_instances(instance_paths)
-    log(f"candidate {candidate.hash} on {len(instances)} instances x {len(seeds)} seeds")
-    cand = run_pairs(candidate, instances, seeds, time_limit)
-    solve_seconds = sum(r.wall_time_s for r in cand.values())
-    baselines = {"defaults": SolverConfig()}
+    configs = {"candidate": candidate, "defaults": SolverConfig()}
     if production is not None:
-        baselines["production"] = production
-    comparisons, results = [], []
-    for name, config in baselines.items():
-        log(f"baseline {name} ...")
-        base = run_pairs(config, instances, seeds, time_limit)
-        results.append(base)
-        solve_seconds += sum(r.wall_time_s for r in base.values())
-        comparisons.append(compare(name, base, cand, time_limit, rule.quality_tolerance))
+        configs["production"] = production
+    log(f"candidate {candidate.hash} and {', '.join(list(configs)[1:])} on "
+        f"{len(instances)} instances x {len(seeds)} seeds, interleaved")
+    runs = measure_pairs(configs, instances, seeds, time_limit)
+    solve_seconds = sum(r.wall_time_s for by_pair in runs.values()
+                        for pair_runs in by_pair.values() for r in pair_runs)
+    cand = runs.pop("candidate")
+    comparisons = [compare(name, base, cand, time_limit, rule.quality_tolerance)
+                   for name, base in runs.items()]
     invalid = [f"{name} seed {seed}: {r.violations[:2]}"
-               for (name, seed), r in cand.items() if r.valid is False]
-    reasons = unsound_claims(cand, [cand, *results]) + judge(comparisons, invalid, rule)
+               for (name, seed), pair_runs in cand.items() for r in pair_runs
+               if r.valid is False]
+    reasons = unsound_claims(cand, [cand, *runs.values()]) + judge(comparisons, invalid, rule)
     perf = comparisons[0]
     report = ValidationReport(
         template_id, candidate, instance_hash, sorted(instances), seeds, time_limit, rule,
