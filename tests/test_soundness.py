@@ -238,7 +238,7 @@ def test_the_documents_api_reports_a_known_unsound_set_invalid_without_solving(
     from fresh_solver.templates.manager import ParameterManager
     from fresh_solver.validation import validator
 
-    monkeypatch.setattr(validator, "run_pairs", None)  # a solve would fail the test
+    monkeypatch.setattr(validator, "measure_pairs", None)  # a solve would fail the test
     result = ParameterManager().validate_parameters("part", FULL_POINT)
     assert not result.is_valid and result.speedup_factor is None
     [reason] = result.validation_errors
