@@ -16,22 +16,9 @@ from fresh_solver.model import problem_from_dict, problem_to_dict
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.unsound import CASES, unsound_match
 from fresh_solver.performance import soundness_sweep as ss
+from tests.test_soundness import FULL_POINT  # the point that first showed it
 
 CASE = json.loads((CASES / "symmetry4-strong-disjunctive.json").read_text())
-# The point of the default space at which the sweep first saw CP-SAT prove 108 (optimum 105).
-FULL_POINT = {
-    "cp_sat": {"cp_model_probing_level": 2, "linearization_level": 2,
-               "lns_initial_difficulty": 0.781559875750937, "num_violation_ls": 1,
-               "num_workers": 2, "optimize_with_core": False,
-               "presolve_probing_deterministic_time_limit": 1.3223795076947775,
-               "search_branching": "AUTOMATIC_SEARCH", "symmetry_level": 4,
-               "use_dynamic_precedence_in_disjunctive": False, "use_lns": True,
-               "use_overload_checker_in_cumulative": False, "use_rins_lns": True,
-               "use_strong_propagation_in_disjunctive": True,
-               "use_timetable_edge_finding_in_cumulative": True},
-    "model": {"symmetry_breaking": False, "redundant_bounds": False, "warm_start": True,
-              "search_strategy": True, "tardiness_hint": True},
-}
 
 
 def _sweep(*args: str) -> subprocess.CompletedProcess:
