@@ -18,6 +18,8 @@ from statistics import median
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only for annotations: importing the solver loads OR-Tools (seconds)
+    from fresh_solver.model import Problem
+    from fresh_solver.params.config import SolverConfig
     from fresh_solver.solver import SolveResult
 
 # 0.1 ms: well below any measured solve time (building even a tiny model takes about 1 ms),
@@ -98,6 +100,51 @@ def time_to_target(result: SolveResult, target: Target) -> float:
         return target.par2
     reached = result.time_to(target.objective)
     return target.par2 if reached is None or reached > target.cap_s else reached
+
+
+# A pair is repeated until it has taken this much solving (all its configurations together)...
+PAIR_BUDGET_S = 1.0
+# ... or this many rounds: 15 timings of a 30 ms solve make a median worth comparing.
+MAX_REPEATS = 15
+
+Runs = dict[tuple[str, int], list["SolveResult"]]  # per (instance, seed): the runs, in order
+
+
+def measure_pairs(configs: dict[str, SolverConfig], instances: dict[str, Problem],
+                  seeds: list[int], time_limit: float, *, pair_budget_s: float = PAIR_BUDGET_S,
+                  max_repeats: int = MAX_REPEATS) -> dict[str, Runs]:
+    """Every configuration on every (instance, seed) pair, on the template model; per
+    configuration name, the runs of each pair in the order they ran.
+
+    Comparing configurations by time is only fair when nothing but the configuration differs
+    between their runs, so the runs are interleaved: one pair at a time, every configuration
+    back to back, the one that goes first rotating from pair to pair and round to round (a
+    drift in the machine's speed falls on every side alike, not on whichever runs second),
+    after one untimed warm-up solve (the process's one-time costs are nobody's). A pair is run
+    again, every configuration once per round, until it has taken ``pair_budget_s`` of
+    solving or ``max_repeats`` rounds; ``max_repeats=1`` runs each pair once."""
+    from fresh_solver.solver import solve
+
+    names = list(configs)
+    runs: dict[str, Runs] = {name: {} for name in names}
+    pairs = [(instance, seed) for instance in instances for seed in seeds]
+    if pairs:  # the warm-up: one-time costs of the process, timed for nobody
+        smallest = min(instances.values(), key=lambda problem: problem.num_tasks)
+        solve(smallest, model="template", time_limit=min(1.0, time_limit), check=False)
+    for k, (instance, seed) in enumerate(pairs):
+        spent, round_ = 0.0, 0
+        for name in names:
+            runs[name][(instance, seed)] = []
+        while round_ == 0 or (spent < pair_budget_s and round_ < max_repeats):
+            shift = (k + round_) % len(names)
+            for name in names[shift:] + names[:shift]:
+                config = configs[name]
+                result = solve(instances[instance], model="template", options=config.model,
+                               params=config.cp_sat, time_limit=time_limit, seed=seed)
+                runs[name][(instance, seed)].append(result)
+                spent += result.wall_time_s
+            round_ += 1
+    return runs
 
 
 def time_to_proof(result: SolveResult, cap_s: float) -> float:

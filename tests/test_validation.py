@@ -411,7 +411,7 @@ def test_cli_validate_registers_a_passing_candidate(
 
 def test_pairs_run_interleaved_with_the_first_rotating_and_short_ones_repeated(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from fresh_solver.validation import compare as compare_module
+    from fresh_solver import measure, solver
 
     order: list[tuple[str, int, int | None]] = []
 
@@ -422,12 +422,12 @@ def test_pairs_run_interleaved_with_the_first_rotating_and_short_ones_repeated(
         wall = 0.3 if problem.name == "long" else 0.02
         return fake(10, wall=wall)
 
-    monkeypatch.setattr(compare_module, "solve", fake_solve)
+    monkeypatch.setattr(solver, "solve", fake_solve)
     configs = {"candidate": SolverConfig.from_dict({"max_presolve_iterations": 1}),
                "defaults": SolverConfig.from_dict({"max_presolve_iterations": 2})}
     long_ = dataclasses.replace(generate("family", "small", 1), name="long")
     short = dataclasses.replace(generate("family", "small", 2), name="short")
-    runs = compare_module.measure_pairs(configs, {"long": long_, "short": short}, [0], T)
+    runs = measure.measure_pairs(configs, {"long": long_, "short": short}, [0], T)
     assert order[0][2] is None  # the warm-up, with the defaults, timed for nobody
     timed = order[1:]
     long_runs = [w for n, _, w in timed if n == "long"]
@@ -435,9 +435,9 @@ def test_pairs_run_interleaved_with_the_first_rotating_and_short_ones_repeated(
     # 0.6 s per round: two rounds reach the 1 s budget; the first rotates per round
     assert long_runs == [1, 2, 2, 1]
     # 0.04 s per round: the round cap; pair 1 starts with the second config
-    assert len(short_runs) == 2 * compare_module.MAX_REPEATS
+    assert len(short_runs) == 2 * measure.MAX_REPEATS
     assert short_runs[:4] == [2, 1, 1, 2]
-    assert [len(runs[c][("short", 0)]) for c in configs] == [compare_module.MAX_REPEATS] * 2
+    assert [len(runs[c][("short", 0)]) for c in configs] == [measure.MAX_REPEATS] * 2
 
 
 def test_each_side_is_timed_by_its_median_over_the_repetitions() -> None:

@@ -159,23 +159,33 @@ def evaluate(
                                               and not reference.proven) else None
             result = solve(problem, model="template", options=config.model,
                            params=config.cp_sat, time_limit=limit, seed=seed, stop_at=stop_at)
-            where = f"{name}, seed {seed}"
-            if result.valid is False:
-                _blame_invalid(config, problem, result, time_limit, seed, where)
-            if (claim := refuted_claim(result, (feasible or {}).get(name))) is not None:
-                raise claim.at(where)
-            if reference is None:  # the reference run: its own result is its target
-                reference = Reference(result.objective, result.optimal)
-            try:
-                score = score_run(metric, result, reference, time_limit)
-            except UnsoundClaim as claim:
-                raise claim.at(where) from None
-            capped = limit < time_limit and score >= limit
-            if capped:
-                score = limit
-            runs.append(RunScore(name, seed, score, result.status, result.objective,
-                                 result.wall_time_s, capped, result.valid))
+            runs.append(score_result(config, problem, name, seed, result, metric=metric,
+                                     time_limit=time_limit, reference=reference,
+                                     feasible=feasible, limit=limit))
     return Evaluation(geometric_mean([floor_time(r.score) for r in runs]), runs)
+
+
+def score_result(config: SolverConfig, problem: Problem, name: str, seed: int,
+                 result: SolveResult, *, metric: str, time_limit: float,
+                 reference: Reference | None, feasible: dict[str, int] | None = None,
+                 limit: float | None = None) -> RunScore:
+    """Score one finished run of ``config`` on (``name``, ``seed``), checked first: an invalid
+    schedule or an unsound claim raises (see the module docstring). ``reference`` None: this
+    is the reference run, its own target; ``limit``: the run's cap when below the time limit."""
+    where = f"{name}, seed {seed}"
+    if result.valid is False:
+        _blame_invalid(config, problem, result, time_limit, seed, where)
+    if (claim := refuted_claim(result, (feasible or {}).get(name))) is not None:
+        raise claim.at(where)
+    if reference is None:  # the reference run: its own result is its target
+        reference = Reference(result.objective, result.optimal)
+    try:
+        score = score_run(metric, result, reference, time_limit)
+    except UnsoundClaim as claim:
+        raise claim.at(where) from None
+    capped = limit is not None and limit < time_limit and score >= limit
+    return RunScore(name, seed, limit if capped else score, result.status, result.objective,
+                    result.wall_time_s, capped, result.valid)
 
 
 class UnsoundSchedule(Exception):

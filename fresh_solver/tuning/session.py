@@ -21,9 +21,11 @@ from typing import Any
 from fresh_solver.choices import ESTIMATORS, METRICS
 from fresh_solver.errors import InputError
 from fresh_solver.measure import (
+    Runs,
     UnsoundClaim,
     floor_time,
     geometric_mean,
+    measure_pairs,
     paired_speedup,
     wilcoxon_p,
 )
@@ -40,6 +42,7 @@ from fresh_solver.tuning.scoring import (
     per_pair,
     references_from,
     refuted_runs,
+    score_result,
     worst_score,
 )
 
@@ -336,10 +339,27 @@ class TuningSession:
                          incumbent=incumbent, cap_factor=spec.cap_factor,
                          feasible=self.feasible)
 
+    def score_runs(self, config: SolverConfig, runs: Runs,
+                   references: dict[tuple[str, int], Reference] | None = None,
+                   feasible: dict[str, int] | None = None) -> Evaluation:
+        """Score finished runs (one per pair) like a trial: an unsound configuration is a
+        failed evaluation with the reason."""
+        spec = self.spec
+        try:
+            scored = [score_result(config, self.instances[name], name, seed, pair_runs[0],
+                                   metric=spec.metric, time_limit=spec.trial_time_limit,
+                                   reference=(references or {}).get((name, seed)),
+                                   feasible=feasible)
+                      for (name, seed), pair_runs in runs.items()]
+        except (UnsoundClaim, UnsoundSchedule) as exc:
+            return Evaluation(worst_score(spec.metric, spec.trial_time_limit), failed=str(exc))
+        return Evaluation(geometric_mean([floor_time(r.score) for r in scored]), scored)
+
     def race(self) -> tuple[Trial, dict[str, Any]]:
-        """Re-run the best few trials and the reference on fresh seeds, paired; the winner is
-        the fastest contender with a geometric-mean gain of at least ``min_gain`` and a
-        Wilcoxon p below 0.1, else the reference (the CP-SAT defaults)."""
+        """Re-run the best few trials and the reference on fresh seeds, paired and
+        interleaved (:func:`fresh_solver.measure.measure_pairs`); the winner is the fastest
+        contender with a geometric-mean gain of at least ``min_gain`` and a Wilcoxon p below
+        0.1, else the reference (the CP-SAT defaults)."""
         spec = self.spec
         if not spec.race:
             return self.best, {}
@@ -351,17 +371,20 @@ class TuningSession:
         if not contenders:
             return self.reference, {"contenders": {}, "winner": self.reference.index}
         seeds = list(range(spec.seeds, spec.seeds + spec.race_seeds))
-        reference = run_trial(SolverConfig().to_dict(), self.instances, seeds,
-                              metric=spec.metric, time_limit=spec.trial_time_limit)
+        # interleaved, the first rotating per pair: the defaults' runs are not all taken
+        # before (or after) the contenders', so a drift in the machine's speed is nobody's gain
+        configs = {"reference": SolverConfig()} | {t.index: t.config for t in contenders}
+        runs = measure_pairs(configs, self.instances, seeds, spec.trial_time_limit,
+                             pair_budget_s=0.0, max_repeats=1)
+        solve_seconds = sum(r.wall_time_s for by_pair in runs.values()
+                            for pair_runs in by_pair.values() for r in pair_runs)
+        reference = self.score_runs(SolverConfig(), runs.pop("reference"))
         base = per_pair(reference)
         feasible = feasible_objectives([t.evaluation for t in self.trials] + [reference])
         results: dict[int, dict[str, Any]] = {}
-        solve_seconds = reference.wall_time_s
         for trial in contenders:
-            evaluation = run_trial(trial.config.to_dict(), self.instances, seeds,
-                                   metric=spec.metric, time_limit=spec.trial_time_limit,
-                                   references=references_from(reference), feasible=feasible)
-            solve_seconds += evaluation.wall_time_s
+            evaluation = self.score_runs(trial.config, runs[trial.index],
+                                         references_from(reference), feasible)
             if evaluation.unsound:  # never the winner; the record says why
                 results[trial.index] = {"unsound": evaluation.failed}
             if evaluation.failed or reference.failed:

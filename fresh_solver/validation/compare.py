@@ -7,19 +7,19 @@ geometric-mean speedup, a one-sided Wilcoxon signed-rank test on the paired log-
 (scipy.stats), and quality non-inferiority (the candidate's objective never worse than the
 baseline's beyond a relative tolerance).
 
-How the pairs are measured (:func:`measure_pairs`) is what keeps an A/A comparison — a set
-against itself — centred on 1.0:
+How the pairs are measured (:func:`fresh_solver.measure.measure_pairs`) is what keeps an A/A
+comparison — a set against itself — centred on 1.0:
 
 - **Interleaved, order rotated.** The configurations run one pair at a time, back to back, the
-  one that goes first rotating from pair to pair and repetition to repetition, so a drift in
-  the machine's speed (other work starting, a CPU leaving its boost clock) falls on every side
+  one that goes first rotating from pair to pair and round to round, so a drift in the
+  machine's speed (other work starting, a CPU leaving its boost clock) falls on every side
   alike instead of on whichever ran second.
 - **A warm-up solve** before the first timed one, so the process's one-time costs (lazy
   imports, OR-Tools' first solver) are nobody's.
 - **Repetition where one timing decides nothing.** A pair is run again, every configuration
-  once per round, until the pair has taken :data:`PAIR_BUDGET_S` of solving or
-  :data:`MAX_REPEATS` rounds; each side's time is its median over the rounds. A pair of
-  three-second solves runs once; a pair of 30 ms solves some fifteen times.
+  once per round, until it has taken ``PAIR_BUDGET_S`` (1 s) of solving or ``MAX_REPEATS``
+  (15) rounds; each side's time is its median over the rounds. A pair of three-second solves
+  runs once; a pair of 30 ms solves some fifteen times.
 - **Unmeasurable pairs are left out, and said so.** A pair whose times are under
   :data:`UNMEASURABLE_S` on both sides even as medians is model building and thread start-up,
   not search: no parameter set can be judged on it.
@@ -32,6 +32,7 @@ from statistics import median
 from typing import Any
 
 from fresh_solver.measure import (
+    Runs,
     Target,
     UnsoundClaim,
     floor_time,
@@ -40,9 +41,7 @@ from fresh_solver.measure import (
     time_to_target,
     wilcoxon_p,
 )
-from fresh_solver.model import Problem
-from fresh_solver.params.config import SolverConfig
-from fresh_solver.solver import SolveResult, solve
+from fresh_solver.solver import SolveResult
 
 
 @dataclass(frozen=True)
@@ -58,18 +57,11 @@ class PassRule:
         return asdict(self)
 
 
-# A pair is repeated until it has taken this much solving (all its configurations together)...
-PAIR_BUDGET_S = 1.0
-# ... or this many rounds: 15 timings of a 30 ms solve make a median worth comparing.
-MAX_REPEATS = 15
 # Below this, as a median on both sides, a solve is model building and thread start-up.
 UNMEASURABLE_S = 0.01
 # The least measurable pairs a comparison needs: a one-sided Wilcoxon test cannot reach
 # p < 0.05 with fewer than 5.
 MIN_MEASURABLE_PAIRS = 5
-
-Runs = dict[tuple[str, int], list[SolveResult]]  # per (instance, seed): the runs, in order
-
 
 @dataclass
 class PairResult:
@@ -119,33 +111,6 @@ class Comparison:
                 "quality_losses": self.quality_losses,
                 "measurable_pairs": len(self.measured),
                 "pairs": [asdict(p) | {"speedup": p.speedup} for p in self.pairs]}
-
-
-def measure_pairs(configs: dict[str, SolverConfig], instances: dict[str, Problem],
-                  seeds: list[int], time_limit: float, *, pair_budget_s: float = PAIR_BUDGET_S,
-                  max_repeats: int = MAX_REPEATS) -> dict[str, Runs]:
-    """Every configuration on every pair, interleaved and repeated (module docstring); per
-    configuration name, the runs of each pair in the order they ran."""
-    names = list(configs)
-    runs: dict[str, Runs] = {name: {} for name in names}
-    pairs = [(instance, seed) for instance in instances for seed in seeds]
-    if pairs:  # the warm-up: one-time costs of the process, timed for nobody
-        smallest = min(instances.values(), key=lambda problem: problem.num_tasks)
-        solve(smallest, model="template", time_limit=min(1.0, time_limit), check=False)
-    for k, (instance, seed) in enumerate(pairs):
-        spent, round_ = 0.0, 0
-        for name in names:
-            runs[name][(instance, seed)] = []
-        while round_ == 0 or (spent < pair_budget_s and round_ < max_repeats):
-            shift = (k + round_) % len(names)
-            for name in names[shift:] + names[:shift]:
-                config = configs[name]
-                result = solve(instances[instance], model="template", options=config.model,
-                               params=config.cp_sat, time_limit=time_limit, seed=seed)
-                runs[name][(instance, seed)].append(result)
-                spent += result.wall_time_s
-            round_ += 1
-    return runs
 
 
 def _timed(result: SolveResult, target: Target | None, time_limit: float) -> float:

@@ -18,10 +18,10 @@ from typing import Any
 
 import ortools
 
-from fresh_solver.measure import geometric_mean, refuted_claim
+from fresh_solver.measure import Runs, geometric_mean, measure_pairs, refuted_claim
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.unsound import refuse_known_unsound
-from fresh_solver.validation.compare import Comparison, PassRule, Runs, compare, measure_pairs
+from fresh_solver.validation.compare import Comparison, PassRule, compare
 
 
 @dataclass
