@@ -110,9 +110,9 @@ MAX_REPEATS = 15
 Runs = dict[tuple[str, int], list["SolveResult"]]  # per (instance, seed): the runs, in order
 
 
-def measure_pairs(configs: dict[str, SolverConfig], instances: dict[str, Problem],
+def measure_pairs(configs: dict[str | int, SolverConfig], instances: dict[str, Problem],
                   seeds: list[int], time_limit: float, *, pair_budget_s: float = PAIR_BUDGET_S,
-                  max_repeats: int = MAX_REPEATS) -> dict[str, Runs]:
+                  max_repeats: int = MAX_REPEATS) -> dict[str | int, Runs]:
     """Every configuration on every (instance, seed) pair, on the template model; per
     configuration name, the runs of each pair in the order they ran.
 
@@ -126,7 +126,7 @@ def measure_pairs(configs: dict[str, SolverConfig], instances: dict[str, Problem
     from fresh_solver.solver import solve
 
     names = list(configs)
-    runs: dict[str, Runs] = {name: {} for name in names}
+    runs: dict[str | int, Runs] = {name: {} for name in names}
     pairs = [(instance, seed) for instance in instances for seed in seeds]
     if pairs:  # the warm-up: one-time costs of the process, timed for nobody
         smallest = min(instances.values(), key=lambda problem: problem.num_tasks)
