@@ -192,7 +192,6 @@ def measure(args: argparse.Namespace, family_seeds: list[int], candidate, produc
                                            if len(result.comparisons) > 1 else None),
                          "reasons": result.reasons,
                          "median_repeats": median(p.repeats for p in pairs),
-                         "measurable_pairs": len(result.comparisons[0].measured),
                          "pairs": len(pairs), "seconds": seconds})
             print(f"[{i + 1}/{args.runs}] {'PASSED' if result.passed else 'failed'} "
                   f"{result.speedup_factor:.3f}x p={rows[-1]['p_value']:.3g} "

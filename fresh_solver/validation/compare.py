@@ -20,9 +20,6 @@ comparison — a set against itself — centred on 1.0:
   once per round, until it has taken ``PAIR_BUDGET_S`` (1 s) of solving or ``MAX_REPEATS``
   (15) rounds; each side's time is its median over the rounds. A pair of three-second solves
   runs once; a pair of 30 ms solves some fifteen times.
-- **Unmeasurable pairs are left out, and said so.** A pair whose times are under
-  :data:`UNMEASURABLE_S` on both sides even as medians is model building and thread start-up,
-  not search: no parameter set can be judged on it.
 """
 
 from __future__ import annotations
@@ -57,12 +54,6 @@ class PassRule:
         return asdict(self)
 
 
-# Below this, as a median on both sides, a solve is model building and thread start-up.
-UNMEASURABLE_S = 0.01
-# The least measurable pairs a comparison needs: a one-sided Wilcoxon test cannot reach
-# p < 0.05 with fewer than 5.
-MIN_MEASURABLE_PAIRS = 5
-
 @dataclass
 class PairResult:
     instance: str
@@ -74,7 +65,6 @@ class PairResult:
     proven_target: bool
     candidate_valid: bool | None
     repeats: int = 1
-    measurable: bool = True
 
     @property
     def speedup(self) -> float:
@@ -89,27 +79,9 @@ class Comparison:
     p_value: float = 1.0
     quality_losses: list[str] = field(default_factory=list)
 
-    @property
-    def measured(self) -> list[PairResult]:
-        """The pairs the statistics rest on."""
-        return [p for p in self.pairs if p.measurable]
-
-    @property
-    def unmeasurable(self) -> str | None:
-        """Why this comparison cannot decide, when pairs too short to time leave fewer than
-        :data:`MIN_MEASURABLE_PAIRS`; None otherwise."""
-        short = len(self.pairs) - len(self.measured)
-        if not short or len(self.measured) >= MIN_MEASURABLE_PAIRS:
-            return None
-        return (f"unmeasurable vs {self.baseline}: {short} of {len(self.pairs)} pairs solve in "
-                f"under {UNMEASURABLE_S * 1000:g} ms with both sets (model building and thread "
-                f"start-up, not search), {len(self.measured)} left where "
-                f"{MIN_MEASURABLE_PAIRS} are needed; validate on larger instances")
-
     def to_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "speedup": self.speedup, "p_value": self.p_value,
                 "quality_losses": self.quality_losses,
-                "measurable_pairs": len(self.measured),
                 "pairs": [asdict(p) | {"speedup": p.speedup} for p in self.pairs]}
 
 
@@ -146,10 +118,8 @@ def compare(name: str, baseline: Runs, candidate: Runs, time_limit: float,
         cand_time = median(_timed(r, target, time_limit) for r in cand_runs)
         comparison.pairs.append(PairResult(
             key[0], key[1], base.objective, cand.objective, floor_time(base_time),
-            floor_time(cand_time), base.optimal, cand.valid, repeats=len(cand_runs),
-            measurable=max(base_time, cand_time) >= UNMEASURABLE_S))
-    measured = comparison.measured
-    comparison.speedup = geometric_mean([p.speedup for p in measured or comparison.pairs])
-    comparison.p_value = wilcoxon_p([p.baseline_time_s for p in measured],
-                                    [p.candidate_time_s for p in measured]) if measured else 1.0
+            floor_time(cand_time), base.optimal, cand.valid, repeats=len(cand_runs)))
+    comparison.speedup = geometric_mean([p.speedup for p in comparison.pairs])
+    comparison.p_value = wilcoxon_p([p.baseline_time_s for p in comparison.pairs],
+                                    [p.candidate_time_s for p in comparison.pairs])
     return comparison
