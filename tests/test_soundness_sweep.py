@@ -80,7 +80,11 @@ def test_a_tiny_sweep_writes_every_solve_and_the_totals(tmp_path: Path) -> None:
     assert {p["objective"] for p in data["problems"]} == {"makespan", "weighted_tardiness"}
     assert all(p["optimum"] > 0 for p in data["problems"])
     totals = data["totals"]
-    assert totals["solves"] == 2 * (3 - totals["invalid_points"])
+    # the 2 generated problems and the known cases' problems (controls) that the defaults
+    # proved within the limit, on every valid point
+    assert totals["problems"] == {"makespan": 1, "weighted_tardiness": 1}
+    assert totals["controls"] == sum(p["control"] for p in data["problems"])
+    assert totals["solves"] == (2 + totals["controls"]) * (3 - totals["invalid_points"])
     assert len(data["outcomes"]["rows"]) == totals["solves"]
     assert totals["disagreements"] == len(data["disagreements"])
     assert totals["distinct_combinations"] == (totals["known_combinations"]
