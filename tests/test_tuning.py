@@ -31,6 +31,7 @@ from fresh_solver.tuning.scoring import (
     Reference,
     evaluate,
     gap_integral,
+    references_from,
     score_run,
     worst_score,
 )
@@ -771,6 +772,27 @@ def test_cli_tune_argparse_errors(capsys: pytest.CaptureFixture[str],
     err = capsys.readouterr().err
     assert args[0] in err
     assert "Traceback" not in err
+
+
+def test_a_raced_pair_is_scored_by_the_median_of_its_runs_against_one_target(
+        instance_paths: tuple[str, ...]) -> None:
+    # the race repeats short pairs; one lucky timing must not decide it, and the
+    # reference's later runs are timed to the target its first run set, not to their own
+    session = TuningSession.from_spec(spec_for("median", instance_paths, trials=1))
+    name = next(iter(session.instances))
+    reference_runs = [fake_result("FEASIBLE", [(0.1, 12), (0.3, 10)], T),
+                      fake_result("FEASIBLE", [(0.05, 10)], T),  # to 10 in 0.05 s
+                      fake_result("FEASIBLE", [(0.2, 11)], T)]  # never reaches 10: PAR2
+    reference = session.score_runs(SolverConfig(), {(name, 0): reference_runs})
+    assert reference.runs[0].score == pytest.approx(0.3)  # median of 0.3, 0.05, PAR2
+    assert reference.runs[0].objective == 10  # the first run's result: the pair's target
+    assert reference.runs[0].wall_time_s == pytest.approx(3 * T)  # all three solves
+    candidate_runs = [fake_result("FEASIBLE", [(0.01, 10)], T),
+                      fake_result("FEASIBLE", [(0.2, 10)], T),
+                      fake_result("FEASIBLE", [(0.1, 10)], T)]
+    candidate = session.score_runs(SolverConfig(), {(name, 0): candidate_runs},
+                                   references_from(reference))
+    assert candidate.score == pytest.approx(0.1)
 
 
 def test_the_race_returns_the_defaults_without_a_confirmed_gain(

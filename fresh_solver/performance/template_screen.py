@@ -6,7 +6,10 @@
 Tuning pays where the defaults are weak, and a cheap screen finds those templates before an
 expensive tuning session: for each generated template, a few instances run with the defaults
 (the reference, which sets the targets, DESIGN §8) and with single-knob variants, paired on the
-same solver seed; the table gives each variant's geometric-mean speedup in time to target.
+same solver seed and measured as validation measures them (interleaved, the first rotating; a
+pair of short solves repeated up to a second of solving, each side timed by its median: one
+timing of a 30 ms solve says nothing); the table gives each variant's geometric-mean speedup in
+time to target and the defaults' median time with how often each pair was timed.
 A template where no variant moves (all near 1x or below) has little to gain from tuning.
 """
 
@@ -17,11 +20,11 @@ import sys
 from pathlib import Path
 
 from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.measure import geometric_mean, paired_speedup
+from fresh_solver.measure import measure_pairs
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.record import rerun_command, write_results
-from fresh_solver.tuning.scoring import evaluate, references_from
+from fresh_solver.validation.compare import compare
 
 # One knob at a time, each a value the default search space can reach. Up to 8 cores,
 # num_workers=8 is what the defaults run on these (makespan) families: its column shows the
@@ -41,25 +44,25 @@ VARIANTS: dict[str, dict] = {
 
 def screen_template(scale: str, template_seed: int, instances: int, seed: int,
                     limit: float) -> dict[str, object]:
+    """One template's row: each variant's geometric-mean speedup in time to target over the
+    defaults, measured as validation measures (interleaved, short pairs repeated)."""
     problems = {f"{scale}-{template_seed}-i{i}": generate_family(scale, template_seed,
                                                                 instance_seed=i)
                 for i in range(instances)}
-    reference = evaluate(SolverConfig(), problems, [seed], metric="time_to_target",
-                         time_limit=limit)
-    targets = references_from(reference)
-    base = {(r.instance, r.seed): r.score for r in reference.runs}
+    configs = {"defaults": SolverConfig()} | {name: SolverConfig.from_dict(config)
+                                              for name, config in VARIANTS.items()}
+    runs = measure_pairs(configs, problems, [seed], limit)
+    reference = runs.pop("defaults")
+    comparisons = {name: compare("defaults", reference, runs[name], limit, tolerance=0.0)
+                   for name in VARIANTS}
+    pairs = next(iter(comparisons.values())).pairs
     row: dict[str, object] = {"template": f"{scale}-{template_seed}",
-                              "reference": [{"instance": r.instance, "status": r.status,
-                                             "objective": r.objective,
-                                             "time_to_target_s": round(r.score, 3)}
-                                            for r in reference.runs]}
-    for name, config in VARIANTS.items():
-        result = evaluate(SolverConfig.from_dict(config), problems, [seed],
-                          metric="time_to_target", time_limit=limit, references=targets,
-                          cap_factor=None)
-        row[name] = geometric_mean([paired_speedup(base[(r.instance, r.seed)], r.score)
-                                    for r in result.runs])
-    return row
+                              "reference": [{"instance": p.instance,
+                                             "status": reference[(p.instance, seed)][0].status,
+                                             "objective": p.baseline_objective,
+                                             "time_to_target_s": round(p.baseline_time_s, 3),
+                                             "repeats": p.repeats} for p in pairs]}
+    return row | {name: comparison.speedup for name, comparison in comparisons.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--templates: expected comma-separated integers, got {args.templates!r}")
     args.out.mkdir(parents=True, exist_ok=True)
-    # One discarded solve first: the first CP-SAT call of a process pays one-time costs.
-    evaluate(SolverConfig(), {"warm-up": generate_family("small", 0)}, [0],
-             metric="time_to_target", time_limit=1.0)
     rows = []
     for template_seed in seeds:
         rows.append(screen_template(args.scale, template_seed, args.instances, args.seed,
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| template | defaults: time to target (s) | " + " | ".join(VARIANTS) + " |",
              "|---" * (len(VARIANTS) + 2) + "|"]
     for row in rows:
-        times = ", ".join(f"{r['time_to_target_s']:.2f} {r['status'][:4]}"
+        times = ", ".join(f"{r['time_to_target_s']:.3f} {r['status'][:4]} x{r['repeats']}"
                           for r in row["reference"])
         lines.append(f"| {row['template']} | {times} | "
                      + " | ".join(f"{row[name]:.2f}x" for name in VARIANTS) + " |")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from fresh_solver.choices import ESTIMATORS, METRICS
@@ -339,15 +340,24 @@ class TuningSession:
     def score_runs(self, config: SolverConfig, runs: Runs,
                    references: dict[tuple[str, int], Reference] | None = None,
                    feasible: dict[str, int] | None = None) -> Evaluation:
-        """Score finished runs (one per pair) like a trial: an unsound configuration is a
-        failed evaluation with the reason."""
+        """Score finished runs like a trial, each pair by the median of its runs' scores: one
+        timing of a short solve decides nothing. Without ``references`` these are the
+        reference's runs, and a pair's first run is the target of all its runs (as a trial's
+        target is the reference's first run). An unsound configuration is a failed
+        evaluation with the reason."""
         spec = self.spec
         try:
-            scored = [score_result(config, self.instances[name], name, seed, pair_runs[0],
-                                   metric=spec.metric, time_limit=spec.trial_time_limit,
-                                   reference=(references or {}).get((name, seed)),
-                                   feasible=feasible)
-                      for (name, seed), pair_runs in runs.items()]
+            scored = []
+            for (name, seed), pair_runs in runs.items():
+                first = pair_runs[0]
+                target = (references or {}).get((name, seed)) \
+                    or Reference(first.objective, first.optimal)
+                scores = [score_result(config, self.instances[name], name, seed, result,
+                                       metric=spec.metric, time_limit=spec.trial_time_limit,
+                                       reference=target, feasible=feasible)
+                          for result in pair_runs]
+                scored.append(replace(scores[0], score=median(s.score for s in scores),
+                                      wall_time_s=sum(s.wall_time_s for s in scores)))
         except (UnsoundClaim, UnsoundSchedule) as exc:
             return Evaluation(worst_score(spec.metric, spec.trial_time_limit), failed=str(exc))
         return Evaluation(geometric_mean([floor_time(r.score) for r in scored]), scored)
@@ -369,10 +379,11 @@ class TuningSession:
             return self.reference, {"contenders": {}, "winner": self.reference.index}
         seeds = list(range(spec.seeds, spec.seeds + spec.race_seeds))
         # interleaved, the first rotating per pair: the defaults' runs are not all taken
-        # before (or after) the contenders', so a drift in the machine's speed is nobody's gain
+        # before (or after) the contenders', so a drift in the machine's speed is nobody's
+        # gain; a pair of short solves is run again until it has taken a second of solving,
+        # as in validation, so a 30 ms solve's one lucky timing does not decide the race
         configs = {"reference": SolverConfig()} | {t.index: t.config for t in contenders}
-        runs = measure_pairs(configs, self.instances, seeds, spec.trial_time_limit,
-                             pair_budget_s=0.0, max_repeats=1)
+        runs = measure_pairs(configs, self.instances, seeds, spec.trial_time_limit)
         solve_seconds = sum(r.wall_time_s for by_pair in runs.values()
                             for pair_runs in by_pair.values() for r in pair_runs)
         reference = self.score_runs(SolverConfig(), runs.pop("reference"))
