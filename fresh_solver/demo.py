@@ -133,7 +133,8 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
         summary["promoted_version"] = version
     else:
         reason = "; ".join(verdict["reasons"]) if verdict else \
-            "the race kept the CP-SAT defaults: no tuned set beat them on fresh seeds"
+            _why_defaults_kept(session.info.run_id, plan)
+        summary["why_not_registered"] = reason
         say(f"[3/5] Validation did NOT pass, so nothing was registered or promoted: {reason}")
     summary["versions"] = [{"version": str(v.version), "stage": v.current_stage,
                             "speedup_factor": v.tags.get("speedup_factor"),
@@ -149,6 +150,15 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
                 "airflow_db": str(home / "airflow" / "airflow.db"), "dag_log": str(dag_log),
                 "wall_seconds": round(time.monotonic() - started, 1)}
     return summary
+
+
+def _why_defaults_kept(tuning_run_id: str, plan: dict[str, Any]) -> str:
+    from fresh_solver import tracking
+    from fresh_solver.tuning.record import read_json
+    from fresh_solver.tuning.session import why_defaults_kept
+
+    return why_defaults_kept(read_json(tracking.client(), tuning_run_id, "race.json"),
+                             plan["tuning"]["min_gain"])
 
 
 def _verdict(validation_run_id: str | None) -> dict[str, Any] | None:
@@ -190,7 +200,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         if verdict["reasons"]:
             lines.append(f"                   failed because: {'; '.join(verdict['reasons'])}")
     else:
-        lines.append("  validation       not run: the race kept the CP-SAT defaults")
+        lines.append(f"  validation       not run: {summary['why_not_registered']}")
     for v in summary["versions"]:
         lines.append(f"  {summary['model']} v{v['version']}: {v['stage']}"
                      f"{', approved by ' + v['approved_by'] if v['approved_by'] else ''}")

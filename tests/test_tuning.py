@@ -795,6 +795,16 @@ def test_a_raced_pair_is_scored_by_the_median_of_its_runs_against_one_target(
     assert candidate.score == pytest.approx(0.1)
 
 
+def test_why_the_race_kept_the_defaults_is_one_line_with_its_figures() -> None:
+    race = {"contenders": {"3": {"gain": 1.04, "p_value": 0.31},
+                           "5": {"gain": 1.21, "p_value": 0.12},
+                           "7": {"unsound": "unsound: proved 108 where 105 is feasible"}}}
+    assert tuning_session.why_defaults_kept(race, 1.1) == (
+        "the race kept the CP-SAT defaults: its best contender ran 1.21x their speed on "
+        "fresh seeds (Wilcoxon p = 0.12); a tuned set needs >= 1.1x and p < 0.1")
+    assert "no sound trial" in tuning_session.why_defaults_kept({"contenders": {}}, 1.1)
+
+
 def test_the_race_returns_the_defaults_without_a_confirmed_gain(
         instance_paths: tuple[str, ...]) -> None:
     spec = spec_for("race", instance_paths, trials=2, min_gain=1e9)

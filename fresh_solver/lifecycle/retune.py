@@ -28,7 +28,7 @@ from fresh_solver import tracking
 from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, max_rounds, resolve
-from fresh_solver.tuning.session import TuningSpec
+from fresh_solver.tuning.session import TuningSpec, why_defaults_kept
 
 log = logging.getLogger("fresh_solver.lifecycle")
 
@@ -271,6 +271,8 @@ def tell(plan: dict[str, Any], run_id: str, round_: int,
 def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Race the best trials against the defaults on fresh seeds and close the session. A
     session already closed returns what it recorded."""
+    from fresh_solver.tuning.record import read_json
+
     client = tracking.client()
     run = tracking.get_run(client, run_id)
     if "fresh_solver.best_trial" not in run.data.tags:  # not raced yet (finish sets it last)
@@ -285,12 +287,16 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
         run = client.get_run(run_id)
     tags, metrics = run.data.tags, run.data.metrics
     tuned = tags["fresh_solver.best_trial"] != "0"
+    raced = plan["tuning"]["race"] > 0
+    why = None if tuned or not raced else why_defaults_kept(
+        read_json(client, run_id, "race.json"), plan["tuning"]["min_gain"])
     log.info("retune %s: race %s (best trial %s, score %.4g vs defaults %.4g)",
              plan["template_id"], "kept a tuned set" if tuned else "kept the CP-SAT defaults",
              tags["fresh_solver.best_trial"], metrics["best_score"], metrics["default_score"])
     return {"run_id": run_id, "tuned": tuned, "best_trial": int(tags["fresh_solver.best_trial"]),
             "config_hash": tags["fresh_solver.best_config_hash"],
-            "best_score": metrics["best_score"], "default_score": metrics["default_score"]}
+            "best_score": metrics["best_score"], "default_score": metrics["default_score"],
+            "why_defaults_kept": why}
 
 
 def flag_mixed_fingerprints(plan: dict[str, Any], record, stage: str) -> list[str]:
@@ -328,7 +334,8 @@ def validate(plan: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
     template_id, run_id = plan["template_id"], candidate["run_id"]
     if not candidate["tuned"]:
         return {"validated": False, "passed": False, "validation_run_id": None,
-                "reasons": ["the race kept the CP-SAT defaults: no tuned set beat them on "
+                "reasons": [candidate.get("why_defaults_kept") or
+                            "the race kept the CP-SAT defaults: no tuned set beat them on "
                             "fresh seeds, so there is nothing to validate"]}
     registry = ParameterRegistry()
     experiment = registry.client.get_experiment_by_name(

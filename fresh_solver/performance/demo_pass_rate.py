@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                "speedup": verdict.get("speedup_factor"), "p_value": verdict.get("p_value"),
                "spread": (verdict.get("speedup_min"), verdict.get("speedup_max")),
                "reasons": verdict.get("reasons") or ([] if verdict or "error" in summary
-                                                     else ["race kept the defaults"]),
+                                                     else [summary["why_not_registered"]]),
                "params_source": summary.get("production_solve", {}).get("params_source"),
                "command_s": round(summary["command_s"], 1), "error": summary.get("error")}
         rows.append(row)

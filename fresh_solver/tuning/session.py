@@ -408,3 +408,15 @@ class TuningSession:
         winner = self.trials[max(accepted)[1]] if accepted else self.reference
         return winner, {"contenders": results, "winner": winner.index, "seeds": seeds,
                         "solve_seconds": solve_seconds}
+
+
+def why_defaults_kept(race: dict[str, Any], min_gain: float) -> str:
+    """Why a race returned the CP-SAT defaults, in one line with its figures."""
+    measured = [r for r in race.get("contenders", {}).values() if "gain" in r]
+    if not measured:
+        return ("the race kept the CP-SAT defaults: no sound trial had scored better than "
+                "them in the search")
+    best = max(measured, key=lambda r: r["gain"])
+    return (f"the race kept the CP-SAT defaults: its best contender ran {best['gain']:.2f}x "
+            f"their speed on fresh seeds (Wilcoxon p = {best['p_value']:.2g}); a tuned set "
+            f"needs >= {min_gain:g}x and p < 0.1")
