@@ -25,6 +25,20 @@ def test_an_aa_measurement_reports_its_pass_rate_with_an_interval(tmp_path: Path
     assert "| runs | passed | pass rate (95 % CI) |" in (out / "report.md").read_text()
 
 
+def test_a_set_against_itself_as_production_reports_the_production_comparison(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("FRESH_SOLVER_HOME", raising=False)
+    served = tmp_path / "served.json"
+    served.write_text(json.dumps({"cp_sat": {"num_workers": 2}}))
+    out = tmp_path / "itself"
+    assert bench.main(["--setting", "api", "--runs", "1", "--candidate", str(served),
+                       "--production", str(served), "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["rows"][0]["vs_production"] > 0
+    assert data["summary"]["vs_production_median"] == data["rows"][0]["vs_production"]
+    assert "Candidate vs Production: median" in (out / "report.md").read_text()
+
+
 def test_the_exact_interval_of_no_pass_in_a_hundred() -> None:
     low, high = bench.proportion_ci(0, 100)
     assert low == 0 and high == pytest.approx(0.0362, abs=1e-4)

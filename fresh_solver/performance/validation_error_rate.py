@@ -84,7 +84,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     speedups = sorted(r["speedup"] for r in rows)
     passed = sum(r["passed"] for r in rows)
     low, high = proportion_ci(passed, len(rows))
-    return {"runs": len(rows), "passed": passed, "pass_rate": passed / len(rows),
+    vs_production = sorted(r["vs_production"] for r in rows if r["vs_production"] is not None)
+    return {"vs_production_median": median(vs_production) if vs_production else None,
+            "vs_production_range": [vs_production[0], vs_production[-1]] if vs_production
+            else None,
+            "runs": len(rows), "passed": passed, "pass_rate": passed / len(rows),
             "pass_rate_ci95": [low, high], "speedup_median": median(speedups),
             "speedup_min": speedups[0], "speedup_max": speedups[-1],
             "speedup_q10": speedups[len(speedups) // 10],
@@ -113,6 +117,9 @@ def report(data: dict[str, Any]) -> str:
         f"{s['pass_rate_ci95'][1]:.1%}) | {s['speedup_median']:.3f}x ({s['speedup_q10']:.2f}-"
         f"{s['speedup_q90']:.2f}, {s['speedup_min']:.2f}-{s['speedup_max']:.2f}) | "
         f"{s['median_repeats_per_pair']:g} | {s['seconds_per_run']:.1f} |", "",
+        *([f"Candidate vs Production: median {s['vs_production_median']:.3f}x "
+           f"(min-max {s['vs_production_range'][0]:.2f}-{s['vs_production_range'][1]:.2f})."]
+          if s.get("vs_production_median") else []),
         "Failure reasons: " + ("; ".join(f"{why} (x{n})" for why, n in s["reasons"]) or "none"),
         f"Load average (1 min) before / after: {data['load_before']:.2f} / "
         f"{data['load_after']:.2f} on {os.cpu_count()} cores.",
