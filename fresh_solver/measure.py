@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import median
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # only for annotations: importing the solver loads OR-Tools (seconds)
     from fresh_solver.model import Problem
@@ -77,7 +77,16 @@ class UnsoundClaim(Exception):
         return UnsoundClaim(self.claimed, self.feasible, where)
 
 
-def refuted_claim(result: SolveResult, feasible: int | None) -> UnsoundClaim | None:
+class Claim(Protocol):
+    """A run's result as far as soundness goes: a solve's, or a scored run's."""
+
+    objective: int | None
+
+    @property
+    def optimal(self) -> bool: ...
+
+
+def refuted_claim(result: Claim, feasible: int | None) -> UnsoundClaim | None:
     """The unsound claim of ``result`` when it proved an optimum worse than ``feasible`` (the
     best objective any run found on the same instance), else None."""
     if result.optimal and feasible is not None and result.objective is not None \
@@ -112,11 +121,15 @@ TRIAL_PAIR_BUDGET_S = 0.25
 TRIAL_MAX_REPEATS = 5
 
 Runs = dict[tuple[str, int], list["SolveResult"]]  # per (instance, seed): the runs, in order
+# measure_pairs' key for the untimed target runs, and the seed offset they run on
+TARGET = "target"
+TARGET_SEED_OFFSET = 1_000_003
 
 
 def measure_pairs(configs: dict[str | int, SolverConfig], instances: dict[str, Problem],
                   seeds: list[int], time_limit: float, *, pair_budget_s: float = PAIR_BUDGET_S,
-                  max_repeats: int = MAX_REPEATS) -> dict[str | int, Runs]:
+                  max_repeats: int = MAX_REPEATS,
+                  target: SolverConfig | None = None) -> dict[str | int, Runs]:
     """Every configuration on every (instance, seed) pair, on the template model; per
     configuration name, the runs of each pair in the order they ran.
 
@@ -126,7 +139,13 @@ def measure_pairs(configs: dict[str | int, SolverConfig], instances: dict[str, P
     drift in the machine's speed falls on every side alike, not on whichever runs second),
     after one untimed warm-up solve (the process's one-time costs are nobody's). A pair is run
     again, every configuration once per round, until it has taken ``pair_budget_s`` of
-    solving or ``max_repeats`` rounds; ``max_repeats=1`` runs each pair once."""
+    solving or ``max_repeats`` rounds; ``max_repeats=1`` runs each pair once.
+
+    ``target``: a configuration run once per pair before the timed rounds, untimed, on another
+    solver seed (``seed + TARGET_SEED_OFFSET``); its runs (under :data:`TARGET`) give the
+    pairs' targets. A target taken from one of the timed runs favours the side it came from:
+    that run reaches its own final result by definition, and when the result is not proven
+    another run of the same configuration may not reach it in time."""
     from fresh_solver.solver import solve
 
     names = list(configs)
@@ -139,6 +158,10 @@ def measure_pairs(configs: dict[str | int, SolverConfig], instances: dict[str, P
         spent, round_ = 0.0, 0
         for name in names:
             runs[name][(instance, seed)] = []
+        if target is not None:
+            runs.setdefault(TARGET, {})[(instance, seed)] = [solve(
+                instances[instance], model="template", options=target.model,
+                params=target.cp_sat, time_limit=time_limit, seed=seed + TARGET_SEED_OFFSET)]
         while round_ == 0 or (spent < pair_budget_s and round_ < max_repeats):
             shift = (k + round_) % len(names)
             for name in names[shift:] + names[:shift]:

@@ -76,6 +76,10 @@ class RunScore:
     capped: bool = False
     valid: bool | None = None
 
+    @property
+    def optimal(self) -> bool:
+        return self.status == "OPTIMAL"
+
 
 @dataclass
 class Evaluation:
@@ -241,16 +245,13 @@ def refuted_runs(evaluation: Evaluation, feasible: dict[str, int]) -> str | None
     """Why ``evaluation`` is unsound in the light of ``feasible`` (objectives found later, by
     other configurations), or None: its first run that proved an optimum above them."""
     for run in evaluation.runs:
-        best = feasible.get(run.instance)
-        if run.status == "OPTIMAL" and best is not None and run.objective is not None \
-                and run.objective > best:
-            return str(UnsoundClaim(run.objective, best, f"{run.instance}, seed {run.seed}"))
+        if (claim := refuted_claim(run, feasible.get(run.instance))) is not None:
+            return str(claim.at(f"{run.instance}, seed {run.seed}"))
     return None
 
 
 def references_from(evaluation: Evaluation) -> dict[tuple[str, int], Reference]:
-    return {(r.instance, r.seed): Reference(r.objective, r.status == "OPTIMAL")
-            for r in evaluation.runs}
+    return {(r.instance, r.seed): Reference(r.objective, r.optimal) for r in evaluation.runs}
 
 
 def per_pair(evaluation: Evaluation) -> dict[tuple[str, int], float]:

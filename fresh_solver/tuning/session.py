@@ -22,6 +22,7 @@ from typing import Any
 from fresh_solver.choices import ESTIMATORS, METRICS
 from fresh_solver.errors import InputError
 from fresh_solver.measure import (
+    TARGET,
     Runs,
     UnsoundClaim,
     floor_time,
@@ -382,17 +383,21 @@ class TuningSession:
         # before (or after) the contenders', so a drift in the machine's speed is nobody's
         # gain; a pair of short solves is run again until it has taken a second of solving,
         # as in validation, so a 30 ms solve's one lucky timing does not decide the race
+        # The targets come from an untimed run of the defaults on other seeds: a target set by
+        # the timed reference itself would favour it (it reaches its own result by definition)
         configs = {"reference": SolverConfig()} | {t.index: t.config for t in contenders}
-        runs = measure_pairs(configs, self.instances, seeds, spec.trial_time_limit)
+        runs = measure_pairs(configs, self.instances, seeds, spec.trial_time_limit,
+                             target=SolverConfig())
         solve_seconds = sum(r.wall_time_s for by_pair in runs.values()
                             for pair_runs in by_pair.values() for r in pair_runs)
-        reference = self.score_runs(SolverConfig(), runs.pop("reference"))
+        targets = {key: Reference(first.objective, first.optimal)
+                   for key, (first, *_) in runs.pop(TARGET).items()}
+        reference = self.score_runs(SolverConfig(), runs.pop("reference"), targets)
         base = per_pair(reference)
         feasible = feasible_objectives([t.evaluation for t in self.trials] + [reference])
         results: dict[int, dict[str, Any]] = {}
         for trial in contenders:
-            evaluation = self.score_runs(trial.config, runs[trial.index],
-                                         references_from(reference), feasible)
+            evaluation = self.score_runs(trial.config, runs[trial.index], targets, feasible)
             if evaluation.unsound:  # never the winner; the record says why
                 results[trial.index] = {"unsound": evaluation.failed}
             if evaluation.failed or reference.failed:

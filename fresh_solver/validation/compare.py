@@ -97,19 +97,23 @@ def _timed(result: SolveResult, target: Target | None, time_limit: float) -> flo
 
 
 def compare(name: str, baseline: Runs, candidate: Runs, time_limit: float,
-            tolerance: float) -> Comparison:
-    """The candidate against one baseline. The target of a pair is the baseline's first run;
-    every run of either side is timed to it, and each side's time is its median."""
+            tolerance: float, targets: Runs | None = None) -> Comparison:
+    """The candidate against one baseline. The target of a pair is the first of its
+    ``targets`` runs (untimed runs, :data:`fresh_solver.measure.TARGET`) or else the
+    baseline's first run; every run of either side is timed to it, and each side's time is
+    its median. Quality: the candidate's first run against the baseline's."""
     comparison = Comparison(name)
     for key, base_runs in baseline.items():
         base, cand_runs = base_runs[0], candidate[key]
         cand = cand_runs[0]
-        target = None if base.objective is None else Target(base.objective, base.optimal,
-                                                            time_limit)
-        if target is None:  # the baseline found nothing: any solution is a win
+        setter = targets[key][0] if targets is not None else base
+        target = None if setter.objective is None else Target(setter.objective,
+                                                              setter.optimal, time_limit)
+        if target is None and targets is None:  # the baseline found nothing: any solution wins
             base_time = 2 * time_limit
         else:
             base_time = median(_timed(r, target, time_limit) for r in base_runs)
+        if base.objective is not None:
             limit = base.objective * (1 + tolerance)
             if cand.objective is None or cand.objective > limit:
                 comparison.quality_losses.append(
@@ -118,7 +122,7 @@ def compare(name: str, baseline: Runs, candidate: Runs, time_limit: float,
         cand_time = median(_timed(r, target, time_limit) for r in cand_runs)
         comparison.pairs.append(PairResult(
             key[0], key[1], base.objective, cand.objective, floor_time(base_time),
-            floor_time(cand_time), base.optimal, cand.valid, repeats=len(cand_runs)))
+            floor_time(cand_time), setter.optimal, cand.valid, repeats=len(cand_runs)))
     comparison.speedup = geometric_mean([p.speedup for p in comparison.pairs])
     comparison.p_value = wilcoxon_p([p.baseline_time_s for p in comparison.pairs],
                                     [p.candidate_time_s for p in comparison.pairs])
