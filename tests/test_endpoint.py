@@ -364,6 +364,22 @@ def test_cli_serve_port_in_use_exits_2(tmp_path, monkeypatch, capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("command", "message"), [
+    (["serve", "--port", "99999"], "argument --port: must be 0-65535, got 99999"),
+    (["serve", "--port", "http"], "argument --port: expected a port number, got 'http'"),
+    (["serve", "--interval", "0"], "argument --interval: must be a positive number of seconds"),
+    (["serve", "--interval", "-5"], "argument --interval: must be a positive number of seconds"),
+    (["health", "--timeout", "-1"], "argument --timeout: must be a positive number of seconds"),
+    (["health", "--timeout", "nan"], "argument --timeout: must be a positive number of seconds"),
+])
+def test_cli_refuses_a_bad_port_interval_or_timeout_with_exit_2(capsys, command, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(command)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_cli_serve_answers_then_stops_with_its_process_group(tmp_path):
     port = _free_port()
     log = tmp_path / "serve.log"

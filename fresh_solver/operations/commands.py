@@ -8,8 +8,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {value}")
+    return value
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -81,14 +104,14 @@ def add_commands(sub) -> None:
     p = sub.add_parser("health", help="run the health checks (exit 1 when critical/unknown)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--checks", help="comma-separated check names (default: all)")
-    p.add_argument("--timeout", type=float, default=None,
+    p.add_argument("--timeout", type=seconds, default=None,
                    help="seconds per check (default FRESH_SOLVER_CHECK_TIMEOUT_S or 20)")
     p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("serve", help="HTTP /livez /readyz /health /metrics")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 = any free)")
-    p.add_argument("--interval", type=float, default=30.0,
+    p.add_argument("--port", type=port, default=8787, help="port (default 8787; 0 = any free)")
+    p.add_argument("--interval", type=seconds, default=30.0,
                    help="seconds between check rounds (default 30)")
     p.set_defaults(func=cmd_serve)
 

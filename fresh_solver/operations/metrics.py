@@ -90,9 +90,8 @@ class StoreCollector:
         with store.engine(self.monitor.url).connect() as conn:
             rows = conn.execute(sa.select(e.kind, e.template_id, sa.func.count())
                                 .group_by(e.kind, e.template_id)).all()
-        families = {kind: CounterMetricFamily(f"fresh_solver_{kind}s",
-                                              f"Stored {kind} events", labels=["template"])
-                    for kind in ("fallback", "refusal", "dropped")}
+        families = {kind: CounterMetricFamily(name, help_text, labels=["template"])
+                    for kind, (name, help_text) in EVENT_COUNTERS.items()}
         for kind, template_id, count in rows:
             if kind in families:
                 families[kind].add_metric([template_id or ""], count)
@@ -118,6 +117,15 @@ class StoreCollector:
                                       "Production health score (0-100) of the window")
             gauge.add_metric([], score)
             yield gauge
+
+
+# event kind -> (counter name, without the _total prometheus-client adds; help)
+EVENT_COUNTERS = {
+    "fallback": ("fresh_solver_fallbacks", "Production solves served a fallback set"),
+    "refusal": ("fresh_solver_refusals", "Versions the production loader refused"),
+    "dropped": ("fresh_solver_dropped_records",
+                "Times solve records were dropped because the store was unreachable"),
+}
 
 
 def render(monitor: PerformanceMonitor, health=None) -> bytes:
