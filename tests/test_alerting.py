@@ -637,6 +637,20 @@ severity = "critical"
     [logged] = json.loads(capsys.readouterr().out)
     assert (logged["rule"], logged["status"]) == ("health_critical", "firing")
     assert logged["deliveries"][0]["state"] == "delivered"
+    assert cli.main(["alert", "list"]) == 0  # for people: one line per alert, not JSON
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert "firing" in line and "critical" in line and "health_critical" in line
+    assert line.endswith("(hook delivered)")
+
+
+def test_cli_alert_test_log_shows_what_it_logged(tmp_path, monkeypatch, capsys):
+    config = _config_file(tmp_path, '[channels.log]\ntype = "log"\n')
+    monkeypatch.setenv("FRESH_SOLVER_CONFIG", str(config))
+    monkeypatch.setenv("FRESH_SOLVER_DB_URL", _db(tmp_path))
+    assert cli.main(["alert", "test", "log"]) == 0
+    err = capsys.readouterr().err
+    assert "INFO fresh_solver.alerts:" in err and "delivered a test alert through 'log'" in err
+    assert cli.main(["alert", "list"]) == 0
 
 
 def test_concurrent_evaluations_record_and_notify_an_alert_once(tmp_path, receiver):

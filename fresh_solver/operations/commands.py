@@ -7,10 +7,13 @@ Exit codes: `health` 0 for healthy or warning, 1 for critical or unknown (as `/h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 
 
 def seconds(text: str) -> float:
@@ -81,7 +84,8 @@ def cmd_alert(args: argparse.Namespace) -> int:
 
     if args.action == "test":
         try:
-            AlertManager().send_test(args.channel)
+            with alert_log_on_stderr():
+                AlertManager().send_test(args.channel)
         except DeliveryError as exc:
             print(f"fresh-solver alert: not delivered through {args.channel!r}: {exc}",
                   file=sys.stderr)
@@ -89,14 +93,43 @@ def cmd_alert(args: argparse.Namespace) -> int:
         print(f"delivered a test alert through {args.channel!r}", file=sys.stderr)
         return 0
     if args.action == "list":
-        print(json.dumps(AlertManager().history(args.limit), indent=None if args.json else 1,
-                         default=str))
+        history = AlertManager().history(args.limit)
+        if args.json:
+            print(json.dumps(history, default=str))
+        else:
+            print("\n".join(map(alert_line, history)) or "no alerts")
         return 0
     from fresh_solver.operations import cycle  # run: what the health DAG does, once
 
     report = cycle.check()
     print(json.dumps({"status": report["status"], **cycle.alert(report)}, default=str))
     return 0
+
+
+def alert_line(alert: dict) -> str:
+    """One alert of the log for people: when, state, rule, template, summary, deliveries."""
+    seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(alert["last_seen_at"]))
+    deliveries = ", ".join(f"{d['channel']} {d['state']}" for d in alert["deliveries"])
+    return (f"{seen}  {alert['status']:<8} {alert['severity']:<8} {alert['rule']}"
+            f"{' [' + alert['template_id'] + ']' if alert['template_id'] else ''}: "
+            f"{alert['summary']}  ({deliveries or 'no deliveries'})")
+
+
+@contextlib.contextmanager
+def alert_log_on_stderr() -> Iterator[None]:
+    """The log channel writes to the ``fresh_solver.alerts`` logger; while a command runs,
+    that goes to stderr too, so `alert test log` shows what it sent."""
+    logger = logging.getLogger("fresh_solver.alerts")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def add_commands(sub) -> None:
