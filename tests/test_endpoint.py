@@ -339,7 +339,10 @@ def test_cli_health_exit_code_follows_the_status(fake_checker, capsys, canary, r
     assert cli.main(["health", "--json"]) == code
     assert json.loads(capsys.readouterr().out)["status"] == status
     assert cli.main(["health"]) == code
-    assert f"overall: {status}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"overall: {status}" in err
+    # the production snapshot too: an empty store has no score and no solve in its window
+    assert "production: health score - of 100 over 0 solve(s) in the last 60 min" in err
 
 
 def test_cli_health_unknown_check_exits_2(fake_checker, capsys):

@@ -182,6 +182,7 @@ def test_everything_fine_on_an_empty_registry(store_url: str) -> None:
     assert checks["monitor_store"]["details"]["revision"] == \
         checks["monitor_store"]["details"]["head"]
     assert checks["baseline_compliance"]["status"] == "healthy"
+    assert "no template serves a registered set" in checks["baseline_compliance"]["message"]
     # no solve yet: nothing failed, nothing to judge; neither lowers the overall status
     assert checks["error_rate"]["status"] in ("healthy", "unknown")
     assert "no production solve" in checks["error_rate"]["message"]

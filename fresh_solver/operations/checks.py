@@ -366,8 +366,12 @@ class HealthChecker:
         if slow or unvalidated:
             return _Verdict(WARNING, f"served without a validated speedup ≥ 1: "
                             f"{sorted(slow) + unvalidated}", details)
-        return _Verdict(HEALTHY, "every served set was validated at least as fast as its "
-                        "baseline", details)
+        served = sorted(t for t, v in templates.items() if v.get("serving"))
+        if not served:
+            return _Verdict(HEALTHY, "no template serves a registered set (the CP-SAT defaults "
+                            "serve): nothing to judge", details)
+        return _Verdict(HEALTHY, f"the {len(served)} served set(s) ({', '.join(served)}) were "
+                        "validated at least as fast as their baseline", details)
 
     def check_error_rate(self) -> _Verdict:
         """Share of recent solves that ended without an answer."""

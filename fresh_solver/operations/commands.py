@@ -49,12 +49,23 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(json.dumps(report, default=str))
     else:
         print(f"overall: {report['status']}", file=sys.stderr)
+        print(f"production: {production_line(report['production'])}", file=sys.stderr)
         for check in report["checks"]:
             flag = "*" if check["required"] else " "
             print(f" {flag} {check['status']:<8} {check['name']:<22} {check['message']}",
                   file=sys.stderr)
         print("   (* required: decides critical)", file=sys.stderr)
     return 0 if report["status"] in ("healthy", "warning") else 1
+
+
+def production_line(snapshot: dict) -> str:
+    """The production health snapshot in one line: score, solves and window (or the error)."""
+    if "error" in snapshot:
+        return snapshot["error"]
+    score = snapshot.get("overall_health_score")
+    return (f"health score {'-' if score is None else f'{score:g}'} of 100 over "
+            f"{snapshot['solves']} solve(s) in the last {snapshot['window_minutes']:g} min "
+            f"({snapshot['status']})")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
