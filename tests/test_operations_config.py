@@ -188,6 +188,20 @@ def test_every_problem_reported_at_once_with_its_line(tmp_path):
     assert {int(p.split("line ")[1].split(":")[0]) for p in problems} == expected
 
 
+def test_type_and_range_problems_of_one_table_are_reported_together(tmp_path):
+    # a mistyped key no longer hides a range problem of another key of the same table
+    text = FULL.replace("retention_hours = 48", 'retention_hours = "48"').replace(
+        "window_minutes = 30", "window_minutes = 0")
+    text = text.replace('url_env = "FRESH_SOLVER_SLACK_URL"',
+                        'url = "http://hooks.example:99999/x"\ntimeout_s = "soon"')
+    message = _refused(tmp_path, text)
+    assert f"line {_line_of(text, 'retention_hours')}: [monitor] retention_hours:" in message
+    assert f"line {_line_of(text, 'window_minutes')}: [monitor] window_minutes: must be > 0" \
+        in message
+    assert f"line {_line_of(text, '99999')}: [channels.team-slack] url: has a bad port" in message
+    assert f"line {_line_of(text, 'soon')}: [channels.team-slack] timeout_s:" in message
+
+
 def test_secrets_and_unknown_keys_refused(tmp_path):
     text = FULL.replace('password_env = "FRESH_SOLVER_SMTP_PASSWORD"', 'password = "hunter2"')
     text = text.replace("[channels.log]", "[channels.log]\nlevel = 'debug'")

@@ -270,8 +270,14 @@ def _redact(url: str) -> str:
 def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a webhook target, or None."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// or https:// URL with a host"
+    if any(c.isspace() for c in url):
+        return "must not contain spaces"
+    try:
+        parts.port  # noqa: B018 (urllib checks the port when it is read)
+    except ValueError:
+        return f"has a bad port ({parts.netloc.rpartition(':')[2]!r}: 0-65535)"
     return None
 
 

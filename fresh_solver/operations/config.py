@@ -204,22 +204,26 @@ class _Loader:
     # -- what ----------------------------------------------------------------------------
 
     def _settings(self, table: dict[str, Any], schema: dict[str, Setting], label: str,
-                  header: int | None, skip: tuple[str, ...] = ()) -> dict[str, Any] | None:
-        """Typed values of ``table`` with defaults filled; None if any key was wrong."""
-        ok = True
+                  header: int | None, skip: tuple[str, ...] = ()
+                  ) -> tuple[dict[str, Any], set[str]]:
+        """Typed values of ``table`` with defaults filled, and the keys that are wrong
+        (unknown, mistyped or missing required), each reported at its line. The values of the
+        right keys come back too, so their range checks run in the same pass: every problem
+        of a file is reported at once."""
+        bad: set[str] = set()
         values: dict[str, Any] = {}
         for key, value in table.items():
             if key in skip:
                 continue
             if key not in schema:
-                ok = False
+                bad.add(key)
                 hint = (f"secrets never go in the config file: put it in an environment "
                         f"variable and give that variable's name as {_SECRET_KEYS[key]}"
                         if key in _SECRET_KEYS and _SECRET_KEYS[key] in schema else
                         f"unknown key (known: {', '.join(schema) or 'none'})")
                 self._problem(self._key(header, key), label, f"{key}: {hint}")
             elif why := _type_problem(value, schema[key].kind):
-                ok = False
+                bad.add(key)
                 self._problem(self._key(header, key), label, f"{key}: {why}")
             else:
                 values[key] = float(value) if schema[key].kind == "number" else value
@@ -227,11 +231,11 @@ class _Loader:
             if key in table:
                 continue
             if spec.required:
-                ok = False
+                bad.add(key)
                 self._problem(self._key(header, None), label, f"missing required key {key!r}")
             else:
                 values[key] = spec.default
-        return values if ok else None
+        return values, bad
 
     def load(self, data: dict[str, Any]) -> OperationsConfig:
         for key in data:
@@ -252,13 +256,11 @@ class _Loader:
         if not isinstance(table, dict):
             self._problem(self._key(header, "monitor"), "[monitor]", "must be a table")
             return MonitorConfig()
-        values = self._settings(table, _MONITOR, "[monitor]", header)
-        if values is None:
-            return MonitorConfig()
+        values, bad = self._settings(table, _MONITOR, "[monitor]", header)
         for key in ("retention_hours", "window_minutes"):
-            if values[key] <= 0:
+            if key in values and values[key] <= 0:
                 self._problem(self._key(header, key), "[monitor]", f"{key}: must be > 0")
-        return MonitorConfig(**values)
+        return MonitorConfig() if bad else MonitorConfig(**values)
 
     def _channels(self, tables: Any) -> dict[str, ChannelConfig]:
         if tables is None:
@@ -292,14 +294,14 @@ class _Loader:
                               f"{', '.join(CHANNEL_TYPES)})")
                 continue
             cls = CHANNEL_TYPES[kind]
-            settings = self._settings(table, cls.SETTINGS, label, header, skip=("type",))
-            if settings is None:
-                continue
-            problems = cls.settings_problems(settings)
+            settings, bad = self._settings(table, cls.SETTINGS, label, header, skip=("type",))
+            # a problem of several keys (None) is only known once every key is right
+            problems = [(key, message) for key, message in cls.settings_problems(settings)
+                        if key not in bad and (key is not None or not bad)]
             for key, message in problems:
                 self._problem(self._key(header, key), label,
                               f"{key}: {message}" if key else message)
-            if not problems:
+            if not problems and not bad:
                 channels[name] = ChannelConfig(name, kind, settings)
         return channels
 
@@ -319,27 +321,28 @@ class _Loader:
             label = f"[[rules]] #{index + 1}"
             if isinstance(table.get("name"), str):
                 label += f" {table['name']!r}"
-            values = self._settings(table, _RULE, label, header)
-            if values is None:
-                continue
-            rule = self._rule(values, label, header, names, seen)
+            values, bad = self._settings(table, _RULE, label, header)
+            rule = self._rule(values, bad, label, header, names, seen)
             if rule is not None:
                 rules.append(rule)
         return tuple(rules)
 
-    def _rule(self, values: dict[str, Any], label: str, header: int | None,
+    def _rule(self, values: dict[str, Any], bad: set[str], label: str, header: int | None,
               channels: tuple[str, ...], seen: set[str]) -> Rule | None:
-        ok = True
-        if values["name"] in seen:
-            ok = False
-            self._problem(self._key(header, "name"), label, "name: another rule has this name")
-        seen.add(values["name"])
-        if values["severity"] not in SEVERITIES:
+        """Check the right keys of a rule (``bad``: the wrong ones, already reported)."""
+        ok = not bad
+        if "name" in values:
+            if values["name"] in seen:
+                ok = False
+                self._problem(self._key(header, "name"), label,
+                              "name: another rule has this name")
+            seen.add(values["name"])
+        if "severity" in values and values["severity"] not in SEVERITIES:
             ok = False
             self._problem(self._key(header, "severity"), label,
                           f"severity: {values['severity']!r} is not one of "
                           f"{', '.join(SEVERITIES)}")
-        routed = values["channels"]
+        routed = values.get("channels")
         for name in routed or ():
             if name not in channels:
                 ok = False
@@ -347,14 +350,15 @@ class _Loader:
                               f"channels: no channel named {name!r} (configured: "
                               f"{', '.join(channels) or 'none'})")
         for key in ("repeat_interval_minutes", "cooldown_minutes"):
-            if values[key] < 0:
+            if key in values and values[key] < 0:
                 ok = False
                 self._problem(self._key(header, key), label, f"{key}: must be >= 0")
-        try:
-            compile_condition(values["condition"])
-        except ConditionError as exc:
-            ok = False
-            self._problem(self._key(header, "condition"), label, f"condition: {exc}")
+        if "condition" in values:
+            try:
+                compile_condition(values["condition"])
+            except ConditionError as exc:
+                ok = False
+                self._problem(self._key(header, "condition"), label, f"condition: {exc}")
         if not ok:
             return None
         return Rule(values["name"], values["condition"], values["severity"],
