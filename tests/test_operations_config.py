@@ -202,6 +202,15 @@ def test_type_and_range_problems_of_one_table_are_reported_together(tmp_path):
     assert f"line {_line_of(text, 'soon')}: [channels.team-slack] timeout_s:" in message
 
 
+@pytest.mark.parametrize(("url", "why"), [
+    ("not a url at all", "is not a SQLAlchemy database URL"),
+    ("mysql://u@127.0.0.1/x", "names a database driver that is not installed"),
+])
+def test_an_unusable_store_url_is_refused_when_the_config_loads(tmp_path, url, why):
+    text = FULL.replace('"postgresql+psycopg2://fresh@127.0.0.1:5432/fresh"', repr(url))
+    assert f"line {_line_of(text, 'db_url')}: [monitor] db_url: {why}" in _refused(tmp_path, text)
+
+
 def test_secrets_and_unknown_keys_refused(tmp_path):
     text = FULL.replace('password_env = "FRESH_SOLVER_SMTP_PASSWORD"', 'password = "hunter2"')
     text = text.replace("[channels.log]", "[channels.log]\nlevel = 'debug'")

@@ -260,6 +260,11 @@ class _Loader:
         for key in ("retention_hours", "window_minutes"):
             if key in values and values[key] <= 0:
                 self._problem(self._key(header, key), "[monitor]", f"{key}: must be > 0")
+        from fresh_solver.operations.store import url_problem  # SQLAlchemy: only when asked
+
+        if values.get("db_url") is not None and (why := url_problem(values["db_url"])):
+            bad.add("db_url")
+            self._problem(self._key(header, "db_url"), "[monitor]", f"db_url: {why}")
         return MonitorConfig() if bad else MonitorConfig(**values)
 
     def _channels(self, tables: Any) -> dict[str, ChannelConfig]:

@@ -97,6 +97,22 @@ def db_url() -> str:
     return f"sqlite:///{tracking.home() / 'operations.db'}"
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot name the store, or None: it must parse as a SQLAlchemy URL whose
+    dialect and driver are installed (``mysql://`` without a driver fails here, not on the
+    first record)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except ArgumentError:
+        return "is not a SQLAlchemy database URL (e.g. sqlite:///path/operations.db)"
+    except (NoSuchModuleError, ImportError) as exc:
+        return f"names a database driver that is not installed ({exc})"
+    return None
+
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
