@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from fresh_solver.cli import main
-from fresh_solver.measure import wilcoxon_p
-from fresh_solver.model.generate import generate
+from fresh_solver.measure import TARGET, measure_pairs, wilcoxon_p
+from fresh_solver.model.generate import generate, generate_family
 from fresh_solver.model.problem import problem_to_dict
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry.registry import ParameterRegistry
@@ -87,6 +87,35 @@ def test_pair_results_record_both_sides() -> None:
     [pair] = compare("defaults", base, cand, T, 0.0).pairs
     assert pair == PairResult("i0", 0, 10, 10, 0.8, 0.4, False, True)
     assert pair.speedup == pytest.approx(2.0)
+
+
+def test_an_untimed_target_times_both_sides_alike() -> None:
+    # the baseline's own unproven run reaches its own result (10) by definition, a run of the
+    # same configuration may not: timed to it, an A/A pair reads 0.8 / (2 T) = 0.2x. Timed to
+    # what an untimed run on another seed found (11), both sides are timed alike.
+    base = paired([fake(10, "FEASIBLE", wall=T, improvements=[(0.3, 11), (0.8, 10)])])
+    cand = paired([fake(11, "FEASIBLE", wall=T, improvements=[(0.4, 11)])])
+    assert compare("defaults", base, cand, T, 1.0).pairs[0].speedup == pytest.approx(0.2)
+    targets = paired([fake(11, "FEASIBLE", wall=T, improvements=[(0.5, 11)])])
+    [pair] = compare("defaults", base, cand, T, 1.0, targets).pairs
+    assert (pair.baseline_time_s, pair.candidate_time_s) == (0.3, 0.4)
+    assert not pair.proven_target
+    # a proven target is a proof for everyone; a target run that found nothing: first solution
+    proven = paired([fake(10, "OPTIMAL", wall=0.6)])
+    [pair] = compare("defaults", base, cand, T, 1.0, proven).pairs
+    assert (pair.baseline_time_s, pair.candidate_time_s, pair.proven_target) == \
+        (2 * T, 2 * T, True)
+    [pair] = compare("defaults", base, cand, T, 1.0, paired([fake(None, wall=T)])).pairs
+    assert (pair.baseline_time_s, pair.candidate_time_s) == (0.3, 0.4)
+
+
+def test_measure_pairs_runs_the_target_once_per_pair_before_the_timed_rounds() -> None:
+    problem = generate_family("small", 0)
+    runs = measure_pairs({"a": SolverConfig(), "b": SolverConfig()}, {"x": problem}, [0, 1],
+                         1.0, pair_budget_s=0.0, target=SolverConfig())
+    assert set(runs) == {"a", "b", TARGET}
+    assert {key: len(r) for key, r in runs[TARGET].items()} == {("x", 0): 1, ("x", 1): 1}
+    assert all(len(r) == 1 for name in "ab" for r in runs[name].values())
 
 
 def test_p_value_is_one_when_all_times_are_equal() -> None:
