@@ -40,7 +40,7 @@ from fresh_solver.errors import InputError
 from fresh_solver.performance.record import rerun_command, write_results
 
 SETTINGS = ("dag", "api")
-DEFAULT_FAMILY_SEED = 10  # both settings' generator seed: the demo's template, medium-10
+DEFAULT_FAMILY_SEED = 10  # the retune DAG's default generator seed: family medium-10
 MODULE = "fresh_solver.performance.validation_error_rate"
 
 
