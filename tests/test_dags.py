@@ -321,7 +321,7 @@ def test_the_scheduled_run_starts_one_run_per_listed_template(retune_dag) -> Non
     [triggered] = [r for r in DagRun.find(dag_id="fresh_solver_retune")
                    if r.run_id == f"demo__{run.run_id}"]
     assert triggered.conf["template_id"] == "demo"
-    assert triggered.conf["generator_seed"] == 10
+    assert triggered.conf["generator_seed"] == 2  # the demo's template, medium-2
 
 
 # ---- bad input ------------------------------------------------------------------------------

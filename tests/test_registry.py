@@ -107,6 +107,32 @@ def promoted(registry: ParameterRegistry, template_id: str, n: int = 2) -> list[
 # ---- register -------------------------------------------------------------------------------
 
 
+def test_a_tag_two_processes_create_at_once_is_written_again(registry: ParameterRegistry,
+                                                             monkeypatch) -> None:
+    """MLflow's SQL store sets a tag by read-then-insert; of two first writers (two reviewers
+    promoting at once) one fails on the unique key and writes again, as an update."""
+    from mlflow.exceptions import MlflowException
+
+    calls = []
+
+    def racing(name, key, value):
+        calls.append((name, key, value))
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: "
+                                  "registered_model_tags.key, registered_model_tags.name")
+
+    monkeypatch.setattr(registry.client, "set_registered_model_tag", racing)
+    registry._upsert_model_tag("fresh-solver-x", "k", "v")
+    assert calls == [("fresh-solver-x", "k", "v")] * 2
+
+    def refusing(name, key, value):
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: no model fresh-solver-x")
+
+    monkeypatch.setattr(registry.client, "set_registered_model_tag", refusing)
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):  # not retried
+        registry._upsert_model_tag("fresh-solver-x", "k", "v")
+
+
 def test_register_without_a_report(registry: ParameterRegistry, tid: str) -> None:
     cfg = config(7)
     version = registry.register(tid, cfg)

@@ -354,8 +354,21 @@ class ParameterRegistry:
         state = {"alias": alias, "alias_seen_ms": seen, "production": production,
                  "production_seen": {v: first_seen.get(v, now) for v in production},
                  "at_ms": now}
-        self.client.set_registered_model_tag(model_name(template_id), OBSERVED_TAG,
-                                             json.dumps(state))
+        self._upsert_model_tag(model_name(template_id), OBSERVED_TAG, json.dumps(state))
+
+    def _upsert_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set a registered model's tag that other processes may be setting at the same moment
+        (two reviewers promoting, a loader observing): MLflow's SQL store writes a tag by
+        read-then-insert, so of two first writers one fails on the unique key; written again,
+        the row exists and is updated."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.set_registered_model_tag(name, key, value)
+        except MlflowException as exc:
+            if "unique constraint" not in str(exc).lower():
+                raise
+            self.client.set_registered_model_tag(name, key, value)
 
     # ---- the serving decision ---------------------------------------------------------------
     def serving(self, template_id: str) -> Promotion:
