@@ -135,7 +135,7 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
         summary["promoted_version"] = version
     else:
         reason = "; ".join(verdict["reasons"]) if verdict else \
-            _why_defaults_kept(session.info.run_id, plan)
+            retune.why_not_tuned(plan, session.info.run_id, tracking.client())
         summary["why_not_registered"] = reason
         say(f"[3/5] Validation did NOT pass, so nothing was registered or promoted: {reason}")
     summary["versions"] = [{"version": str(v.version), "stage": v.current_stage,
@@ -152,15 +152,6 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
                 "airflow_db": str(home / "airflow" / "airflow.db"), "dag_log": str(dag_log),
                 "wall_seconds": round(time.monotonic() - started, 1)}
     return summary
-
-
-def _why_defaults_kept(tuning_run_id: str, plan: dict[str, Any]) -> str:
-    from fresh_solver import tracking
-    from fresh_solver.tuning.record import read_json
-    from fresh_solver.tuning.session import why_defaults_kept
-
-    return why_defaults_kept(read_json(tracking.client(), tuning_run_id, "race.json"),
-                             plan["tuning"]["min_gain"])
 
 
 def _verdict(validation_run_id: str | None) -> dict[str, Any] | None:

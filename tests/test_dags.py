@@ -308,6 +308,16 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
             plan, candidate, verdict, again)["message"]
 
 
+def test_without_a_race_the_kept_defaults_are_explained_without_reading_a_race() -> None:
+    # race = 0 logs no race.json: the demo and the DAG's verdict must not look for one
+    from fresh_solver.lifecycle import retune
+
+    plan = {"tuning": {"race": 0, "min_gain": 1.1}}
+    assert retune.why_not_tuned(plan, "no-such-run", client=None) == (
+        "the search kept the CP-SAT defaults: no trial scored better than them, so there is "
+        "nothing to validate")
+
+
 def test_the_scheduled_run_starts_one_run_per_listed_template(retune_dag) -> None:
     """template_id '*' (the weekly run's): one run of the DAG for each [[retune]] table of
     retune_templates.toml, with that table as its conf; nothing is tuned by the '*' run."""

@@ -271,8 +271,6 @@ def tell(plan: dict[str, Any], run_id: str, round_: int,
 def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Race the best trials against the defaults on fresh seeds and close the session. A
     session already closed returns what it recorded."""
-    from fresh_solver.tuning.record import read_json
-
     client = tracking.client()
     run = tracking.get_run(client, run_id)
     if "fresh_solver.best_trial" not in run.data.tags:  # not raced yet (finish sets it last)
@@ -287,9 +285,7 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
         run = client.get_run(run_id)
     tags, metrics = run.data.tags, run.data.metrics
     tuned = tags["fresh_solver.best_trial"] != "0"
-    raced = plan["tuning"]["race"] > 0
-    why = None if tuned or not raced else why_defaults_kept(
-        read_json(client, run_id, "race.json"), plan["tuning"]["min_gain"])
+    why = None if tuned else why_not_tuned(plan, run_id, client)
     log.info("retune %s: race %s (best trial %s, score %.4g vs defaults %.4g)",
              plan["template_id"], "kept a tuned set" if tuned else "kept the CP-SAT defaults",
              tags["fresh_solver.best_trial"], metrics["best_score"], metrics["default_score"])
@@ -297,6 +293,18 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
             "config_hash": tags["fresh_solver.best_config_hash"],
             "best_score": metrics["best_score"], "default_score": metrics["default_score"],
             "why_defaults_kept": why}
+
+
+def why_not_tuned(plan: dict[str, Any], run_id: str, client) -> str:
+    """Why a finished session returned the CP-SAT defaults, in one line: the race's best
+    contender and what it lacked (``race.json``), or, without a race, that no trial beat them."""
+    from fresh_solver.tuning.record import read_json
+
+    if not plan["tuning"]["race"]:
+        return ("the search kept the CP-SAT defaults: no trial scored better than them, so "
+                "there is nothing to validate")
+    return why_defaults_kept(read_json(client, run_id, "race.json"),
+                             plan["tuning"]["min_gain"])
 
 
 def flag_mixed_fingerprints(plan: dict[str, Any], record, stage: str) -> list[str]:
@@ -334,9 +342,7 @@ def validate(plan: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
     template_id, run_id = plan["template_id"], candidate["run_id"]
     if not candidate["tuned"]:
         return {"validated": False, "passed": False, "validation_run_id": None,
-                "reasons": [candidate.get("why_defaults_kept") or
-                            "the race kept the CP-SAT defaults: no tuned set beat them on "
-                            "fresh seeds, so there is nothing to validate"]}
+                "reasons": [candidate["why_defaults_kept"]]}
     registry = ParameterRegistry()
     experiment = registry.client.get_experiment_by_name(
         tracking.validation_experiment(template_id))

@@ -81,8 +81,9 @@ def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds:
                       limit: float, log) -> dict[str, Any]:
     """Each configuration against the defaults on the held-out pairs, time to target, measured
     as validation measures (interleaved, the first rotating) to targets an untimed run of the
-    defaults on other seeds sets: a target set by the timed defaults themselves favours them,
-    which is what put sets identical to the defaults at 0.48-0.96x before."""
+    defaults on other seeds sets: a target set by the timed defaults themselves favours them
+    where it is not proven (the likely cause of the 0.48-0.96x that sets identical to the
+    defaults scored before; to be re-measured)."""
     from fresh_solver.tuning.session import load_instances
 
     instances, _ = load_instances(tuple(paths))

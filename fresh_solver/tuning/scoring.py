@@ -43,6 +43,7 @@ from typing import Any
 from fresh_solver.measure import (
     TRIAL_MAX_REPEATS,
     TRIAL_PAIR_BUDGET_S,
+    Claim,
     Target,
     UnsoundClaim,
     floor_time,
@@ -63,6 +64,11 @@ class Reference:
 
     objective: int | None
     proven: bool
+
+    @classmethod
+    def of(cls, result: Claim) -> Reference:
+        """What ``result`` (a solve's, or a scored run's) sets as its pair's reference."""
+        return cls(result.objective, result.optimal)
 
 
 @dataclass
@@ -104,6 +110,15 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return {"score": self.score, "failed": self.failed, "capped": self.capped,
                 "runs": [asdict(r) for r in self.runs]}
+
+
+def pair_score(scores: list[RunScore]) -> RunScore:
+    """One pair's score from its repeated runs: the first run's result (the target of the
+    others when it is the reference's), the median score, the solving time of all of them,
+    capped when any run was."""
+    return replace(scores[0], score=median(s.score for s in scores),
+                   wall_time_s=sum(s.wall_time_s for s in scores),
+                   capped=any(s.capped for s in scores))
 
 
 def worst_score(metric: str, time_limit: float) -> float:
@@ -180,10 +195,8 @@ def evaluate(
                                            time_limit=time_limit, reference=reference,
                                            feasible=feasible, limit=limit))
                 if reference is None:  # the reference's first run is its repeats' target
-                    reference = Reference(result.objective, result.optimal)
-            runs.append(replace(scored[0], score=median(r.score for r in scored),
-                                wall_time_s=sum(r.wall_time_s for r in scored),
-                                capped=any(r.capped for r in scored)))
+                    reference = Reference.of(result)
+            runs.append(pair_score(scored))
     return Evaluation(geometric_mean([floor_time(r.score) for r in runs]), runs)
 
 
@@ -200,7 +213,7 @@ def score_result(config: SolverConfig, problem: Problem, name: str, seed: int,
     if (claim := refuted_claim(result, (feasible or {}).get(name))) is not None:
         raise claim.at(where)
     if reference is None:  # the reference run: its own result is its target
-        reference = Reference(result.objective, result.optimal)
+        reference = Reference.of(result)
     try:
         score = score_run(metric, result, reference, time_limit)
     except UnsoundClaim as claim:
@@ -251,7 +264,7 @@ def refuted_runs(evaluation: Evaluation, feasible: dict[str, int]) -> str | None
 
 
 def references_from(evaluation: Evaluation) -> dict[tuple[str, int], Reference]:
-    return {(r.instance, r.seed): Reference(r.objective, r.optimal) for r in evaluation.runs}
+    return {(r.instance, r.seed): Reference.of(r) for r in evaluation.runs}
 
 
 def per_pair(evaluation: Evaluation) -> dict[tuple[str, int], float]:

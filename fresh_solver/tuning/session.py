@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 from fresh_solver.choices import ESTIMATORS, METRICS
@@ -41,6 +40,7 @@ from fresh_solver.tuning.scoring import (
     UnsoundSchedule,
     evaluate,
     feasible_objectives,
+    pair_score,
     per_pair,
     references_from,
     refuted_runs,
@@ -350,15 +350,12 @@ class TuningSession:
         try:
             scored = []
             for (name, seed), pair_runs in runs.items():
-                first = pair_runs[0]
-                target = (references or {}).get((name, seed)) \
-                    or Reference(first.objective, first.optimal)
-                scores = [score_result(config, self.instances[name], name, seed, result,
-                                       metric=spec.metric, time_limit=spec.trial_time_limit,
-                                       reference=target, feasible=feasible)
-                          for result in pair_runs]
-                scored.append(replace(scores[0], score=median(s.score for s in scores),
-                                      wall_time_s=sum(s.wall_time_s for s in scores)))
+                target = (references or {}).get((name, seed)) or Reference.of(pair_runs[0])
+                scored.append(pair_score([
+                    score_result(config, self.instances[name], name, seed, result,
+                                 metric=spec.metric, time_limit=spec.trial_time_limit,
+                                 reference=target, feasible=feasible)
+                    for result in pair_runs]))
         except (UnsoundClaim, UnsoundSchedule) as exc:
             return Evaluation(worst_score(spec.metric, spec.trial_time_limit), failed=str(exc))
         return Evaluation(geometric_mean([floor_time(r.score) for r in scored]), scored)
@@ -379,19 +376,19 @@ class TuningSession:
         if not contenders:
             return self.reference, {"contenders": {}, "winner": self.reference.index}
         seeds = list(range(spec.seeds, spec.seeds + spec.race_seeds))
-        # interleaved, the first rotating per pair: the defaults' runs are not all taken
+        # Interleaved, the first rotating per pair: the defaults' runs are not all taken
         # before (or after) the contenders', so a drift in the machine's speed is nobody's
         # gain; a pair of short solves is run again until it has taken a second of solving,
-        # as in validation, so a 30 ms solve's one lucky timing does not decide the race
-        # The targets come from an untimed run of the defaults on other seeds: a target set by
-        # the timed reference itself would favour it (it reaches its own result by definition)
+        # as in validation, so a 30 ms solve's one lucky timing does not decide the race. The
+        # targets come from an untimed run of the defaults on other seeds: a target set by the
+        # timed reference itself would favour it (it reaches its own result by definition).
         configs = {"reference": SolverConfig()} | {t.index: t.config for t in contenders}
         runs = measure_pairs(configs, self.instances, seeds, spec.trial_time_limit,
                              target=SolverConfig())
         solve_seconds = sum(r.wall_time_s for by_pair in runs.values()
                             for pair_runs in by_pair.values() for r in pair_runs)
-        targets = {key: Reference(first.objective, first.optimal)
-                   for key, (first, *_) in runs.pop(TARGET).items()}
+        targets = {key: Reference.of(target_runs[0])
+                   for key, target_runs in runs.pop(TARGET).items()}
         reference = self.score_runs(SolverConfig(), runs.pop("reference"), targets)
         base = per_pair(reference)
         feasible = feasible_objectives([t.evaluation for t in self.trials] + [reference])
