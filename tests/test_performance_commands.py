@@ -61,7 +61,11 @@ def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
     assert 0 <= comparison["p_seeds_first_faster"] <= 1
     assert 0 <= comparison["p_pooled_first_faster"] <= 1
     assert "defaults-control" in data["noise_floor"]["sets"]
+    assert [v["method"] for v in data["verdicts"]] == ["GP", "random"]
+    for verdict in data["verdicts"]:
+        assert verdict["sessions"] == 1 and verdict["gains"] + verdict["losses"] <= 1
     report = (out / "report.md").read_text()
+    assert "sessions returned a set with a significant held-out gain" in report
     assert "defaults-control" in report and "| GP vs random |" in report
 
     again = tmp_path / "again"

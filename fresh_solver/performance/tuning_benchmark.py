@@ -54,6 +54,8 @@ from fresh_solver.solver.workers import effective_workers
 from fresh_solver.validation.compare import compare
 
 PEER_DRIVER = Path(__file__).with_name("autotune_peer.py")
+# A held-out gain (or loss) counts when its one-sided Wilcoxon p is below this.
+SIGNIFICANT = 0.05
 
 
 def write_instances(folder: Path, scale: str, template_seed: int, first_seed: int, count: int,
@@ -97,6 +99,8 @@ def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds:
         times = [p.candidate_time_s for p in pairs]
         out[name] = {"score": geometric_mean(times),
                      "speedup": spread([p.speedup for p in pairs]),
+                     "p_faster": comparison.p_value,
+                     "p_slower": wilcoxon_p(times, [p.baseline_time_s for p in pairs]),
                      "runs": [{"instance": p.instance, "seed": p.seed,
                                "score": p.candidate_time_s, "objective": p.candidate_objective}
                               for p in pairs]}
@@ -192,14 +196,22 @@ def report_markdown(data: dict[str, Any]) -> str:
     """The sessions and their held-out speedups, the noise floor, the method comparisons."""
     held, sessions = data["held_out_results"], data["sessions"]
     lines = ["| session | train score (defaults) | held-out speedup vs defaults (geomean, "
-             "min-max) | num_workers | CPU-s |", "|---|---|---|---|---|"]
+             "min-max) | p faster / slower | num_workers | CPU-s |", "|---|---|---|---|---|---|"]
     for s in sessions + [{"name": "defaults-control"}]:
-        h = held[s["name"]]["speedup"]
+        result = held[s["name"]]
+        h = result["speedup"]
         workers = s.get("best_params", {"cp_sat": {}})["cp_sat"].get("num_workers", "default")
         train = (f"{s['train_best']:.3g} ({s['train_default']:.3g})" if "train_best" in s
                  else "-")
+        p = (f"{result['p_faster']:.3g} / {result['p_slower']:.3g}" if "p_faster" in result
+             else "-")
         lines.append(f"| {s['name']} | {train} | {h['geomean']:.2f}x ({h['min']:.2f}-"
-                     f"{h['max']:.2f}) | {workers} | {s.get('cpu_seconds', '-')} |")
+                     f"{h['max']:.2f}) | {p} | {workers} | {s.get('cpu_seconds', '-')} |")
+    for verdict in data.get("verdicts", []):
+        lines.append(f"\n{verdict['method']}: {verdict['gains']} of {verdict['sessions']} "
+                     f"sessions returned a set with a significant held-out gain, "
+                     f"{verdict['losses']} one with a significant loss (one-sided Wilcoxon "
+                     f"over the held-out pairs, p < {SIGNIFICANT})")
     lines.append("\nTrain scores are each method's own: the project's geometric-mean time to "
                  "target, cpsat-autotune's mean time to a proven optimum (PAR10).")
     noise = data["noise_floor"]
@@ -221,12 +233,30 @@ def report_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdicts(sessions: list[dict[str, Any]], held: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per method, how many sessions returned a set significantly faster (a gain that holds)
+    or significantly slower (a loss) than the defaults on the held-out pairs."""
+    rows = []
+    for method in dict.fromkeys(s["estimator"] for s in sessions):
+        results = [held[s["name"]] for s in sessions if s["estimator"] == method]
+        if not all("p_faster" in r for r in results):
+            continue
+        rows.append({"method": method, "sessions": len(results),
+                     "gains": sum(r["p_faster"] < SIGNIFICANT and r["speedup"]["geomean"] > 1
+                                  for r in results),
+                     "losses": sum(r["p_slower"] < SIGNIFICANT and r["speedup"]["geomean"] < 1
+                                   for r in results)})
+    return rows
+
+
 def summarise(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` with its comparisons and noise floor (re)computed from its sessions and runs."""
+    """``data`` with its comparisons, verdicts and noise floor (re)computed from its sessions
+    and runs."""
     sessions, held = data["sessions"], data["held_out_results"]
     hashes = {s["name"]: SolverConfig.from_dict(s["best_params"]).hash for s in sessions}
     return data | {"tuner_seeds": sorted({s["tuner_seed"] for s in sessions}),
                    "comparisons": compare_methods(sessions, held, hashes),
+                   "verdicts": verdicts(sessions, held),
                    "noise_floor": noise_floor(held, hashes)}
 
 
