@@ -53,11 +53,17 @@ up: venv
 		--mlflow-port $(MLFLOW_PORT) --airflow-port $(AIRFLOW_PORT)
 
 # The same DAGs on PostgreSQL + CeleryExecutor (Redis) with WORKERS trial workers and the MLflow
-# server on PostgreSQL (docs/distributed.md); `make down` stops it too.
+# server on PostgreSQL (docs/distributed.md); `make down` stops it too. STACK names its
+# databases, Redis keys and workers (a second stack needs its own name and FRESH_SOLVER_HOME);
+# MLFLOW_AUTH=1 turns on MLflow's access control; WORKER_CPUS='0 1' pins each trial worker.
 WORKERS ?= 2
+STACK ?= fresh_solver
+MLFLOW_AUTH ?=
+WORKER_CPUS ?=
 up-distributed: venv
 	$(BIN)/python -m fresh_solver.devstack up --distributed --workers $(WORKERS) --dags dags \
-		--mlflow-port $(MLFLOW_PORT) --airflow-port $(AIRFLOW_PORT)
+		--mlflow-port $(MLFLOW_PORT) --airflow-port $(AIRFLOW_PORT) --name $(STACK) \
+		$(if $(MLFLOW_AUTH),--mlflow-auth) $(if $(WORKER_CPUS),--worker-cpus '$(WORKER_CPUS)')
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m fresh_solver.devstack down; fi

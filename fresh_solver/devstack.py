@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -405,12 +406,21 @@ DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "default"  # Airflow's [operators] default_queue: every non-measuring task
 WORKER_PREFIX = "fresh-solver"
+# A stack's name makes its own databases (<name>_airflow, <name>_mlflow), Redis key prefix
+# (<name>:, so its own queues) and worker names (<name with dashes>-trials-1@host): two stacks
+# with different names share a PostgreSQL server and a Redis without meeting.
+DEFAULT_STACK_NAME = "fresh_solver"
+STACK_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
 MLFLOW_ADMIN = "admin"  # start_server.sh's MLFLOW_AUTH_ADMIN_USERNAME default
 
 
 class ServiceUnavailable(StackError):
     """PostgreSQL or the broker does not answer (or refuses what the stack asks): the user's
     setup to fix (``up`` exits 2), not a server of the stack that failed to start."""
+
+
+class StackConflict(StackError):
+    """Another running stack uses this one's databases or queues (``up`` exits 2)."""
 
 
 class BadSetting(StackError):
@@ -424,8 +434,9 @@ class Distributed:
     on PostgreSQL; and how many trial workers run (one per simulated machine).
 
     ``key_prefix`` (Redis ``global_keyprefix``) keeps the queues of several stacks sharing one
-    Redis apart (the tests' from a user's); ``worker_prefix`` starts the Celery hostnames,
-    which must be unique among the workers on one broker. ``worker_cpus`` pins each trial
+    Redis apart; ``worker_prefix`` starts the Celery hostnames, which must be unique among the
+    workers on one broker. Both, and the databases' default names, come from the stack's name
+    (:meth:`resolve`). ``worker_cpus`` pins each trial
     worker to given CPUs (one list per worker, e.g. to simulate unlike machines); by default
     :func:`worker_layout` splits this machine's CPUs among ``workers``. ``mlflow_auth`` runs
     the MLflow server with access control (the fresh-solver-auth app) and the tasks as its
@@ -445,19 +456,25 @@ class Distributed:
     @classmethod
     def resolve(cls, airflow_db_url: str | None = None, mlflow_db_url: str | None = None,
                 broker_url: str | None = None, workers: int = 2,
-                environ: dict | None = None, **options) -> Distributed:
+                environ: dict | None = None, name: str = DEFAULT_STACK_NAME,
+                **options) -> Distributed:
         """Each URL from the argument, else the fresh-solver variable
         (``FRESH_SOLVER_AIRFLOW_DB_URL``, ``FRESH_SOLVER_MLFLOW_DB_URL``,
         ``FRESH_SOLVER_CELERY_BROKER_URL``), else Airflow's own (``AIRFLOW__DATABASE__
         SQL_ALCHEMY_CONN``, ``AIRFLOW__CELERY__BROKER_URL``, ``..._RESULT_BACKEND``) if the user
-        set them, else this machine's services: so the defaults just work here and a real
-        deployment names its own. BadSetting for URLs the stack cannot use."""
+        set them, else this machine's services, in databases named after the stack (``name``):
+        so the defaults just work here and a real deployment names its own. The Redis key
+        prefix and the worker names come from ``name`` unless ``options`` give them.
+        BadSetting for a name or URLs the stack cannot use."""
+        if not STACK_NAME_PATTERN.fullmatch(name):
+            raise BadSetting(f"stack name {name!r}: lower-case letters, digits and '_', "
+                             "starting with a letter, at most 40 characters")
         env = os.environ if environ is None else environ
         airflow_db = (airflow_db_url or env.get("FRESH_SOLVER_AIRFLOW_DB_URL")
                       or env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
-                      or f"{DEFAULT_PG_SERVER}/fresh_solver_airflow")
+                      or f"{DEFAULT_PG_SERVER}/{name}_airflow")
         mlflow_db = (mlflow_db_url or env.get("FRESH_SOLVER_MLFLOW_DB_URL")
-                     or f"{DEFAULT_PG_SERVER}/fresh_solver_mlflow")
+                     or f"{DEFAULT_PG_SERVER}/{name}_mlflow")
         broker = (broker_url or env.get("FRESH_SOLVER_CELERY_BROKER_URL")
                   or env.get("AIRFLOW__CELERY__BROKER_URL") or DEFAULT_BROKER_URL)
         backend = env.get("AIRFLOW__CELERY__RESULT_BACKEND") or f"db+{airflow_db}"
@@ -468,6 +485,11 @@ class Distributed:
                     f"(a postgresql:// URL, e.g. {DEFAULT_PG_SERVER}/fresh_solver_airflow)")
         if workers < 1:
             raise BadSetting(f"--workers {workers}: at least one trial worker")
+        cpus = options.get("worker_cpus")
+        if cpus is not None and len(cpus) != workers:
+            raise BadSetting(f"--worker-cpus names {len(cpus)} CPU sets for {workers} trial "
+                             "workers: one set per worker")
+        options = {"key_prefix": f"{name}:", "worker_prefix": name.replace("_", "-")} | options
         return cls(airflow_db, mlflow_db, broker, backend, workers, **options)
 
 
@@ -540,6 +562,50 @@ def check_services(dist: Distributed) -> list[str]:
     return problems
 
 
+def stack_conflicts(dist: Distributed) -> list[str]:
+    """What another running stack holds of ``dist``'s: open sessions on its databases (a
+    scheduler, an api-server, an MLflow server of that stack) and Celery workers answering on
+    its broker and key prefix. Two stacks on one metadata DB run two schedulers on one state;
+    on one queue, each consumes the other's tasks."""
+    problems = []
+    for url in dict.fromkeys((dist.airflow_db_url, dist.mlflow_db_url)):
+        if sessions := database_sessions(url):
+            problems.append(f"database {database_name(url)!r} on {_safe(url)} has "
+                            f"{len(sessions)} open sessions ({', '.join(sessions[:4])}"
+                            f"{', ...' if len(sessions) > 4 else ''})")
+    if workers := workers_answering(dist.broker_url, dist.key_prefix):
+        problems.append(f"Celery workers answer on {_safe(dist.broker_url)} with key prefix "
+                        f"{dist.key_prefix!r}: {', '.join(workers)}")
+    return problems
+
+
+def database_sessions(url: str) -> list[str]:
+    """Who else is connected to the database ``url`` names, as ``application@client``
+    (asked of the server's ``postgres`` database, so the question adds no session)."""
+    import psycopg
+
+    with psycopg.connect(_libpq(url, "postgres"), autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT coalesce(nullif(application_name, ''), usename, '?') || '@' || "
+            "coalesce(host(client_addr), 'local') FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (database_name(url),)).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def workers_answering(broker_url: str, key_prefix: str, timeout: float = 1.0) -> list[str]:
+    """The Celery workers that answer a ping on ``broker_url`` under ``key_prefix`` (Redis
+    ``global_keyprefix`` covers the broadcast channel too, so only that prefix's workers)."""
+    from celery import Celery
+
+    app = Celery(broker=broker_url, set_as_current=False)
+    if key_prefix:
+        app.conf.broker_transport_options = {"global_keyprefix": key_prefix}
+    try:
+        return sorted(name for reply in app.control.ping(timeout=timeout) for name in reply)
+    finally:
+        app.close()
+
+
 def ensure_database(url: str) -> bool:
     """Create the database ``url`` names unless it exists (True when created): the stack's
     databases are made on first start and kept across restarts."""
@@ -579,6 +645,11 @@ def worker_hostname() -> str:
     task instances show which of several workers on one machine ran them; the machine's name
     elsewhere. As a URL authority, ``name@host`` still reaches ``host``."""
     return os.environ.get("FRESH_SOLVER_WORKER_NAME") or socket.getfqdn()
+
+
+# Airflow imports this by name in every worker: the module's importable name, also when this
+# file runs as ``python -m fresh_solver.devstack`` (where ``__name__`` is ``__main__``).
+HOSTNAME_CALLABLE = f"{__spec__.name if __spec__ else __name__}.worker_hostname"
 
 
 def worker_layout(workers: int, cpus: set[int] | None = None) -> list[dict]:
@@ -679,6 +750,12 @@ def distributed_env(home: Path, dags_folder: Path, port: int, mlflow_url: str,
         "AIRFLOW__CELERY__RESULT_BACKEND": dist.result_backend,
         # Airflow's default (24 h), set so that it does not warn in every process.
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+        # A task whose worker machine died is failed (and retried) once its heartbeats stop
+        # for this long; Airflow's 300 s stalled a retune 5 minutes per lost worker. A live
+        # task's supervisor beats every 5 s (min_heartbeat_interval) from its own process, so
+        # even a worker whose cores CP-SAT fills keeps well inside 45 s.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "45",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
         "MLFLOW_TRACKING_URI": mlflow_url,
@@ -701,7 +778,7 @@ def start_worker(home: Path, env: dict, name: str, queue: str, concurrency: int,
     home = Path(home).resolve()
     hostname = f"{prefix}-{name}@{socket.gethostname()}"
     worker_env = env | {"FRESH_SOLVER_WORKER_NAME": hostname,
-                        "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname"}
+                        "AIRFLOW__CORE__HOSTNAME_CALLABLE": HOSTNAME_CALLABLE}
     service = Service(f"celery-{name}", "", 0, info={
         "celery_hostname": hostname, "queue": queue, "concurrency": concurrency,
         "cpus": cpus or sorted(os.sched_getaffinity(0))})
@@ -752,6 +829,8 @@ def start_distributed(home: Path, dags_folder: Path, airflow_port: int, mlflow_p
     problems = check_services(dist)
     if problems:
         raise ServiceUnavailable("; ".join(problems))
+    if conflicts := stack_conflicts(dist):
+        raise StackConflict("; ".join(conflicts))
     for url in (dist.airflow_db_url, dist.mlflow_db_url):
         ensure_database(url)
     layout = worker_layout(dist.workers) if not dist.worker_cpus else [
@@ -889,13 +968,15 @@ class AirflowAPI:
 
     def set_pool(self, name: str, slots: int, description: str = "") -> dict:
         """Create pool ``name`` with ``slots`` slots, or resize it if it exists."""
-        body = {"name": name, "slots": slots, "description": description}
+        # Airflow 3.3 requires include_deferred in the PATCH body too (422 without it).
+        body = {"name": name, "slots": slots, "description": description,
+                "include_deferred": False}
         try:
             return self._call("PATCH", f"/api/v2/pools/{self._q(name)}", body)
         except AirflowAPIError as e:
             if e.status != 404:
                 raise
-        return self._call("POST", "/api/v2/pools", body | {"include_deferred": False})
+        return self._call("POST", "/api/v2/pools", body)
 
     def unpause(self, dag_id: str) -> dict:
         """Unpause a DAG (new DAGs are paused by default, and runs of a paused DAG wait)."""
@@ -1045,7 +1126,8 @@ def _up_distributed(args, home: Path, dags: Path) -> int:
     started_at = time.monotonic()
     try:
         dist = Distributed.resolve(args.airflow_db_url, args.mlflow_db_url, args.broker_url,
-                                   args.workers, mlflow_auth=args.mlflow_auth)
+                                   args.workers, name=args.name, mlflow_auth=args.mlflow_auth,
+                                   worker_cpus=args.worker_cpus)
         home.mkdir(parents=True, exist_ok=True)
         started = start_distributed(home, dags, args.airflow_port, args.mlflow_port, dist,
                                     wait=False, timeout=args.timeout)
@@ -1053,6 +1135,11 @@ def _up_distributed(args, home: Path, dags: Path) -> int:
         wait_distributed(started, args.timeout)
     except ServiceUnavailable as e:
         print(f"error: {e}; {hint}", file=sys.stderr)
+        return 2
+    except StackConflict as e:
+        print(f"error: another stack runs on what stack {args.name!r} would use: {e}. Stop "
+              "it (make down with its FRESH_SOLVER_HOME), or give this one a name of its own: "
+              "make up-distributed STACK=<name> (--name); nothing was started", file=sys.stderr)
         return 2
     except BadSetting as e:
         print(f"error: {e}", file=sys.stderr)
@@ -1066,7 +1153,7 @@ def _up_distributed(args, home: Path, dags: Path) -> int:
         raise
     by_name = {s.name: s for s in started}
     mlflow, airflow = by_name["mlflow"], by_name["airflow"]
-    print(f"distributed stack up in {time.monotonic() - started_at:.0f} s (state: "
+    print(f"distributed stack {args.name!r} up in {time.monotonic() - started_at:.0f} s (state: "
           f"{home / STATE_FILE}, logs: {home / 'logs'})")
     print(f"  MLflow   {mlflow.url}   store {mlflow.info['store']}, artifacts proxied into "
           f"{home / 'server-artifacts'}")
@@ -1132,6 +1219,29 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cpu_sets(text: str) -> list[list[int]]:
+    """``'0 1-3,5'`` → ``[[0], [1, 2, 3, 5]]``: one CPU list per worker, as taskset writes
+    them (argparse type: a clear message, exit 2, for anything else)."""
+    try:
+        sets = [sorted({cpu for part in word.split(",")
+                        for cpu in _cpu_range(*map(int, part.split("-")))})
+                for word in text.split()]
+    except (TypeError, ValueError):
+        sets = []
+    if not sets:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: CPU sets separated by spaces, each a comma list of CPUs or ranges, "
+            "e.g. '0 1-3'")
+    return sets
+
+
+def _cpu_range(first: int, last: int | None = None) -> range:
+    last = first if last is None else last
+    if first < 0 or last < first:
+        raise ValueError(f"{first}-{last}")
+    return range(first, last + 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``up``/``down``/``status`` of the local stack (``make up``/``make down``)."""
     parser = argparse.ArgumentParser(prog="python -m fresh_solver.devstack",
@@ -1158,6 +1268,13 @@ def main(argv: list[str] | None = None) -> int:
                     "fresh_solver_mlflow); created if missing")
     up.add_argument("--broker-url", help="--distributed: Celery broker (default "
                     f"$FRESH_SOLVER_CELERY_BROKER_URL, else {DEFAULT_BROKER_URL})")
+    up.add_argument("--name", default=DEFAULT_STACK_NAME,
+                    help="--distributed: the stack's name, which makes its own databases "
+                         "(NAME_airflow, NAME_mlflow), Redis key prefix and worker names "
+                         f"(default {DEFAULT_STACK_NAME})")
+    up.add_argument("--worker-cpus", type=cpu_sets, metavar="SETS",
+                    help="--distributed: each trial worker's CPUs, e.g. '0 1-3' (one set per "
+                         "worker; default: the machine's CPUs split among them)")
     up.add_argument("--mlflow-auth", action="store_true",
                     help="--distributed: MLflow with access control (fresh-solver-auth app); "
                          "tasks log in as the service account, the admin promotes")

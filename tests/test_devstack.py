@@ -160,3 +160,47 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
     else:
         assert records["versions"] == [] and outcome["version"] is None
         assert "Nothing registered" in outcome["message"]
+
+
+def test_the_workers_hostname_callable_names_the_importable_module():
+    """Run as ``python -m fresh_solver.devstack`` (``make up-distributed``) the module is
+    ``__main__``; Airflow imports the callable by name in every worker, so it must name the
+    package module, as imported or as run."""
+    import importlib
+    import runpy
+
+    as_run = runpy.run_module("fresh_solver.devstack", run_name="__main__alike", alter_sys=True)
+    for name in (devstack.HOSTNAME_CALLABLE, as_run["HOSTNAME_CALLABLE"]):
+        module, _, attribute = name.rpartition(".")
+        assert getattr(importlib.import_module(module), attribute) is devstack.worker_hostname
+
+
+def test_a_stack_name_makes_its_own_databases_keys_and_workers():
+    dist = devstack.Distributed.resolve(environ={}, name="stack_b")
+    assert dist.airflow_db_url.endswith("/stack_b_airflow")
+    assert dist.mlflow_db_url.endswith("/stack_b_mlflow")
+    assert (dist.key_prefix, dist.worker_prefix) == ("stack_b:", "stack-b")
+    default = devstack.Distributed.resolve(environ={})
+    assert default.airflow_db_url.endswith("/fresh_solver_airflow")
+    assert default.key_prefix == "fresh_solver:"
+    for bad in ("Stack", "1stack", "a-b", "", "x" * 41):
+        with pytest.raises(devstack.BadSetting, match="stack name"):
+            devstack.Distributed.resolve(environ={}, name=bad)
+    with pytest.raises(devstack.BadSetting, match="one set per worker"):
+        devstack.Distributed.resolve(environ={}, workers=2, worker_cpus=[[0]])
+
+
+@pytest.mark.parametrize("text, sets", [("0 0,1", [[0], [0, 1]]), ("1-3,0", [[0, 1, 2, 3]]),
+                                        ("2 2", [[2], [2]])])
+def test_worker_cpu_sets_parse_as_taskset_writes_them(text, sets):
+    assert devstack.cpu_sets(text) == sets
+
+
+@pytest.mark.parametrize("text", ["", "a", "3-1", "-1", "0,,1 x"])
+def test_bad_worker_cpu_sets_are_refused_with_an_example(tmp_path, text):
+    done = subprocess.run([sys.executable, "-m", "fresh_solver.devstack", "--home",
+                           str(tmp_path), "up", "--distributed", "--worker-cpus", text],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--worker-cpus" in done.stderr and "e.g. '0 1-3'" in done.stderr
+    assert "Traceback" not in done.stderr and not any(tmp_path.iterdir())

@@ -1,10 +1,14 @@
-"""Distributed mode (issue 11): the retune DAG on Airflow's CeleryExecutor, PostgreSQL as
+"""Distributed mode (issues 11, 29): the retune DAG on Airflow's CeleryExecutor, PostgreSQL as
 metadata DB and Celery result backend, Redis as broker, two Celery trial workers, and the MLflow
-server on PostgreSQL with proxied artifacts (fresh_solver.devstack.start_distributed).
+server on PostgreSQL with proxied artifacts, started as the README says: `make up-distributed`.
 
-One stack and one DAG run serve the module (a run costs minutes on 2 cores). The two trial
-workers are pinned to unlike CPU sets (one CPU, two CPUs), so their fingerprints differ as two
-machines' would; MLflow runs with access control, the tasks as its service account. The
+One stack and one DAG run serve the module (a run costs minutes on 2 cores). The stack is
+started with `make up-distributed`, stopped with `make down` and started again on the kept
+databases (the restart a user makes), under a name of its own (STACK: its databases, Redis
+keys and worker names), with MLFLOW_AUTH=1 (the tasks run as MLflow's service account) and the
+two trial workers pinned to unlike CPU sets (WORKER_CPUS: one CPU, two CPUs), so their
+fingerprints differ as two machines' would. A second `make up-distributed` under the same name
+from another home is refused while the first runs. The
 run's one round maps four trials, two at a time (the pool holds the workers' two slots); once
 each worker has finished one, the worker running one of the next two is SIGKILLed with its
 whole session: the run must still succeed, the trial retried on the other worker, and every
@@ -45,12 +49,9 @@ CONF = {"template_id": "dist", "generator_scale": "small", "generator_seed": 3,
         "batch_size": 6, "trial_time_limit": 0.3, "estimator": "random", "race": 0,
         "validation_seeds": 3, "validation_time_limit": 0.3, "min_speedup": 0.1,
         "max_p_value": 1.0, "min_speedup_vs_production": 0.1, "quality_tolerance": 1.0}
+# The killed worker's task is failed and retried at the stack's own heartbeat timeout (45 s).
 ENV = {"FRESH_SOLVER_RETUNE_SCHEDULE": "none", "FRESH_SOLVER_RETRY_DELAY_S": "1",
-       "FRESH_SOLVER_RETUNE_ROUNDS": "1",
-       # A killed worker's task is failed (and retried) once it misses heartbeats this long.
-       "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
-       "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-       "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2"}
+       "FRESH_SOLVER_RETUNE_ROUNDS": "1"}
 
 
 def phase(timings: dict, name: str, started: float) -> float:
@@ -59,15 +60,32 @@ def phase(timings: dict, name: str, started: float) -> float:
     return time.monotonic()
 
 
+def make(target: str, home: Path, *variables: str, timeout: float = 420):
+    """``make TARGET VARIABLE=value ...`` in the checkout, as a user runs it, with the stack's
+    home and the test's retune settings in the environment."""
+    env = os.environ | ENV | {"FRESH_SOLVER_HOME": str(home)}
+    return subprocess.run(["make", "--no-print-directory", target, *variables], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def up_variables(name: str = TOKEN) -> list[str]:
+    cpus = sorted(os.sched_getaffinity(0))
+    worker_cpus = " ".join(",".join(map(str, c)) for c in (cpus[:1], cpus[:2]))
+    return [f"STACK={name}", f"MLFLOW_PORT={devstack.free_port()}",
+            f"AIRFLOW_PORT={devstack.free_port()}", "WORKERS=2", f"WORKER_CPUS={worker_cpus}",
+            "MLFLOW_AUTH=1"]
+
+
+def _made(done, what: str) -> None:
+    assert done.returncode == 0, f"{what} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """The distributed stack on free ports, its own databases and Redis key prefix; stopped by
-    session, databases dropped and keys deleted afterwards."""
-    cpus = sorted(os.sched_getaffinity(0))
-    dist = devstack.Distributed.resolve(
-        f"{PG}/{TOKEN}_airflow", f"{PG}/{TOKEN}_mlflow", environ={}, key_prefix=f"{TOKEN}:",
-        worker_prefix=TOKEN.replace("_", "-"), worker_cpus=[cpus[:1], cpus[:2]],
-        mlflow_auth=True)
+    """The distributed stack as a user starts it: `make up-distributed`, `make down`, `make
+    up-distributed` again on the kept databases; at the end `make down`, and the test's
+    databases and Redis keys deleted."""
+    dist = devstack.Distributed.resolve(environ={}, name=TOKEN, mlflow_auth=True)
     problems = devstack.check_services(dist)
     if problems:
         pytest.skip("distributed mode needs PostgreSQL (127.0.0.1:5432) and Redis "
@@ -75,22 +93,29 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("distributed") / "home"
     timings: dict[str, float] = {}
     started = time.monotonic()
-    services: list[devstack.Service] = []
     try:
-        services = devstack.start_distributed(home, ROOT / "dags", devstack.free_port(),
-                                              devstack.free_port(), dist, env_extra=ENV)
-        phase(timings, "stack up", started)
+        _made(make("up-distributed", home, *up_variables()), "make up-distributed")
+        started = phase(timings, "make up-distributed", started)
+        _made(make("down", home), "make down")
+        started = phase(timings, "make down", started)
+        _made(make("up-distributed", home, *up_variables()),
+              "make up-distributed again, on the kept databases")
+        phase(timings, "make up-distributed again", started)
+        services = devstack.read_state(home)
         yield {"services": services, "dist": dist, "home": home, "timings": timings}
     finally:
         stopping = time.monotonic()
-        devstack.stop(services, timeout=5)
+        services = devstack.read_state(home)
+        down = make("down", home)
         left = [s.name for s in services if devstack.alive(s)]
+        devstack.stop(services, timeout=5)  # whatever `make down` could not
         for url in (dist.airflow_db_url, dist.mlflow_db_url):
             devstack.drop_database(url)
         _delete_keys(dist.broker_url, dist.key_prefix)
-        phase(timings, "stack down, databases dropped", stopping)
+        phase(timings, "make down, databases dropped", stopping)
         print(f"[test_distributed] timings: {timings}")
-        assert not left, f"still running after stop: {left}"
+        assert down.returncode == 0 and not left, \
+            f"make down exited {down.returncode}, still running: {left}\n{down.stderr}"
 
 
 def _delete_keys(broker_url: str, prefix: str) -> None:
@@ -165,7 +190,9 @@ def retune(stack, tmp_path_factory):
                 ti = running[0]
                 victim = workers[ti["hostname"]]
                 devstack.send_signal(victim, signal.SIGKILL)
-                victim.popens[0].wait(timeout=30)
+                gone = time.monotonic() + 30  # not this process's child: `make` started it
+                while devstack.alive(victim) and time.monotonic() < gone:
+                    time.sleep(0.2)
                 killed = {"hostname": ti["hostname"], "map_index": ti["map_index"],
                           "try_number": ti["try_number"], "service": victim,
                           "after_s": round(time.monotonic() - started, 1)}
@@ -352,6 +379,20 @@ def test_trials_from_two_machines_flag_the_session(record, caplog):
     assert ids == sorted([fingerprint_id(), "0123456789ab"])
     assert record.client.get_run(record.run_id).data.tags[MIXED_TAG] == ",".join(ids)
     assert "measured on 2 machines" in caplog.text and "trials 1" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_second_stack_on_the_same_databases_and_queues_is_refused(stack, tmp_path):
+    other = tmp_path / "other-home"
+    done = make("up-distributed", other, *up_variables(TOKEN), timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "another stack runs on what stack" in done.stderr
+    assert f"{TOKEN}_airflow" in done.stderr and f"{TOKEN}_mlflow" in done.stderr
+    assert f"key prefix '{TOKEN}:'" in done.stderr  # its workers answer on the same queues
+    assert "STACK=<name>" in done.stderr and "Traceback" not in done.stderr
+    assert not (other / "stack.json").exists()
+    assert all(devstack.alive(s) for s in stack["services"])  # the first stack untouched
 
 
 def test_up_distributed_refuses_a_broker_that_does_not_answer(tmp_path):
