@@ -2,6 +2,9 @@
 
 route → prepare → start → (ask → trial × k → tell) × rounds → race → validate → register → notify
 
+The DAG unrolls the most rounds a run may take; a run whose budget takes fewer runs one ask
+past it, which skips, and the scheduler skips the rest without starting them.
+
 Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` with small
 JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
 tasks retry (with backoff) or move between workers safely. Trials run in the pool
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from fresh_solver.lifecycle.callbacks import fail_at_once_on_bad_input, on_task_failure
 from fresh_solver.lifecycle.pool import TRIAL_POOL, TRIAL_QUEUE
@@ -85,9 +88,13 @@ def fresh_solver_retune():
 
         return retune.start(plan, session_key=get_current_context()["run_id"])
 
+    # The first round past the budget skips here, before importing anything; the scheduler
+    # then skips every later round's tasks without running them.
     @task
     @_bad_input_fails_at_once
     def ask(plan: dict, tuning_run: str, round_: int) -> list[dict]:
+        if round_ >= plan["rounds"]:
+            raise AirflowSkipException(f"the trial budget takes {plan['rounds']} rounds")
         from fresh_solver.lifecycle import retune
 
         return retune.ask(plan, tuning_run, round_)
@@ -99,8 +106,7 @@ def fresh_solver_retune():
 
         return retune.evaluate(plan, tuning_run, item)
 
-    # A round past the budget maps no trial (skipped); a '*' run skips them all.
-    @task(trigger_rule="none_failed_min_one_success")
+    @task
     @_bad_input_fails_at_once
     def tell(plan: dict, tuning_run: str, round_: int, results) -> dict:
         from fresh_solver.lifecycle import retune
@@ -108,7 +114,8 @@ def fresh_solver_retune():
         return retune.tell(plan, tuning_run, round_,
                            [results[i] for i in range(len(results or []))])
 
-    @task(queue=TRIAL_QUEUE)
+    # The last round's tell is skipped when the budget ends earlier; a '*' run skips all.
+    @task(queue=TRIAL_QUEUE, trigger_rule="none_failed_min_one_success")
     @_bad_input_fails_at_once
     def race(plan: dict, tuning_run: str, last_round: dict) -> dict:
         from fresh_solver.lifecycle import retune

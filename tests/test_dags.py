@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from fresh_solver.lifecycle.settings import RETUNE_SETTINGS
+from fresh_solver.lifecycle.settings import RETUNE_SETTINGS, max_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS = ROOT / "dags"
 pytestmark = pytest.mark.timeout(600)
+ROUNDS = max_rounds()  # what the DAG file unrolls
 
 # A small, quick retune: small generated instances, short trials, no race.
 TINY = {"generator_scale": "small", "generator_seed": 3, "train_instances": 2,
@@ -188,7 +189,11 @@ def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_
     assert failures == [1]
     [retried] = [ti for ti in tis["trial_0"] if ti.map_index == 0]
     assert retried.try_number == 2 and retried.state == "success"
-    assert [ti.state for ti in tis["trial_2"]] == ["skipped"]  # past the budget
+    # Past the budget: the first ask skips at once, the rest never start.
+    assert [ti.state for ti in tis["ask_2"]] == ["skipped"]
+    for task_id in [f"{kind}_{r}" for r in range(2, ROUNDS) for kind in ("trial", "tell")] + \
+            [f"ask_{r}" for r in range(3, ROUNDS)]:
+        assert [(ti.state, ti.try_number) for ti in tis[task_id]] == [("skipped", 0)], task_id
 
     [session] = runs_of("fresh-solver/tuning/wired", "tags.fresh_solver.kind = 'tuning-session'")
     assert session.info.status == "FINISHED"

@@ -104,6 +104,7 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
         log.warning("retune %s: %s", template_id, warning)
     plan = {"template_id": template_id, "train": train, "held_out": held_out,
             "instance_set": instance_set, "held_out_set": held_out_set, "tuning": tuning,
+            "rounds": spec.rounds,
             "validation": validation, "warnings": warnings}
     log.info("retune %s: %d training and %d held-out instances (sets %s / %s), %d trials in "
              "%d rounds", template_id, len(train), len(held_out), instance_set, held_out_set,
