@@ -17,12 +17,17 @@ fails the run at its first task without retries. A reviewer promotes the Staging
 A run with ``template_id`` '*' (the scheduled weekly run) retunes nothing itself: it starts one
 run of this DAG for each template listed in ``retune_templates.toml`` beside this file (or the
 file ``FRESH_SOLVER_RETUNE_TEMPLATES`` names); ``max_active_runs=1`` queues them.
+
+Unpausing the DAG does not start a retune: Airflow then at once makes a run for the last
+scheduled time it missed (up to a week ago), and a scheduled run that starts more than an hour
+late skips every task and says why in ``route``'s log. Trigger a run to retune now.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -31,7 +36,12 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from fresh_solver.lifecycle.callbacks import fail_at_once_on_bad_input, on_task_failure
 from fresh_solver.lifecycle.pool import TRIAL_POOL, TRIAL_QUEUE
-from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, RETUNE_SETTINGS, max_rounds
+from fresh_solver.lifecycle.settings import (
+    EVERY_TEMPLATE,
+    RETUNE_SETTINGS,
+    max_rounds,
+    missed_run,
+)
 
 DAG_ID = "fresh_solver_retune"
 # Weekly unless FRESH_SOLVER_RETUNE_SCHEDULE gives another cron/preset, or "none" (manual only).
@@ -61,8 +71,13 @@ _bad_input_fails_at_once = fail_at_once_on_bad_input(AirflowFailException)
 )
 def fresh_solver_retune():
     @task.branch(retries=0)
-    def route() -> str:
-        every = get_current_context()["params"]["template_id"] == EVERY_TEMPLATE
+    def route() -> str | None:
+        context = get_current_context()
+        run = context["dag_run"]
+        if reason := missed_run(run.run_type, run.run_after, datetime.now(UTC)):
+            logging.getLogger("fresh_solver.lifecycle").warning("%s", reason)
+            return None  # skips every task
+        every = context["params"]["template_id"] == EVERY_TEMPLATE
         return "each_template" if every else "prepare"
 
     @task

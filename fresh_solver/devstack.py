@@ -990,6 +990,12 @@ class AirflowAPI:
                          {"logical_date": None, "conf": conf or {}})
         return run["dag_run_id"]
 
+    def dag_runs(self, dag_id: str, run_type: str | None = None) -> list[dict]:
+        """The DAG's runs (the first 100), of one ``run_type`` (``scheduled``, ``manual``...)
+        when given."""
+        query = f"?limit=100&run_type={self._q(run_type)}" if run_type else "?limit=100"
+        return self._call("GET", f"/api/v2/dags/{self._q(dag_id)}/dagRuns{query}")["dag_runs"]
+
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         """One run's record, whose ``state`` :meth:`wait` polls."""
         return self._call("GET", f"/api/v2/dags/{self._q(dag_id)}/dagRuns/{self._q(run_id)}")

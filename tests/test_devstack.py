@@ -107,13 +107,18 @@ def mlflow_records(home: Path) -> dict:
 @pytest.mark.timeout(600)
 def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
     """The project's own DAG folder on a real Airflow (scheduler, dag-processor, triggerer,
-    api-server; SQLite, LocalExecutor): triggered with a tiny budget, it finishes and leaves
-    one tuning session with its trials, and a version exactly when validation passed."""
+    api-server; SQLite, LocalExecutor). Unpaused on a schedule whose last time was two hours
+    ago, Airflow starts that missed run at once: it retunes nothing. Triggered with a tiny
+    budget, the DAG finishes and leaves one tuning session with its trials, and a version
+    exactly when validation passed."""
+    from datetime import UTC, datetime, timedelta
+
     home = tmp_path / "home"
     started = time.monotonic()
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
     service = devstack.start_airflow(home, ROOT / "dags", devstack.free_port(), env_extra={
-        "FRESH_SOLVER_RETUNE_SCHEDULE": "none", "FRESH_SOLVER_RETRY_DELAY_S": "1",
-        "FRESH_SOLVER_RETUNE_ROUNDS": "1"})
+        "FRESH_SOLVER_RETUNE_SCHEDULE": f"{two_hours_ago:%M %H} * * *",
+        "FRESH_SOLVER_RETRY_DELAY_S": "1", "FRESH_SOLVER_RETUNE_ROUNDS": "1"})
     try:
         up = time.monotonic() - started
         assert service.info["password_file"] == str(devstack.password_file(home))
@@ -121,6 +126,15 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
                                   devstack.airflow_password(home))
         api.wait_for_dag(DAG_ID, timeout=120)
         api.unpause(DAG_ID)
+        deadline = time.monotonic() + 90
+        while not (missed := api.dag_runs(DAG_ID, "scheduled")) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(missed) == 1, "unpausing made no scheduled run for the missed time"
+        assert api.wait(DAG_ID, missed[0]["dag_run_id"], timeout=120) == "success"
+        ran = {ti["task_id"]: (ti["state"], ti["try_number"])
+               for ti in api.task_instances(DAG_ID, missed[0]["dag_run_id"])}
+        assert ran.pop("route") == ("success", 1)
+        assert set(ran.values()) == {("skipped", 0)}, ran  # nothing else even started
         run_id = api.trigger(DAG_ID, TINY)
         state = api.wait(DAG_ID, run_id, timeout=420, poll=1.0)
         logs = "\n".join(f"--- {r['log']}\n{devstack._tail(r['log'], 20)}"

@@ -99,3 +99,22 @@ def test_the_trial_pool_never_lets_trials_share_cores(tmp_path: Path) -> None:
     space = tmp_path / "space.toml"
     space.write_text("[cp_sat.num_workers]\nkind = 'integer'\nlow = 1\nhigh = 2\n")
     assert pool.trial_pool_slots(16, str(space)) == 8
+
+
+def test_a_scheduled_run_that_starts_late_is_a_missed_one_and_retunes_nothing():
+    """Unpausing the weekly DAG makes Airflow start a run for the last Sunday at once; that
+    run (hours or days late) must not spend the full budget the user never asked for, while a
+    scheduler that came back within the grace still runs the week's retune."""
+    from datetime import UTC, datetime, timedelta
+
+    from fresh_solver.lifecycle.settings import MISSED_RUN_GRACE, missed_run
+
+    sunday = datetime(2026, 11, 29, tzinfo=UTC)
+    reason = missed_run("scheduled", sunday, sunday + timedelta(days=3, hours=5))
+    assert reason.startswith("the scheduled run for 2026-11-29 00:00 UTC starts 3 d 5 h late")
+    assert "retunes nothing" in reason and "trigger one" in reason
+    assert missed_run("scheduled", sunday, sunday + MISSED_RUN_GRACE) is None
+    assert missed_run("scheduled", sunday, sunday + timedelta(minutes=1)) is None
+    for run_type in ("manual", "asset_triggered", "backfill"):
+        assert missed_run(run_type, sunday, sunday + timedelta(days=6)) is None
+    assert missed_run("scheduled", None, sunday) is None
