@@ -259,3 +259,44 @@ def test_a_version_whose_parameters_file_is_gone_is_refused_not_fatal(
     ui_alias(registry, tid, str(gone.version))
     decision = registry.serving(tid)
     assert decision.version == good and "gone" in decision.refused[0]
+
+
+def test_a_copy_made_by_mlflows_promote_model_button_is_followed_to_its_original(
+        registry: ParameterRegistry, tid: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """MLflow 3's "Promote model" copies a version (copy_model_version: the same run, source
+    models:/NAME/VERSION). Given the alias, the copy is judged on its original's evidence and
+    file; no command ends in a traceback on it (before: IsADirectoryError everywhere)."""
+    from tests.test_registry import cli
+
+    [good] = promoted(registry, tid, n=1)
+    copy = registry.client.copy_model_version(f"models:/{model_name(tid)}/{good}",
+                                              model_name(tid))
+    assert copy.source == f"models:/{model_name(tid)}/{good}"
+    ui_alias(registry, tid, str(copy.version))
+    decision = registry.serving(tid)
+    assert decision.version == str(copy.version) and not decision.refused
+    assert registry.load_config(tid, copy.version) == registry.load_config(tid, good)
+    production.clear_cache()
+    assert production.refresh(tid).source.endswith(f"/{copy.version}")
+    production.wait_for_refreshes()
+    for argv in (["registry", "show", tid, "--json"], ["registry", "reconcile", tid]):
+        code, out, err = cli(capsys, *argv)
+        assert code == 0 and "Traceback" not in err, err
+    assert str(json.loads(cli(capsys, "registry", "show", tid, "--json")[1])["serving"]) == \
+        str(copy.version)
+
+
+def test_a_chain_of_model_links_that_loops_is_refused_not_followed_forever() -> None:
+    looped = "models:/fresh-solver-x/2"
+    with pytest.raises(FileNotFoundError, match="model copies in a row"):
+        ev.file_source(_LoopingClient(looped), looped)
+
+
+class _LoopingClient:
+    """Every version a link names links back to itself."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def get_model_version(self, name, version):
+        return type("MV", (), {"source": self.source})()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,12 +138,36 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# A version made by MLflow's "Promote model" button (copy_model_version) keeps its original's
+# run and points at it: source models:/NAME/VERSION (or models:/NAME@ALIAS).
+_MODEL_LINK = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?")
+MAX_LINKS = 5
+
+
+def file_source(client, source: str) -> str:
+    """Where a version's ``parameters.json`` really is: a copy's ``models:/`` source followed
+    to the version it was copied from (and on, for a copy of a copy). FileNotFoundError for a
+    chain longer than :data:`MAX_LINKS` (a loop)."""
+    for _ in range(MAX_LINKS + 1):
+        link = _MODEL_LINK.fullmatch(source)
+        if link is None:
+            return source
+        if link["version"]:
+            source = client.get_model_version(link["name"], link["version"]).source
+        else:
+            source = client.get_model_version_by_alias(link["name"], link["alias"]).source
+    raise FileNotFoundError(f"{source}: more than {MAX_LINKS} model copies in a row")
+
+
 def download_text(client, source: str) -> str:
-    """The text of a version's ``parameters.json`` (from its fixed ``source``)."""
+    """The text of a version's ``parameters.json`` (from its fixed ``source``, followed to the
+    original when the version is a copy). FileNotFoundError when it is not there."""
     import mlflow.artifacts
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=source, dst_path=tmp,
-            tracking_uri=client._tracking_client.tracking_uri)
-        return Path(path).read_text()
+        path = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=file_source(client, source), dst_path=tmp,
+            tracking_uri=client._tracking_client.tracking_uri))
+        if path.is_dir():  # a folder holding the set, as a copy of one would
+            path = path / "parameters.json"
+        return path.read_text()
