@@ -287,7 +287,9 @@ def _refresh(template_id: str) -> Resolved:
         except InputError as exc:
             resolved = _fallback(template_id, f"invalid parameter set ({exc.problems[0]})")
         except registry_errors() as exc:
-            resolved = _fallback(template_id, f"registry unreachable ({type(exc).__name__})")
+            from fresh_solver.registry.registry import registry_failure
+
+            resolved = _fallback(template_id, registry_failure(exc))
         else:
             if resolved.source.startswith("registry:"):
                 _remember(template_id, resolved)

@@ -250,6 +250,11 @@ def test_only_a_reviewer_records_a_validation_override(act_as, tid: str) -> None
     with pytest.raises(MlflowException):
         service.promote(tid, unvalidated, "mallory", override_validation=True)
     assert service.serving(tid).version is None
+    # the refused attempts left no RUNNING run that looks like an override under way
+    experiment = service.client.get_experiment_by_name(f"fresh-solver/validation/{tid}")
+    attempts = service.client.search_runs([experiment.experiment_id],
+                                          f"tags.mlflow.runName = 'override-v{unvalidated}'")
+    assert [r.info.status for r in attempts] == ["FAILED", "FAILED"]
     reviewer = act_as(REVIEWER)
     reviewer.promote(tid, unvalidated, REVIEWER[0], override_validation=True)
     assert reviewer.serving(tid).version == unvalidated
@@ -315,6 +320,21 @@ def test_the_loader_serves_production_and_cannot_write(server: str, act_as, tid:
     with pytest.raises(MlflowException) as refused:
         loader.client.set_tag(run, "note", "x")
     assert refused.value.get_http_status_code() == 403
+
+
+def test_a_refused_login_is_reported_as_one_not_as_an_unreachable_registry(
+        server: str, act_as, tid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fresh_solver.operations.checks import HealthChecker
+
+    version = validated_version(act_as(SERVICE), tid, 1)
+    promote_in_the_ui(server, tid, version)
+    monkeypatch.setenv("FRESH_SOLVER_MONITOR", "0")
+    act_as((LOADER[0], "not-the-password"))
+    resolved = production.refresh(tid)
+    assert resolved.source.startswith("fallback:registry refused the login (401): check "
+                                      "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    message = HealthChecker().check_registry().message
+    assert message.startswith("registry refused the login (401)"), message
 
 
 def test_setting_up_accounts_again_changes_passwords_only(server: str, credentials: Path,

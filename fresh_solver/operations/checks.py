@@ -245,8 +245,9 @@ class HealthChecker:
         try:
             templates = registry_verdicts()
         except registry_errors() as exc:
-            return _Verdict(CRITICAL, f"registry unreachable: {type(exc).__name__}: "
-                            f"{str(exc)[:200]}")
+            from fresh_solver.registry.registry import registry_failure
+
+            return _Verdict(CRITICAL, f"{registry_failure(exc)}: {str(exc)[:200]}")
         self._templates = templates
         self._baselines = {t: v["performance_baseline_s"] for t, v in templates.items()
                            if v.get("performance_baseline_s")}
@@ -357,7 +358,9 @@ class HealthChecker:
             templates = self._templates if self._templates is not None \
                 else registry_verdicts()
         except registry_errors() as exc:
-            return _Verdict(UNKNOWN, f"registry unreachable: {type(exc).__name__}")
+            from fresh_solver.registry.registry import registry_failure
+
+            return _Verdict(UNKNOWN, registry_failure(exc))
         slow = {t: v["speedup_factor"] for t, v in templates.items()
                 if v.get("speedup_factor") is not None and v["speedup_factor"] < 1.0}
         unvalidated = [t for t, v in templates.items() if v.get("serving")

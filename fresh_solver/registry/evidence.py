@@ -19,6 +19,7 @@ with a reason that says so: re-validate them or promote with an override.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -125,7 +126,14 @@ def record_override(client, template_id: str, version: str, content_hash: str,
         "mlflow.runName": f"override-v{version}", "template_id": template_id})
     params = {**verdict_params(template_id, OVERRIDE, content_hash), MODEL_VERSION: version,
               OVERRIDE_BY: by, "path": path}
-    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    try:  # with access control only a reviewer may log these params
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    except BaseException:
+        # A refused override leaves a FAILED run with no verdict (it counts for nothing),
+        # not a RUNNING one that looks like an override under way.
+        with contextlib.suppress(Exception):
+            client.set_terminated(run.info.run_id, "FAILED")
+        raise
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 

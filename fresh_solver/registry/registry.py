@@ -458,6 +458,18 @@ def _alias_collision(exc: Exception) -> bool:
                                   "IntegrityError"))
 
 
+def registry_failure(exc: Exception) -> str:
+    """How a failed registry call reads to an operator: a refused login or permission (401,
+    403: the account, its password, its grants) is not a registry that is down."""
+    code = getattr(exc, "error_code", None)
+    if code == "UNAUTHENTICATED":
+        return ("registry refused the login (401): check MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD")
+    if code == "PERMISSION_DENIED":
+        return "registry refused access (403): this account may not read the model"
+    return f"registry unreachable ({type(exc).__name__})"
+
+
 def _denied(exc: Exception) -> bool:
     """MLflow's access control refusing a request (see :meth:`ParameterRegistry.alias_version`)."""
     return getattr(exc, "error_code", None) == "PERMISSION_DENIED"
