@@ -1248,6 +1248,20 @@ def _cpu_range(first: int, last: int | None = None) -> range:
     return range(first, last + 1)
 
 
+def cmd_ensure_database(args) -> int:
+    """Create the PostgreSQL database a store URL names unless it exists (for
+    ``mlflow_config/start_server.sh``: MLflow retries a missing database forever)."""
+    try:
+        created = ensure_database(args.url)
+    except (ServiceUnavailable, BadSetting) as e:
+        print(f"error: {e}; create it yourself, or name one that exists", file=sys.stderr)
+        return 2
+    name = database_name(args.url)
+    print(f"created database {name!r} on {_safe(args.url)}" if created
+          else f"database {name!r} exists on {_safe(args.url)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """``up``/``down``/``status`` of the local stack (``make up``/``make down``)."""
     parser = argparse.ArgumentParser(prog="python -m fresh_solver.devstack",
@@ -1287,8 +1301,12 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument("--timeout", type=float, default=20.0, help="seconds before SIGKILL")
     sub.add_parser("status", help="show what runs")
+    ensure = sub.add_parser("ensure-database",
+                            help="create a PostgreSQL store's database unless it exists")
+    ensure.add_argument("url", help="the store's URL, e.g. postgresql://user@host:5432/mlflow")
     args = parser.parse_args(argv)
-    return {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command](args)
+    return {"up": cmd_up, "down": cmd_down, "status": cmd_status,
+            "ensure-database": cmd_ensure_database}[args.command](args)
 
 
 if __name__ == "__main__":

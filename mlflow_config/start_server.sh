@@ -26,6 +26,13 @@ store="${MLFLOW_BACKEND_STORE_URI:-sqlite:///$home/mlflow-server.db}"
 # archiving on promotion fails ("operator does not exist: integer <> character varying").
 store="${store/#postgresql:\/\//postgresql+psycopg2://}"
 mkdir -p "$home/server-artifacts"
+# MLflow retries a PostgreSQL database that does not exist forever: create it (or say why not).
+python="$(dirname "$mlflow")/python"
+for url in "$store" "${MLFLOW_AUTH_DATABASE_URI:-}"; do
+  if [[ "$url" == postgresql* ]]; then
+    "$python" -m fresh_solver.devstack ensure-database "$url" || exit 2
+  fi
+done
 # One worker and no job execution: ready in ~13 s at ~0.5 GB instead of ~40 s and ~2 GB.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 app=()
@@ -55,7 +62,7 @@ INI
   # worker failing at that stops the server with MLflow's error; several would be restarted
   # in a loop, so then do it once here first (it costs an MLflow import, ~10 s).
   if (( ${MLFLOW_WORKERS:-1} > 1 )); then
-    "$(dirname "$mlflow")/python" -c \
+    "$python" -c \
       'from mlflow.server.auth import bootstrap_admin_user; bootstrap_admin_user()'
   fi
   app=(--app-name fresh-solver-auth)

@@ -32,13 +32,15 @@ def admin_engine() -> Iterator:
 
 
 @contextmanager
-def database(admin, name: str) -> Iterator[str]:
-    """A new, empty database ``name``; yields its URL's tail (``127.0.0.1:5432/<name>``, for
-    the caller's driver prefix) and drops it after, whoever is still connected."""
+def database(admin, name: str, create: bool = True) -> Iterator[str]:
+    """A new, empty database ``name`` (with ``create=False`` only its name, for what is
+    under test to create); yields its URL's tail (``127.0.0.1:5432/<name>``, for the caller's
+    driver prefix) and drops it after, whoever is still connected."""
     import sqlalchemy as sa
 
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    if create:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgres@127.0.0.1:5432/{name}"
     finally:

@@ -45,9 +45,10 @@ _ids = itertools.count()
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    """A new PostgreSQL database for the server's store and users; dropped after."""
+    """The name of a PostgreSQL database for the server's store and users, which
+    start_server.sh creates (as it must for a user); dropped after."""
     with postgres.admin_engine() as admin, postgres.database(
-            admin, f"fs_access_{os.getpid()}_{uuid.uuid4().hex[:6]}") as tail:
+            admin, f"fs_access_{os.getpid()}_{uuid.uuid4().hex[:6]}", create=False) as tail:
         # psycopg2 for MLflow's store: its archiving query fails under psycopg 3 (pyproject)
         yield f"postgresql+psycopg2://{tail}"
 

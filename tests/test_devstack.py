@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,25 @@ def test_bad_worker_cpu_sets_are_refused_with_an_example(tmp_path, text):
     assert done.returncode == 2
     assert "--worker-cpus" in done.stderr and "e.g. '0 1-3'" in done.stderr
     assert "Traceback" not in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_ensure_database_creates_once_and_says_so(tmp_path):
+    """What mlflow_config/start_server.sh runs before MLflow, which would retry a missing
+    PostgreSQL database forever."""
+    problems = devstack.check_postgres(devstack.DEFAULT_PG_SERVER + "/postgres")
+    if problems:
+        pytest.skip(f"needs PostgreSQL on 127.0.0.1:5432: {problems}")
+    url = f"{devstack.DEFAULT_PG_SERVER}/fs_ensure_{uuid.uuid4().hex[:8]}"
+    try:
+        first = devstack_cli(tmp_path, "ensure-database", url)
+        again = devstack_cli(tmp_path, "ensure-database", url)
+    finally:
+        devstack.drop_database(url)
+    assert first.returncode == 0 and first.stdout.startswith("created database 'fs_ensure_")
+    assert again.returncode == 0 and " exists on " in again.stdout
+    closed = devstack.free_port()
+    refused = devstack_cli(tmp_path, "ensure-database",
+                           f"postgresql://postgres@127.0.0.1:{closed}/x")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("error: cannot create database 'x'")
+    assert "create it yourself" in refused.stderr
