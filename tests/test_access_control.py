@@ -323,6 +323,73 @@ def test_the_loader_serves_production_and_cannot_write(server: str, act_as, tid:
     assert refused.value.get_http_status_code() == 403
 
 
+# role x verb: the HTTP status each account gets (mlflow_config/README.md prints this table).
+ROLES = {"service": SERVICE, "loader": LOADER, "reviewer": REVIEWER, "admin": ADMIN}
+VERBS = {  # verb: (method, endpoint, body from the scratch resources, {role: status})
+    "read a model's versions": ("GET", "/api/2.0/mlflow/registered-models/get?name={model}",
+                                None, dict.fromkeys(ROLES, 200)),
+    "search runs": ("POST", "/api/2.0/mlflow/runs/search",
+                    lambda r: {"experiment_ids": [r["experiment"]]}, dict.fromkeys(ROLES, 200)),
+    "create an experiment": ("POST", "/api/2.0/mlflow/experiments/create",
+                             lambda r: {"name": f"{r['model']}-new-experiment"},
+                             {"service": 200, "loader": 403, "reviewer": 200, "admin": 200}),
+    "create a registered model": ("POST", "/api/2.0/mlflow/registered-models/create",
+                                  lambda r: {"name": f"{r['model']}-new-model"},
+                                  {"service": 200, "loader": 403, "reviewer": 200,
+                                   "admin": 200}),
+    "log to a run": ("POST", "/api/2.0/mlflow/runs/log-parameter",
+                     lambda r: {"run_id": r["run"], "key": "note", "value": "x"},
+                     {"service": 200, "loader": 403, "reviewer": 200, "admin": 200}),
+    "tag a version": ("POST", "/api/2.0/mlflow/model-versions/set-tag",
+                      lambda r: {"name": r["model"], "version": "1", "key": "note",
+                                 "value": "x"},
+                      {"service": 200, "loader": 403, "reviewer": 200, "admin": 200}),
+    "move a version to Staging": ("POST", "/api/2.0/mlflow/model-versions/transition-stage",
+                                  lambda r: {"name": r["model"], "version": "1",
+                                             "stage": "Staging",
+                                             "archive_existing_versions": False},
+                                  {"service": 200, "loader": 403, "reviewer": 200,
+                                   "admin": 200}),
+    "delete a run": ("POST", "/api/2.0/mlflow/runs/delete", lambda r: {"run_id": r["run"]},
+                     {"service": 403, "loader": 403, "reviewer": 403, "admin": 200}),
+    "delete a version": ("DELETE", "/api/2.0/mlflow/model-versions/delete",
+                         lambda r: {"name": r["model"], "version": "1"},
+                         {"service": 403, "loader": 403, "reviewer": 403, "admin": 200}),
+    "delete a registered model": ("DELETE", "/api/2.0/mlflow/registered-models/delete",
+                                  lambda r: {"name": r["model"]},
+                                  {"service": 403, "loader": 403, "reviewer": 403,
+                                   "admin": 200}),
+    "rename a registered model": ("POST", "/api/2.0/mlflow/registered-models/rename",
+                                  lambda r: {"name": r["model"], "new_name": f"{r['model']}-b"},
+                                  {"service": 403, "loader": 403, "reviewer": 403,
+                                   "admin": 200}),
+}
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+@pytest.mark.parametrize("role", list(ROLES))
+def test_each_account_may_do_what_its_role_says(server: str, act_as, tid: str, role: str,
+                                                verb: str) -> None:
+    """Scratch resources the service account made (as a retune does: an experiment, a run,
+    a model with one version), then one request as ``role``."""
+    service = act_as(SERVICE)
+    model = f"scratch-{tid}-{role}"
+    experiment = service.client.create_experiment(model)
+    run = service.client.create_run(experiment).info.run_id
+    service.client.create_registered_model(model)
+    source = service.client.get_run(run).info.artifact_uri + "/parameters.json"
+    service.client.create_model_version(model, source, run_id=run)
+    resources = {"model": model, "experiment": experiment, "run": run}
+    method, endpoint, body, expected = VERBS[verb]
+    status, answer = call(server, method, endpoint.format(model=model),
+                          body(resources) if body else None, ROLES[role])
+    assert status == expected[role], (role, verb, answer)
+    if role == "loader" and verb.startswith("create"):  # basic-auth alone lets anyone create
+        assert "may only read" in answer["message"]
+    if role == "service" and verb.startswith(("delete", "rename")):  # MANAGE as the creator
+        assert "only an MLflow admin may delete or rename" in answer["message"]
+
+
 def test_a_refused_login_is_reported_as_one_not_as_an_unreachable_registry(
         server: str, act_as, tid: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from fresh_solver.operations.checks import HealthChecker

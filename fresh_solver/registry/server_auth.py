@@ -25,6 +25,18 @@ a non-reviewer may *mirror* a decision already made, i.e. give a version the sec
 Production when it already holds the first (stage Production for a version holding the alias,
 the alias for a version in stage Production). That never makes a new version Production.
 
+Two more rules make the accounts mean what they say (``mlflow_config/README.md`` has the table
+of role × verb, each row a test in ``tests/test_access_control.py``):
+
+- **The loader account only reads** (``fresh-solver-loader``): every request that is not a
+  read (GET/HEAD, or one of the POST searches) is refused, whatever basic-auth's per-resource
+  permissions say (a creator gets MANAGE on what it creates, so it could otherwise create
+  experiments and models and then write to them).
+- **Only an admin deletes or renames** experiments, runs, registered models, model versions
+  and logged models: the evidence behind what is served lives in runs and versions, and the
+  DAGs never delete. A service account or a reviewer that could delete a validation run could
+  strand a served set without its evidence.
+
 Refusals are MLflow errors (HTTP 403, ``PERMISSION_DENIED``), so clients raise an
 ``MlflowException`` that names the rule.
 """
@@ -39,6 +51,18 @@ from flask import Flask, Response, request
 log = logging.getLogger("fresh_solver.server_auth")
 
 REVIEWERS_ENV = "FRESH_SOLVER_REVIEWERS"
+# fresh_solver.registry.accounts.LOADER_USER (that module is not imported per request).
+LOADER_USER = "fresh-solver-loader"
+# The POST endpoints (MLflow's view-function names) that only read.
+READ_POSTS = frozenset({
+    "_search_runs", "_search_experiments", "_search_logged_models", "_search_traces_v3",
+    "_search_evaluation_datasets_handler", "_search_issues", "_search_prompt_optimization_jobs",
+    "serve_search_datasets", "_get_latest_versions", "_batch_get_trace_infos", "_graphql",
+    "_query_trace_metrics", "_calculate_trace_filter_correlation", "serve_post_ui_telemetry"})
+# What only an admin may do: deleting or renaming what serving's evidence lives in.
+ADMIN_ONLY = frozenset({
+    "_delete_experiment", "_delete_run", "_delete_registered_model", "_delete_model_version",
+    "_delete_logged_model", "_rename_registered_model"})
 # fresh_solver.registry.registry.ALIAS; not imported from there because that module imports
 # OR-Tools (seconds per server worker). tests/test_access_control.py checks they agree.
 ALIAS = "production"
@@ -59,6 +83,10 @@ def create_app(app: Flask | None = None):
     # MLflow's own wrapper turns a raised MlflowException into its JSON error response.
     flask_app.before_request(catch_mlflow_exception(require_reviewer))
     return served
+
+
+def _is_read() -> bool:
+    return request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint in READ_POSTS
 
 
 def reviewers() -> set[str]:
@@ -136,26 +164,45 @@ def _mirrors(model: str, version: str | None) -> bool:
 
 
 def _is_reviewer(username: str) -> bool:
+    return username in reviewers() or _is_admin(username)
+
+
+def _is_admin(username: str) -> bool:
     from mlflow.server.auth import store
 
-    return username in reviewers() or store.get_user(username).is_admin
+    return store.get_user(username).is_admin
 
 
 def require_reviewer() -> Response | None:
     """The before-request hook: None lets the request through; a refusal raises an
     MlflowException (PERMISSION_DENIED, HTTP 403) naming the rule. A request it cannot read
-    raises MLflow's usual error (the handler would have refused the same request)."""
+    raises MLflow's usual error (the handler would have refused the same request). Reads
+    pass at once: every rule here is about writes."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
-    from mlflow.server.auth import authenticate_request
+    from mlflow.server.auth import authenticate_request, is_unprotected_route
 
-    promotion = _promotion()
-    if promotion is None:
+    if _is_read() or is_unprotected_route(request.path):  # basic-auth lets the latter pass
         return None
     authorization = authenticate_request()
     if isinstance(authorization, Response):  # basic-auth let it through: not expected
         return authorization
     username = authorization.username
+    if username == LOADER_USER:
+        log.warning("refused: %s may only read (%s %s)", username, request.method,
+                    request.path)
+        raise MlflowException(f"fresh-solver: {LOADER_USER!r} is the production loader's "
+                              f"account and may only read; {request.method} {request.path} "
+                              "writes", error_code=PERMISSION_DENIED)
+    if request.endpoint in ADMIN_ONLY and not _is_admin(username):
+        log.warning("refused: %s may not %s (not an admin)", username, request.path)
+        raise MlflowException(f"fresh-solver: only an MLflow admin may delete or rename "
+                              f"experiments, runs, models and versions (the evidence of what "
+                              f"is served); {username!r} is not one ({request.path})",
+                              error_code=PERMISSION_DENIED)
+    promotion = _promotion()
+    if promotion is None:
+        return None
     what, model, version = promotion
     if _is_reviewer(username) or _mirrors(model, version):
         return None
