@@ -865,7 +865,8 @@ def start_distributed(home: Path, dags_folder: Path, airflow_port: int, mlflow_p
                                timeout=timeout)
         airflow.info |= {"executor": "CeleryExecutor", "trial_pool": slots,
                          "metadata_db": _safe(dist.airflow_db_url),
-                         "broker": _safe(dist.broker_url)}
+                         "broker": _safe(dist.broker_url),
+                         "broker_cleanup": {"url": dist.broker_url, "prefix": dist.key_prefix}}
         mlflow.info |= {"store": _safe(dist.mlflow_db_url)}
         started.insert(1, airflow)
         if wait:
@@ -1054,8 +1055,26 @@ def read_state(home: Path) -> list[Service]:
 def write_state(home: Path, services: list[Service]) -> Path:
     """Record running services so ``down``/``status`` in another process find them."""
     path = Path(home) / STATE_FILE
-    path.write_text(json.dumps({"services": [s.to_json() for s in services]}, indent=2) + "\n")
+    # Owner-only: a distributed stack's record holds the broker URL (its password, if any).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps({"services": [s.to_json() for s in services]}, indent=2) + "\n")
     return path
+
+
+def drop_unacknowledged(broker_url: str, key_prefix: str) -> int:
+    """Delete a stopped stack's unacknowledged task messages from Redis (what a killed worker
+    held; redelivered after the 24 h visibility timeout otherwise, to be refused as stale) and
+    return how many there were. Only for Redis; only under the stack's key prefix."""
+    if urllib.parse.urlsplit(broker_url).scheme not in ("redis", "rediss"):
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=3, socket_timeout=3)
+    held = client.hlen(f"{key_prefix}unacked")
+    client.delete(*(f"{key_prefix}{key}" for key in ("unacked", "unacked_index",
+                                                      "unacked_mutex")))
+    return held
 
 
 def _home(value: str | None) -> Path:
@@ -1193,6 +1212,18 @@ def cmd_down(args) -> int:
         return 1
     (home / STATE_FILE).unlink(missing_ok=True)
     print("stopped: " + ", ".join(s.name for s in services))
+    for cleanup in (s.info["broker_cleanup"] for s in services if "broker_cleanup" in s.info):
+        import redis
+
+        try:
+            dropped = drop_unacknowledged(cleanup["url"], cleanup["prefix"])
+        except redis.RedisError as exc:
+            print(f"warning: the broker's unacknowledged messages were not dropped: {exc}",
+                  file=sys.stderr)
+            continue
+        if dropped:
+            print(f"dropped {dropped} unacknowledged task messages (a killed worker's) from "
+                  "the broker")
     return 0
 
 

@@ -109,6 +109,10 @@ def stack(tmp_path_factory):
         down = make("down", home)
         left = [s.name for s in services if devstack.alive(s)]
         devstack.stop(services, timeout=5)  # whatever `make down` could not
+        import redis
+
+        unacked = list(redis.Redis.from_url(dist.broker_url).scan_iter(
+            match=f"{dist.key_prefix}unacked*"))  # the killed worker's message, if any
         for url in (dist.airflow_db_url, dist.mlflow_db_url):
             devstack.drop_database(url)
         _delete_keys(dist.broker_url, dist.key_prefix)
@@ -116,6 +120,7 @@ def stack(tmp_path_factory):
         print(f"[test_distributed] timings: {timings}")
         assert down.returncode == 0 and not left, \
             f"make down exited {down.returncode}, still running: {left}\n{down.stderr}"
+        assert unacked == [], f"make down left {unacked} in the broker\n{down.stdout}"
 
 
 def _delete_keys(broker_url: str, prefix: str) -> None:
