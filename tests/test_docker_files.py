@@ -764,3 +764,30 @@ def test_the_mlflow_auth_app_dependencies_are_locked():
     except metadata.PackageNotFoundError:
         pytest.fail("Flask-WTF is not installed: `mlflow server --app-name` with basic-auth "
                     "fails with 'requires the Flask-WTF package'")
+
+
+# Which services may hold each secret: the ones that use it, no more.
+SECRET_HOLDERS = {
+    "SERVICE_ACCOUNT_PASSWORD": {"airflow-worker", "airflow-trial-worker", "mlflow-accounts"},
+    "LOADER_ACCOUNT_PASSWORD": {"fresh-solver-serve", "mlflow-accounts"},
+    "DB_PASSWORD_OPS": {"airflow-worker", "airflow-trial-worker", "fresh-solver-serve",
+                        "postgres"},
+}
+
+
+@pytest.mark.parametrize("secret", list(SECRET_HOLDERS))
+def test_each_secret_reaches_only_the_services_that_use_it(secret):
+    raw = (DOCKER / "compose.yaml").read_text()
+    # compose interpolates ${VAR}: resolve the file with a marker for the secret, then look
+    # for the marker in each service's environment and command.
+    marked = yaml.safe_load(re.sub(r"\$\{" + secret + r"(:[^}]*)?\}", "SECRET-MARK", raw))
+    holders = {name for name, service in marked["services"].items()
+               if "SECRET-MARK" in repr(service.get("environment", {}))}
+    assert holders == SECRET_HOLDERS[secret]
+
+
+def test_mlflow_allowed_hosts_come_from_the_env_file():
+    """A TLS reverse proxy under a real host name must be allowed without editing compose."""
+    assert "--allowed-hosts" not in services()["mlflow"]["command"]
+    hosts = services()["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"]
+    assert hosts.startswith("${MLFLOW_SERVER_ALLOWED_HOSTS:-mlflow,")

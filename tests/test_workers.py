@@ -72,3 +72,48 @@ def test_cp_sat_gets_the_count_solve_reports(two_cores: None,
     result = solve(generate_family("small", 0), time_limit=5)
     (solver, given), = seen
     assert given == {} and solver.parameters.num_workers == 8 == result.num_workers
+
+
+def _cgroup(tmp_path, path: str, limits: dict[str, str]):
+    """A cgroup v2 tree under tmp_path with ``cpu.max`` per folder, and a membership file."""
+    from pathlib import Path
+
+    root = tmp_path / "cgroup"
+    for folder, text in limits.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "cpu.max").write_text(text)
+    membership = tmp_path / "self-cgroup"
+    membership.write_text(f"1:cpu:/\n0::{path}\n")
+    return Path(root), membership
+
+
+@pytest.mark.parametrize("path, limits, quota", [
+    ("/", {"": "max 100000"}, None),  # a container without cpus:
+    ("/", {"": "250000 100000"}, 2.5),  # docker's cpus: 2.5
+    ("/app/worker", {"": "max 100000", "app": "150000 100000", "app/worker": "max 100000"},
+     1.5),  # the tightest ancestor's
+    ("/app/worker", {"app/worker": "400000 100000", "app": "200000 100000"}, 2.0),
+    ("/nowhere", {}, None),
+])
+def test_the_cgroup_cpu_quota_is_the_tightest_on_the_path(tmp_path, path, limits, quota):
+    from fresh_solver.cores import cgroup_cpu_quota
+
+    assert cgroup_cpu_quota(*_cgroup(tmp_path, path, limits)) == quota
+
+
+def test_a_cpu_quota_cuts_the_usable_cores_to_whole_ones(monkeypatch: pytest.MonkeyPatch):
+    from fresh_solver import cores
+
+    monkeypatch.setattr(cores.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for quota, usable in ((None, 4), (2.5, 2), (0.5, 1), (8.0, 4)):
+        monkeypatch.setattr(cores, "cgroup_cpu_quota", lambda q=quota: q)
+        assert cores.usable_cores() == usable
+
+
+def test_without_cgroup_v2_there_is_no_quota(tmp_path):
+    from fresh_solver.cores import cgroup_cpu_quota
+
+    membership = tmp_path / "self-cgroup"
+    membership.write_text("1:cpu:/\n4:memory:/x\n")  # cgroup v1 only, as on this machine
+    assert cgroup_cpu_quota(tmp_path, membership) is None
+    assert cgroup_cpu_quota(tmp_path, tmp_path / "absent") is None
