@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fresh_solver.background import DaemonExecutor
 from fresh_solver.errors import InputError
 from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
@@ -69,8 +70,9 @@ _cache: dict[str, Resolved] = {}  # what to serve (until it expires, then while 
 _last_good: dict[str, Resolved] = {}  # the last set the registry served, per template
 _refreshing: dict[str, Future] = {}  # at most one registry query in flight per template
 _lock = threading.Lock()  # guards the dicts above; never held while the registry is asked
-_refresher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fresh-solver-registry")
-_observer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fresh-solver-observe")
+# Daemon threads: a one-shot command exits without waiting for a registry that hangs.
+_refresher = DaemonExecutor(max_workers=4, name="fresh-solver-registry")
+_observer = DaemonExecutor(max_workers=1, name="fresh-solver-observe")
 _observations: list[Future] = []  # registry observations queued by resolutions
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import tempfile
 import threading
@@ -392,7 +393,39 @@ def test_the_first_resolution_waits_for_a_hung_server_only_its_budget(
         assert resolved.source.endswith(f"disk {source_of(tid, version)}")
         assert resolved.config == cfg
         assert production.get_solver_config(tid) is resolved  # later calls do not wait
+        # the refresh still waiting on the server cannot hold the process at exit
+        assert all(t.daemon for t in threading.enumerate()
+                   if t.name.startswith(("fresh-solver-registry", "fresh-solver-observe")))
     production.wait_for_refreshes(timeout=60)  # it gives up at MLflow's HTTP timeout
+
+
+@pytest.mark.timeout(120)
+def test_a_one_shot_production_solve_exits_without_waiting_for_a_hung_registry(
+        tmp_path: Path) -> None:
+    """The CLI prints within the budget and then exits: the refresh blocked on the registry
+    (here for up to MLflow's HTTP timeout, 100 s) is not joined at exit."""
+    import subprocess
+    import sys
+
+    from fresh_solver.model.generate import generate_family
+    from fresh_solver.model.problem import problem_to_dict
+
+    problem = tmp_path / "part.json"
+    problem.write_text(json.dumps(problem_to_dict(generate_family("small", 1,
+                                                                  template_id="part"))))
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        env = os.environ | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{hung.getsockname()[1]}",
+                            "MLFLOW_HTTP_REQUEST_TIMEOUT": "100",
+                            "FRESH_SOLVER_HOME": str(tmp_path / "home"),
+                            "FRESH_SOLVER_MONITOR": "0"}
+        done = subprocess.run([sys.executable, "-m", "fresh_solver.cli", "solve", str(problem),
+                               "--production", "part", "--time-limit", "1", "--json"],
+                              capture_output=True, text=True, env=env, timeout=60,
+                              cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["params_source"].startswith("fallback:registry slow")
 
 
 def test_a_bug_in_resolution_is_raised_not_served_as_a_fallback(
