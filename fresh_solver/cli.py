@@ -51,6 +51,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     config, source = SolverConfig(), "defaults"
     if args.params and args.production:
         raise InputError("give --params or --production, not both")
+    if args.production and args.production not in problem.template_by_id:
+        # Production sets are tuned per template, and the solve is recorded under this one.
+        raise InputError(f"--production {args.production}: {problem.name} has no template "
+                         f"{args.production!r} (its templates: "
+                         f"{', '.join(sorted(problem.template_by_id))})")
     if args.production:
         from fresh_solver import production
 

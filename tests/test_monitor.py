@@ -462,10 +462,12 @@ def test_buffer_overflow_drops_are_counted_and_stored_when_back(
 
 def test_cli_solve_production_is_recorded_for_another_process(
         tmp_path: Path, tracking_home: Path) -> None:
+    from fresh_solver.model.generate import generate_family
     from fresh_solver.model.problem import problem_to_dict
 
     problem = tmp_path / "problem.json"
-    problem.write_text(json.dumps(problem_to_dict(small_problem())))
+    problem.write_text(json.dumps(problem_to_dict(generate_family("small", 1,
+                                                                  template_id="cli-part"))))
     url = f"sqlite:///{tmp_path / 'cli-store' / 'operations.db'}"
     # The record reaches the store in the flush at exit; its budget (default 2 s) is raised
     # because this store is new (created at that flush) and the machine may be busy.

@@ -21,7 +21,7 @@ import pytest
 from fresh_solver import production
 from fresh_solver.cli import main
 from fresh_solver.errors import InputError
-from fresh_solver.model.generate import generate
+from fresh_solver.model.generate import generate_family
 from fresh_solver.model.problem import problem_to_dict
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry.registry import (
@@ -670,10 +670,20 @@ def test_cli_register_with_a_report_of_an_unknown_run(
 
 
 @pytest.fixture
-def problem_file(tmp_path: Path) -> Path:
+def problem_file(tmp_path: Path, tid: str) -> Path:
+    """A problem whose template is the test's template id (what --production names)."""
     path = tmp_path / "problem.json"
-    path.write_text(json.dumps(problem_to_dict(generate("family", "small", 1))))
+    path.write_text(json.dumps(problem_to_dict(generate_family("small", 1, template_id=tid))))
     return path
+
+
+def test_cli_solve_production_refuses_a_template_the_problem_lacks(
+        capsys: pytest.CaptureFixture[str], problem_file: Path, tid: str) -> None:
+    code, out, err = cli(capsys, "solve", str(problem_file), "--production", "part",
+                         "--time-limit", "0.3")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"--production part: family-small-1 has no template 'part' (its templates: {tid})" \
+        in err
 
 
 def test_cli_solve_production(capsys: pytest.CaptureFixture[str], registry: ParameterRegistry,
