@@ -80,14 +80,20 @@ def sqlite_file_lock(db: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# Tracking URIs whose server (or workspace) decides where artifacts go; any other store (a
+# database, a folder) would put them under ./mlruns in whatever directory a command runs from.
+_ARTIFACTS_DECIDED_ELSEWHERE = ("http://", "https://", "databricks")
+
+
 def experiment_id(mlflow_client, name: str) -> str:
-    """The id of experiment ``name``, created on first use (artifacts under the data folder
-    for the embedded SQLite store)."""
+    """The id of experiment ``name``, created on first use; its artifacts under the data
+    folder unless a server decides (DESIGN §6: never ``./mlruns`` in the caller's
+    directory, which MLflow picks for a database store the project did not create)."""
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
-    if "MLFLOW_TRACKING_URI" not in os.environ:
+    if not tracking_uri().startswith(_ARTIFACTS_DECIDED_ELSEWHERE):
         artifact_location = (home() / "artifacts").as_uri()
     return mlflow_client.create_experiment(name, artifact_location=artifact_location)
 

@@ -713,3 +713,26 @@ def test_cli_solve_refuses_params_and_production(capsys: pytest.CaptureFixture[s
                          str(params_file), "--time-limit", "0.3")
     assert code == 2
     assert "--params or --production" in err
+
+
+def test_a_database_store_the_user_names_gets_no_mlruns_in_the_callers_folder(
+        tmp_path: Path) -> None:
+    """With MLFLOW_TRACKING_URI=sqlite:///... (a store the project did not create), MLflow
+    would put artifacts under ./mlruns wherever the command runs; the project's experiments
+    keep them under FRESH_SOLVER_HOME (DESIGN §6)."""
+    import os
+    import subprocess
+    import sys
+
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"cp_sat": {"num_workers": 1}}))
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'user-store.db'}",
+                        "FRESH_SOLVER_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "fresh_solver.cli", "registry", "register",
+                           "mlruns-check", "--params", str(params), "--json"], cwd=caller,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert list(caller.iterdir()) == []
+    assert list((tmp_path / "home" / "artifacts").rglob("parameters.json"))
