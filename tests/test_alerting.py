@@ -680,3 +680,20 @@ def test_concurrent_evaluations_record_and_notify_an_alert_once(tmp_path, receiv
     assert errors == []
     assert len(managers[0].history()) == 1
     assert len(receiver.alerts) == 1
+
+
+def test_a_channel_added_through_the_documents_api_gets_the_documents_alert(
+        tmp_path, receiver):
+    """The source document: ``AlertManager()``, ``add_channel(AlertChannel(...))``, then
+    ``create_performance_alert(...)``: the added channel receives it (before, rules were
+    routed to the channels of the file when it loaded, so the added one got nothing)."""
+    from fresh_solver.operations.seed_alerting import AlertChannel
+
+    manager = AlertManager(load_config(None), db_url=_db(tmp_path), clock=Clock())
+    manager.add_channel(AlertChannel("team_hook", "webhook", {
+        "url": f"http://127.0.0.1:{receiver.port}/alerts", "secret_env": SECRET_ENV}))
+    alert = manager.create_performance_alert("bracket", current_time=6.0, baseline_time=3.0)
+    assert alert is not None and alert.severity == "critical"
+    [received] = receiver.alerts
+    assert received["name"] == "performance_degradation"
+    assert received["template_id"] == "bracket"

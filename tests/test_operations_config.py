@@ -98,7 +98,7 @@ def test_full_file_loads(tmp_path):
     degradation, errors = config.rules
     assert degradation.channels == ("oncall", "pager") and degradation.severity == "critical"
     assert degradation.repeat_interval_minutes == 120 and degradation.cooldown_minutes == 10
-    assert errors.channels == ("oncall", "team-slack", "pager", "log")  # default: all
+    assert errors.channels is None  # default: every channel configured when it fires
     assert errors.severity == "warning" and errors.repeat_interval_minutes == 60
     assert errors.cooldown_minutes == 15 and errors.template == "bracket*"
     assert errors.evaluate({"error_rate": 0.2, "template_id": "bracket-line"}) is False
@@ -111,7 +111,7 @@ def test_default_config_without_file(monkeypatch):
     assert isinstance(config, OperationsConfig) and config.source is None
     assert list(config.channels) == ["log"] and config.channels["log"].type == "log"
     assert [r.name for r in config.rules] == [r.name for r in DEFAULT_RULES]
-    assert all(r.channels == ("log",) for r in config.rules)
+    assert all(r.channels is None for r in config.rules)  # every channel, when they fire
     assert config.monitor.retention_hours == 168 and config.monitor.window_minutes == 60
     assert config.monitor.db_url is None
 

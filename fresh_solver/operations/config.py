@@ -49,7 +49,8 @@ class ChannelConfig:
 @dataclass(frozen=True)
 class OperationsConfig:
     """The whole file. ``source`` is the file it came from (None: the built-in default).
-    Every rule's ``channels`` is explicit here (a rule without routing gets all channels)."""
+    A rule without routing keeps ``channels`` None: every channel configured when it fires,
+    channels added later through the API included."""
 
     monitor: MonitorConfig
     channels: dict[str, ChannelConfig] = field(hash=False)
@@ -77,11 +78,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 
 
 def default_config() -> OperationsConfig:
-    """The config without a file: one ``log`` channel and :data:`DEFAULT_RULES` routed to it."""
+    """The config without a file: one ``log`` channel and :data:`DEFAULT_RULES`, routed to
+    every channel (so far, that one)."""
     return OperationsConfig(
         monitor=MonitorConfig(),
         channels={DEFAULT_CHANNEL: ChannelConfig(DEFAULT_CHANNEL, "log", {})},
-        rules=tuple(_routed(rule, (DEFAULT_CHANNEL,)) for rule in DEFAULT_RULES))
+        rules=DEFAULT_RULES)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> OperationsConfig:
@@ -116,12 +118,6 @@ def parse_config(text: str, source: str) -> OperationsConfig:
         what = re.sub(r"\s*\(at [^)]*\)$", "", message)
         raise InputError(f"{source}, line {line}{where}: invalid TOML: {what}") from None
     return _Loader(text, source).load(data)
-
-
-def _routed(rule: Rule, channels: tuple[str, ...]) -> Rule:
-    return Rule(rule.name, rule.condition, rule.severity, channels,
-                rule.repeat_interval_minutes, rule.cooldown_minutes, rule.template,
-                rule.description)
 
 
 _SECTIONS = ("monitor", "channels", "rules")
@@ -311,10 +307,11 @@ class _Loader:
         return channels
 
     def _rules(self, tables: Any, names: tuple[str, ...]) -> tuple[Rule, ...]:
-        """The rules, routed to ``names`` (every declared channel, even one with problems of
-        its own, so a bad channel is reported once, not again by each rule routed to it)."""
+        """The rules; ``names`` are the declared channels a rule may be routed to (even one
+        with problems of its own, so a bad channel is reported once, not again by each rule
+        routed to it). Without routing, a rule goes to every channel when it fires."""
         if tables is None:
-            return tuple(_routed(rule, names) for rule in DEFAULT_RULES)
+            return DEFAULT_RULES
         if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
             self._problem(self._key(None, "rules"), "[[rules]]",
                           "must be an array of tables ([[rules]])")
@@ -367,6 +364,6 @@ class _Loader:
         if not ok:
             return None
         return Rule(values["name"], values["condition"], values["severity"],
-                    tuple(routed) if routed is not None else channels,
+                    tuple(routed) if routed is not None else None,
                     values["repeat_interval_minutes"], values["cooldown_minutes"],
                     values["template"], values["description"])

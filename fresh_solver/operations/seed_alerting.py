@@ -140,8 +140,8 @@ def add_channel(config: OperationsConfig, channel: AlertChannel) -> OperationsCo
 def add_rule(config: OperationsConfig, rule: AlertRule) -> OperationsConfig:
     """``config`` with ``rule`` added, replacing a rule of the same name; its channels must
     be configured (None routes to every channel, as in the file)."""
-    channels = tuple(rule.channels) if rule.channels is not None else tuple(config.channels)
-    unknown = [c for c in channels if c not in config.channels]
+    channels = tuple(rule.channels) if rule.channels is not None else None  # None: all
+    unknown = [c for c in channels or () if c not in config.channels]
     if unknown:
         raise InputError(f"AlertRule {rule.name!r}: no channel named {unknown} (configured: "
                          f"{', '.join(config.channels) or 'none'})")
