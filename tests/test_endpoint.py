@@ -414,3 +414,92 @@ def test_cli_serve_answers_then_stops_with_its_process_group(tmp_path):
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(30)
+
+
+def _request(port: int, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_head_answers_every_probe_path_and_other_methods_get_405_json(tmp_path):
+    with running(_standard(tmp_path, Fakes(cp_sat_canary=HEALTHY, registry=HEALTHY))) as server:
+        wait_for(server, "/health", _status("healthy"))
+        port = server.server_address[1]
+        for path in ("/livez", "/readyz", "/health", "/metrics"):
+            got = _request(port, "GET", path)
+            code, headers, body = _request(port, "HEAD", path)
+            assert (code, headers["Content-Type"], body) == (got[0], got[1]["Content-Type"], b"")
+            if path in ("/livez", "/readyz"):  # the others' bodies change between requests
+                assert headers["Content-Length"] == got[1]["Content-Length"]
+            for method in ("POST", "PUT", "DELETE", "PATCH"):
+                code, headers, body = _request(port, method, path)
+                assert (code, headers["Allow"]) == (405, "GET, HEAD"), (method, path)
+                assert json.loads(body) == {"error": f"method {method} not allowed on {path}",
+                                            "allowed": ["GET", "HEAD"]}
+        assert _request(port, "POST", "/nosuch")[0] == 404
+
+
+def test_idle_and_dropped_clients_are_closed_quietly(tmp_path, monkeypatch, capfd):
+    """Connections that send nothing, or stop half-way through a request, are closed after
+    the idle timeout (their threads freed); clients that hang up before the answer are debug
+    lines, never a traceback on stderr."""
+    from fresh_solver.operations import server as server_module
+
+    monkeypatch.setattr(server_module, "IDLE_TIMEOUT_S", 0.5)
+    with running(_standard(tmp_path, Fakes(cp_sat_canary=HEALTHY, registry=HEALTHY))) as server:
+        port = server.server_address[1]
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        try:
+            for i, sock in enumerate(idle):
+                sock.settimeout(10)  # a recv still blocked then fails the test
+                if i % 2:
+                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never ended
+            for sock in idle:
+                while sock.recv(65536):  # until the server closes it
+                    pass
+        finally:
+            for sock in idle:
+                sock.close()
+        for _ in range(20):  # hang up (reset) before reading the answer
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        assert get(server, "/livez").code == 200
+        deadline = time.monotonic() + 10
+        while [t for t in threading.enumerate() if "process_request" in t.name] and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [t for t in threading.enumerate() if "process_request" in t.name]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_serve_delivers_the_alert_outbox_with_no_dag_running(tmp_path, monkeypatch):
+    """An alert queued while its webhook was down goes out on serve's next round once the
+    receiver is back: nothing else runs here (no health DAG, no `alert run`)."""
+    from fresh_solver.operations.alerts import AlertManager
+    from fresh_solver.operations.config import load_config
+    from tests.test_alerting import SECRET, SECRET_ENV, Receiver, _free_port, _webhook
+
+    port = _free_port()  # nothing listens yet
+    config = tmp_path / "ops.toml"
+    config.write_text(_webhook(port))
+    monkeypatch.setenv("FRESH_SOLVER_CONFIG", str(config))
+    monkeypatch.setenv("FRESH_SOLVER_DB_URL", f"sqlite:///{tmp_path / 'ops.db'}")
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    # queued two minutes ago, so its first retry (30 s later) is due now
+    queued = AlertManager(load_config(config), clock=lambda: time.time() - 120)
+    assert queued.notify("retune_failed", "the retune of bracket failed", key="t1")
+    assert queued.history(5)[0]["rule"] == "retune_failed"
+    with Receiver(port=port) as receiver, running(
+            _standard(tmp_path, Fakes(cp_sat_canary=HEALTHY, registry=HEALTHY))):
+        deadline = time.monotonic() + 30
+        while not receiver.alerts and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [a["name"] for a in receiver.alerts] == ["retune_failed"]

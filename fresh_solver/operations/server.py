@@ -13,12 +13,18 @@ the first report exists the answer is ``unknown`` / 503 "checks running", and a 
 than three intervals plus two check timeouts (the longest a round takes) is ``unknown`` / 503
 "stale". So a slow or hung check delays the report, never a response. Binds 127.0.0.1 unless
 told otherwise.
+
+Each round also delivers the alert outbox (alerts queued while a channel was down go out within
+a round, with no DAG running). HEAD answers every probe path as GET does, without the body;
+other methods get 405 with a JSON body and ``Allow``. A connection idle for
+:data:`IDLE_TIMEOUT_S` is closed, and a client that hangs up is a debug line, not a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -30,6 +36,10 @@ from fresh_solver.operations.checks import STORE_ERRORS, HealthChecker
 log = logging.getLogger("fresh_solver.serve")
 
 OK_STATUSES = ("healthy", "warning")
+PATHS = ("/livez", "/readyz", "/health", "/metrics")
+# A connection that sends nothing (or stops half-way) for this long is closed, freeing its
+# thread: half-open connections otherwise held one thread each for as long as they lived.
+IDLE_TIMEOUT_S = 10.0
 
 
 class HealthService:
@@ -57,6 +67,7 @@ class HealthService:
             report = self.checker.generate_health_report()
             with self._lock:
                 self._report = report
+            deliver_outbox()
             self._stop.wait(self.interval_s)
 
     def report(self) -> dict[str, Any]:
@@ -99,11 +110,45 @@ class HealthService:
         return text
 
 
+def deliver_outbox() -> None:
+    """Send the alert outbox's due deliveries (retries of channels that were down). Best
+    effort: a store or config that cannot be used now is the health report's to say."""
+    from fresh_solver.errors import InputError
+    from fresh_solver.operations.alerts import AlertManager
+
+    try:
+        counts = AlertManager().dispatch()
+    except (InputError, *STORE_ERRORS) as exc:
+        log.debug("alert outbox not delivered this round: %s", exc)
+        return
+    if any(counts.values()):
+        log.info("alert outbox: %s", counts)
+
+
 def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to ``service``."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "fresh-solver"
+        timeout = IDLE_TIMEOUT_S  # per socket read: an idle connection is closed
+        _head = False
+
+        def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+            self._head = True  # probes send HEAD: the same status and headers, no body
+            self.do_GET()
+
+        def _not_allowed(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path not in PATHS:
+                self._send(HTTPStatus.NOT_FOUND, b"not found: try /livez /readyz /health "
+                           b"/metrics\n", "text/plain; charset=utf-8")
+                return
+            body = json.dumps({"error": f"method {self.command} not allowed on {path}",
+                               "allowed": ["GET", "HEAD"]}).encode()
+            self._send(HTTPStatus.METHOD_NOT_ALLOWED, body, "application/json",
+                       {"Allow": "GET, HEAD"})
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = self.path.split("?", 1)[0]
@@ -133,13 +178,17 @@ def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.NOT_FOUND, b"not found: try /livez /readyz /health "
                            b"/metrics\n", "text/plain; charset=utf-8")
 
-        def _send(self, code: HTTPStatus, body: bytes, content_type: str) -> None:
+        def _send(self, code: HTTPStatus, body: bytes, content_type: str,
+                  headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if not self._head:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base's name
             log.debug("%s - " + format, self.address_string(), *args)
@@ -147,12 +196,26 @@ def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class ProbeServer(ThreadingHTTPServer):
+    """The stdlib threading server, quiet about clients that go away."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up or goes silent (reset, broken pipe, the idle timeout) is
+        # routine for a probe endpoint; anything else keeps the stdlib's traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("client %s went away: %s", client_address, error)
+            return
+        super().handle_error(request, client_address)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8787, interval_s: float = 30.0,
           checker: HealthChecker | None = None) -> ThreadingHTTPServer:
     """A started server (its own thread) and background checks; call ``shutdown()`` on it."""
     service = HealthService(checker, interval_s)
-    server = ThreadingHTTPServer((host, port), make_handler(service))
-    server.daemon_threads = True
+    server = ProbeServer((host, port), make_handler(service))
     service.start()
     server.service = service  # type: ignore[attr-defined] - for callers and tests
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
