@@ -58,7 +58,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
                          f"{', '.join(sorted(problem.template_by_id))})")
     if args.production:
         from fresh_solver import production
+        from fresh_solver.operations.monitor import recording_enabled
 
+        if recording_enabled():  # a record the store cannot take: say so before solving
+            from fresh_solver.operations.config import load_config
+
+            load_config()
         resolved = production.get_solver_config(args.production)
         config, source = resolved.config, resolved.source
     if args.params:

@@ -342,3 +342,47 @@ def test_docs_example_loads_and_documents_every_context_field(tmp_path):
         assert f"| `{name}` |" in docs
     for rule in DEFAULT_RULES:
         assert f"| `{rule.name}` | `{rule.condition}` | {rule.severity} |" in docs
+
+
+@pytest.mark.parametrize("url, why", [
+    ("not a url at all", "is not a SQLAlchemy database URL"),
+    ("mysql://ops:hunter2@127.0.0.1/ops", "names a database driver that is not installed"),
+])
+def test_a_bad_store_url_in_the_environment_is_named_with_the_files_problems(
+        tmp_path, monkeypatch, url, why):
+    """FRESH_SOLVER_DB_URL overrides [monitor] db_url, so it is checked like it, and with
+    every problem of the file at once; its password is never printed."""
+    monkeypatch.setenv("FRESH_SOLVER_DB_URL", url)
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    with pytest.raises(InputError) as refused:
+        load_config()
+    [problem] = refused.value.problems
+    assert problem.startswith("FRESH_SOLVER_DB_URL '") and why in problem
+    assert "hunter2" not in problem
+    bad_file = tmp_path / "ops.toml"
+    bad_file.write_text("[monitor]\nretention_hours = -1\n")
+    with pytest.raises(InputError) as both:
+        load_config(bad_file)
+    assert len(both.value.problems) == 2 and "retention_hours" in both.value.problems[1]
+
+
+@pytest.mark.parametrize("argv", [
+    ["health"], ["serve", "--port", "0"],
+    ["solve", "fresh_solver/examples/bracket_line.json", "--production", "bracket",
+     "--time-limit", "1"]])
+def test_commands_refuse_a_bad_store_url_before_working(tmp_path, argv):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {"FRESH_SOLVER_DB_URL": "mysql://ops:hunter2@127.0.0.1/ops",
+                        "FRESH_SOLVER_HOME": str(tmp_path / "home")}
+    env.pop(CONFIG_ENV, None)
+    done = subprocess.run([sys.executable, "-m", "fresh_solver.cli", *argv], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
+    assert "FRESH_SOLVER_DB_URL 'mysql://ops:***@127.0.0.1/ops' names a database driver" \
+        in done.stderr
+    assert "solving" not in done.stderr  # refused before any work

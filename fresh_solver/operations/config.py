@@ -89,19 +89,40 @@ def default_config() -> OperationsConfig:
 def load_config(path: str | os.PathLike[str] | None = None) -> OperationsConfig:
     """The operations config from ``path``, else from the file ``FRESH_SOLVER_CONFIG`` names,
     else :func:`default_config`. Raises InputError (naming file and line) for a bad file."""
+    env_problems = _environment_problems()
     named_by = ""
     if path is None:
         path = os.environ.get(CONFIG_ENV) or None
         if path is None:
+            if env_problems:
+                raise InputError(env_problems)
             return default_config()
         named_by = f" (named by {CONFIG_ENV})"
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}{named_by}: cannot read the config file: "
-                         f"{getattr(exc, 'strerror', None) or exc}") from None
-    return parse_config(text, str(path))
+        raise InputError(env_problems + [f"{path}{named_by}: cannot read the config file: "
+                                         f"{getattr(exc, 'strerror', None) or exc}"]) from None
+    try:
+        config = parse_config(text, str(path))
+    except InputError as exc:
+        raise InputError(env_problems + exc.problems) from None
+    if env_problems:
+        raise InputError(env_problems)
+    return config
+
+
+def _environment_problems() -> list[str]:
+    """What the environment overrides of the file get wrong: ``FRESH_SOLVER_DB_URL`` wins
+    over ``[monitor] db_url``, so it is checked as that key is."""
+    url = os.environ.get("FRESH_SOLVER_DB_URL")
+    if not url:
+        return []
+    from fresh_solver.operations.store import safe_url, url_problem  # SQLAlchemy: when set
+
+    why = url_problem(url)
+    return [f"FRESH_SOLVER_DB_URL {safe_url(url)!r} {why}"] if why else []
 
 
 def parse_config(text: str, source: str) -> OperationsConfig:

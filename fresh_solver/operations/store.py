@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,5 +224,9 @@ def schema_revision(created: Engine) -> tuple[str | None, str]:
 
 
 def safe_url(url: str) -> str:
-    """The URL without its password, for messages and log lines."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+    """The URL without its password, for messages and log lines (also one SQLAlchemy
+    cannot parse: whatever sits between ``user:`` and ``@`` is hidden)."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
