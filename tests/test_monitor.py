@@ -561,3 +561,68 @@ def test_a_row_the_store_refuses_is_dropped_and_later_rows_still_arrive(tmp_path
     assert sorted(r["template_id"] for r in monitor.solves(0)) == ["after", "before"]
     assert monitor.buffer_state()["dropped"] == 1
     assert "refused a solves record" in caplog.text
+
+
+def _cli_production_solve(problem: Path, home: Path, cwd: Path, **extra: str):
+    env = {**os.environ, "FRESH_SOLVER_HOME": str(home), "FRESH_SOLVER_MONITOR_FLUSH_S": "0.5",
+           **extra}
+    return subprocess.run([sys.executable, "-m", "fresh_solver.cli", "solve", str(problem),
+                           "--production", "cli-part", "--time-limit", "0.2", "--json"],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+SPOOLED_SOLVES = 4  # processes while the store is down (the README's figure: 200)
+
+
+def test_records_of_processes_that_exit_while_the_store_is_down_are_written_once_when_back(
+        down_store, tmp_path: Path) -> None:
+    """Each one-shot production solve exits while the store is down: its record is kept on
+    its disk; the first process that reaches the store again writes them all, in order,
+    each once (the ledger), and health says what waits meanwhile."""
+    from fresh_solver.model.generate import generate_family
+    from fresh_solver.model.problem import problem_to_dict
+    from fresh_solver.operations import spool
+
+    url, back = down_store
+    problem = tmp_path / "problem.json"
+    problem.write_text(json.dumps(problem_to_dict(generate_family("small", 1,
+                                                                  template_id="cli-part"))))
+    home = tmp_path / "home"
+    for _ in range(SPOOLED_SOLVES):
+        done = _cli_production_solve(problem, home, tmp_path, FRESH_SOLVER_DB_URL=url)
+        assert done.returncode == 0, done.stderr
+        assert "records kept in" in done.stderr and "Traceback" not in done.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRESH_SOLVER_HOME", str(home))
+        assert len(spool.waiting(url)) == SPOOLED_SOLVES
+        assert spool.state(url)["spool_records"] == SPOOLED_SOLVES
+    back()
+    done = _cli_production_solve(problem, home, tmp_path, FRESH_SOLVER_DB_URL=url,
+                                 FRESH_SOLVER_MONITOR_FLUSH_S="60")
+    assert done.returncode == 0, done.stderr
+    rows = PerformanceMonitor(db_url=url).solves(0)
+    assert len(rows) == SPOOLED_SOLVES + 1  # every record, none twice
+    assert count(url, store.spooled) == SPOOLED_SOLVES
+    spooled = sorted(rows, key=lambda r: r["id"])[:SPOOLED_SOLVES]
+    assert [r["at"] for r in spooled] == sorted(r["at"] for r in spooled)  # in order
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FRESH_SOLVER_HOME", str(home))
+        assert spool.waiting(url) == []
+
+
+def test_a_spool_folder_that_cannot_be_written_makes_the_loss_visible(
+        down_store, tmp_path: Path) -> None:
+    from fresh_solver.model.generate import generate_family
+    from fresh_solver.model.problem import problem_to_dict
+
+    url, _ = down_store
+    problem = tmp_path / "problem.json"
+    problem.write_text(json.dumps(problem_to_dict(generate_family("small", 1,
+                                                                  template_id="cli-part"))))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "spool").write_text("a file where the spool folder should be")
+    done = _cli_production_solve(problem, home, tmp_path, FRESH_SOLVER_DB_URL=url)
+    assert done.returncode == 0, done.stderr
+    assert "the spool folder not writable" in done.stderr and "1 records lost" in done.stderr
+    assert "Traceback" not in done.stderr

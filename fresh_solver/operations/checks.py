@@ -260,21 +260,32 @@ class HealthChecker:
         return _Verdict(worst, message, {"templates": templates})
 
     def check_store(self) -> _Verdict:
-        """The operations store answers and its schema is at the newest migration."""
-        from fresh_solver.operations import store
+        """The operations store answers and its schema is at the newest migration; what this
+        machine's processes kept on disk for it, and whether they still can."""
+        from fresh_solver.operations import spool, store
 
+        kept = spool.state(self.monitor.url)
         try:
             current, head = store.schema_revision(store.engine(self.monitor.url))
         except STORE_ERRORS as exc:
-            return _Verdict(CRITICAL, f"operations store unreachable: {type(exc).__name__}",
-                            {"url": store.safe_url(self.monitor.url)})
+            return _Verdict(CRITICAL, f"operations store unreachable: {type(exc).__name__}"
+                            f"; {kept['spool_records']} records kept on disk for it",
+                            {"url": store.safe_url(self.monitor.url), **kept})
         details = {"url": store.safe_url(self.monitor.url), "revision": current, "head": head,
-                   **self.monitor.buffer_state()}
+                   **self.monitor.buffer_state(), **kept}
         if current != head:
             return _Verdict(CRITICAL, f"schema at {current}, code expects {head}", details)
         if details["dropped"]:
             return _Verdict(WARNING, f"{details['dropped']} records dropped by this process "
                             "while the store was unreachable", details)
+        if kept["spool_problem"]:
+            return _Verdict(WARNING, f"the spool folder cannot be written "
+                            f"({kept['spool_problem']}): records a process cannot write "
+                            "before it exits would be lost", details)
+        if kept["spool_files"]:
+            return _Verdict(WARNING, f"{kept['spool_records']} records kept on disk by "
+                            "processes that could not reach the store; the next production "
+                            "solve on this machine writes them", details)
         return _Verdict(HEALTHY, f"store reachable, schema at head ({head})", details)
 
     def check_system_resources(self) -> _Verdict:

@@ -6,7 +6,10 @@ in-memory buffer and returns; one writer thread per process and store writes bat
 store is down or slow, records stay buffered (at most ``FRESH_SOLVER_MONITOR_BUFFER``, default
 10,000) and are written when it is back; beyond that the oldest are dropped, counted, said in a
 log line, and the count is written to the store as a ``dropped`` event once it answers again.
-At exit the buffer gets ``FRESH_SOLVER_MONITOR_FLUSH_S`` (default 2 s) to reach the store.
+At exit the buffer gets ``FRESH_SOLVER_MONITOR_FLUSH_S`` (default 2 s) to reach the store; what
+is still buffered then is kept on disk (:mod:`fresh_solver.operations.spool`) and written by the
+next process that reaches the store, in order and exactly once. A loss (the spool folder not
+writable, or a write to a hung store still open at exit) is said on stderr.
 
 The health formula (one, used by the monitor, the checks, the CLI and the endpoint)::
 
@@ -30,6 +33,7 @@ import atexit
 import logging
 import os
 import statistics
+import sys
 import threading
 import time
 from collections import deque
@@ -157,7 +161,11 @@ class _Writer:
         self.written = 0
         self.failing_since: float | None = None
         self.in_flight = 0
+        self.batch: list[tuple[str, dict[str, Any]]] = []  # the rows being written
         self.cond = threading.Condition()
+        # Held while a batch is written; the exit path takes it to keep the rest on disk
+        # without the thread writing them too.
+        self.commit_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="fresh-solver-monitor",
                                        daemon=True)
         self.thread.start()
@@ -195,14 +203,19 @@ class _Writer:
                 batch = list(self.pending)
                 self.pending.clear()
                 self.in_flight = len(batch)
+                self.batch = batch
                 dropped, self.dropped = self.dropped, 0
             try:
-                try:
-                    self._write(batch, dropped)
-                except (IntegrityError, DataError):
-                    # The store answered and refused a row: retrying would refuse it forever
-                    # and block every later record. Row by row; refused rows are dropped.
-                    dropped, batch = 0, self._write_each(batch, dropped)
+                with self.commit_lock:
+                    # What earlier processes kept on disk goes first: older records first.
+                    self._deliver_spool()
+                    try:
+                        self._write(batch, dropped)
+                    except (IntegrityError, DataError):
+                        # The store answered and refused a row: retrying would refuse it
+                        # forever and block every later record. Row by row; refused rows are
+                        # dropped.
+                        dropped, batch = 0, self._write_each(batch, dropped)
             except (SQLAlchemyError, OSError, _Unwritten) as failure:
                 exc = failure.cause if isinstance(failure, _Unwritten) else failure
                 if isinstance(failure, _Unwritten):
@@ -215,6 +228,7 @@ class _Writer:
                     self.dropped += dropped + lost
                     self.dropped_total += lost
                     self.in_flight = 0
+                    self.batch = []
                     self.cond.notify_all()
                 if self.failing_since is None:
                     self.failing_since = time.time()
@@ -229,11 +243,43 @@ class _Writer:
             with self.cond:
                 self.written += len(batch)
                 self.in_flight = 0
+                self.batch = []
                 self.cond.notify_all()
             if self.failing_since is not None:
                 log.warning("operations store back after %.0f s; buffered records written",
                             time.time() - self.failing_since)
                 self.failing_since = None
+
+
+    def keep_on_disk(self) -> None:
+        """At exit, with the store not answering: what is still buffered (the batch being
+        retried included) goes to a spool file for the next process. The commit lock is taken
+        and never released, so the thread cannot also write it."""
+        from fresh_solver.operations import spool
+
+        idle = self.commit_lock.acquire(timeout=0.5)
+        with self.cond:
+            rows = (self.batch if idle else []) + list(self.pending)
+            hung = 0 if idle else self.in_flight
+            if self.dropped:
+                rows.append(("events", {
+                    "at": time.time(), "template_id": None, "kind": "dropped",
+                    "detail": f"{self.dropped} records dropped while the store was "
+                              "unreachable", "host": _host()}))
+            self.pending.clear()
+        if hung:
+            _tell(f"operations store: {hung} records were being written to a store that did "
+                  "not answer at exit; they are lost unless that write completes")
+        if not rows:
+            return
+        try:
+            path = spool.keep(self.url, rows)
+        except OSError as exc:
+            _tell(f"operations store unreachable and the spool folder not writable "
+                  f"({exc}): {len(rows)} records lost")
+            return
+        _tell(f"operations store unreachable: {len(rows)} records kept in {path}; the next "
+              "process that reaches the store writes them")
 
     def _write_each(self, batch: list[tuple[str, dict[str, Any]]], dropped: int
                     ) -> list[tuple[str, dict[str, Any]]]:
@@ -255,9 +301,34 @@ class _Writer:
                                  dropped if position == 0 else 0) from exc
         return written
 
-    def _write(self, batch: list[tuple[str, dict[str, Any]]], dropped: int) -> None:
+    def _deliver_spool(self) -> None:
+        """Write the spool files earlier processes left for this store (the store answers:
+        this writer just wrote), each with its ledger row, then delete it."""
+        from fresh_solver.operations import spool
+
+        for path in spool.waiting(self.url):
+            try:
+                rows = spool.read(path)
+            except (OSError, ValueError) as exc:
+                bad = path.with_name(path.name + ".bad")
+                path.rename(bad)
+                log.error("spool file %s does not parse (%s); moved to %s", path, exc, bad)
+                continue
+            try:
+                self._write(rows, 0, ledger=(path.name, len(rows)))
+                log.warning("operations store: %d records a process kept on disk written "
+                            "(%s)", len(rows), path.name)
+            except IntegrityError:  # in the ledger: written already (by another process)
+                pass
+            path.unlink(missing_ok=True)
+
+    def _write(self, batch: list[tuple[str, dict[str, Any]]], dropped: int,
+               ledger: tuple[str, int] | None = None) -> None:
         tables = {"solves": store.solves, "events": store.events}
         with store.engine(self.url).begin() as conn:
+            if ledger is not None:  # first: a file already written fails here, with nothing
+                conn.execute(store.spooled.insert(), [{"name": ledger[0], "rows": ledger[1],
+                                                       "written_at": time.time()}])
             for name in tables:
                 rows = [_fit(tables[name], row) for table, row in batch if table == name]
                 if rows:
@@ -299,8 +370,13 @@ def _flush_at_exit() -> None:
     timeout = float(os.environ.get("FRESH_SOLVER_MONITOR_FLUSH_S", "2"))
     for writer in list(_writers.values()):
         if not writer.flush(timeout):
-            log.warning("operations store: %d records not written at exit",
-                        len(writer.pending))
+            writer.keep_on_disk()
+
+
+def _tell(message: str) -> None:
+    # At exit the caller's logging may be gone or quiet: a loss goes to stderr as well.
+    log.warning("%s", message)
+    print(f"fresh-solver: {message}", file=sys.stderr, flush=True)
 
 
 _host_id: str | None = None

@@ -83,8 +83,15 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.Text),
 )
 
+spooled = sa.Table(  # spool files written (monitor.py: exactly once, with their rows)
+    "spooled", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("written_at", sa.Float, nullable=False),
+)
+
 MIGRATIONS = Path(__file__).with_name("migrations")
-SCHEMA_HEAD = "0001"  # the newest migration's revision (a test keeps the two equal)
+SCHEMA_HEAD = "0002"  # the newest migration's revision (a test keeps the two equal)
 
 
 def db_url() -> str:
