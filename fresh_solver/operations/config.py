@@ -310,7 +310,7 @@ class _Loader:
                 self._problem(header, label, "missing required key 'type' (one of "
                               f"{', '.join(CHANNEL_TYPES)})")
                 continue
-            if kind not in CHANNEL_TYPES:
+            if not isinstance(kind, str) or kind not in CHANNEL_TYPES:
                 self._problem(self._key(header, "type"), label,
                               f"type: unknown channel type {kind!r} (known: "
                               f"{', '.join(CHANNEL_TYPES)})")

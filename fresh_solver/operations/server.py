@@ -131,6 +131,11 @@ def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "fresh-solver"
         timeout = IDLE_TIMEOUT_S  # per socket read: an idle connection is closed
+        # Every answer, malformed requests' included, starts with a status line (the stdlib
+        # default, HTTP/0.9, sends errors as bare HTML); errors are one plain line.
+        default_request_version = "HTTP/1.0"
+        error_message_format = "%(code)d %(message)s\n"
+        error_content_type = "text/plain; charset=utf-8"
         _head = False
 
         def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
