@@ -171,6 +171,10 @@ def _from_registry(template_id: str) -> Resolved:
                   model_name(template_id), refusal)
         _note("refusal", template_id, f"refused {refusal}")
     if decision.version is None:
+        if decision.refused:
+            # The promotion history names no earlier servable version (a UI promotion writes
+            # none): the set this loader served last, from memory or disk, not the defaults.
+            return _fallback(template_id, f"refused {decision.refused[0]}")
         return Resolved(SolverConfig(), "defaults", time.time())
     version = registry.version(template_id, decision.version)
     config = registry.load_config(template_id, decision.version)  # validates on OR-Tools

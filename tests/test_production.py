@@ -164,6 +164,30 @@ def test_a_refused_ui_promotion_keeps_the_previous_set(registry: ParameterRegist
     assert events[0]["why"].startswith(f"refused v{bad} (alias)")
 
 
+def test_a_refused_version_after_ui_promotions_serves_the_set_served_before(
+        registry: ParameterRegistry, tid: str) -> None:
+    """The served version was promoted in the UI (no promotion history): a refused one then
+    makes the loader serve what it served before, named as a fallback with the reason, not
+    the CP-SAT defaults as plain 'defaults'."""
+    from fresh_solver.registry.registry import HISTORY_PREFIX
+
+    good, cfg = served(registry, tid, 7)  # promoted, with its override as evidence
+    for key in registry.client.get_registered_model(model_name(tid)).tags:
+        if key.startswith(HISTORY_PREFIX):  # as if promoted in the UI: no history
+            registry.client.delete_registered_model_tag(model_name(tid), key)
+    assert production.get_solver_config(tid).source == source_of(tid, good)
+    bad = registry.register(tid, config(8))  # unvalidated, given both marks in the UI
+    registry.client.transition_model_version_stage(model_name(tid), bad, "Production",
+                                                   archive_existing_versions=True)
+    registry.client.set_registered_model_alias(model_name(tid), ALIAS, bad)
+    assert registry.serving(tid).version is None  # the registry knows no earlier one
+    production.clear_cache()  # memory emptied: the disk copy of what was served speaks
+    resolved = production.get_solver_config(tid)
+    assert resolved.source.startswith(f"fallback:refused v{bad} (alias)")
+    assert resolved.source.endswith(f"; disk {source_of(tid, good)}")
+    assert resolved.config == cfg
+
+
 # ---- fallbacks ------------------------------------------------------------------------------
 
 
