@@ -38,7 +38,7 @@ TOOL_VARIABLES = {
 TOOL_PREFIXES = {"UV_": "uv, in the Dockerfile's build stage"}
 # Scripts of docker/ that read environment variables of their own.
 SCRIPTS = ("entrypoint.sh", "postgres-init.sh")
-SECRET_WORDS = ("PASSWORD", "SECRET", "FERNET_KEY", "TOKEN")
+SECRET_WORDS = ("PASSWORD", "SECRET", "FERNET_KEY", "EVIDENCE_KEY", "TOKEN")
 
 
 def is_secret(name: str) -> bool:
@@ -772,6 +772,8 @@ SECRET_HOLDERS = {
     "LOADER_ACCOUNT_PASSWORD": {"fresh-solver-serve", "mlflow-accounts"},
     "DB_PASSWORD_OPS": {"airflow-worker", "airflow-trial-worker", "fresh-solver-serve",
                         "postgres"},
+    "FRESH_SOLVER_EVIDENCE_KEY": {"airflow-worker", "airflow-trial-worker",
+                                  "fresh-solver-serve"},
 }
 
 

@@ -148,8 +148,8 @@ def invalid_version(registry: ParameterRegistry, template_id: str) -> str:
         path = Path(tmp) / "parameters.json"
         path.write_text(json.dumps({"cp_sat": {"num_workers": 1, "no_such_parameter": 3}}))
         client.log_artifact(run_.info.run_id, str(path))
-        for key, value in verdict_params(template_id, "passed",
-                                         content_hash(path.read_text())).items():
+        for key, value in verdict_params(template_id, "passed", content_hash(path.read_text()),
+                                         run_.info.run_id).items():
             client.log_param(run_.info.run_id, key, value)
     client.set_terminated(run_.info.run_id, "FINISHED")
     mv = client.create_model_version(
@@ -201,6 +201,9 @@ def test_healthy_solves_and_a_validated_production_set(registry: ParameterRegist
     assert set(statuses(results).values()) == {"healthy"}, \
         {n: r.message for n, r in results.items()}
     assert results["registry"].details["templates"][tid]["serving"] == version
+    assert results["registry"].details["evidence_signed"] is False  # and the answer says so:
+    assert "evidence unsigned (FRESH_SOLVER_EVIDENCE_KEY not set)" in \
+        results["registry"].message
     assert results["performance_regression"].details["templates"][tid]["slowdown"] == \
         pytest.approx(1.0)  # the registry's baseline reached the regression check
     assert overall_status(list(results.values())) is HEALTHY
@@ -272,7 +275,7 @@ def test_validated_elsewhere_asks_for_revalidation(registry: ParameterRegistry, 
     results = run(["ortools", "registry", "error_rate"])
     assert results["registry"].status is WARNING
     assert f"v{version} {words}" in results["registry"].message
-    assert results["registry"].message.endswith("re-validate")
+    assert results["registry"].message.split("; evidence unsigned")[0].endswith("re-validate")
     assert overall_status(list(results.values())) is WARNING
 
 

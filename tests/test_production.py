@@ -294,8 +294,8 @@ def corrupt_version(registry: ParameterRegistry, template_id: str,
         path = Path(tmp) / "parameters.json"
         path.write_text(json.dumps(document))
         client.log_artifact(run.info.run_id, str(path))
-    for key, value in verdict_params(template_id, "passed",
-                                     content_hash(json.dumps(document))).items():
+    for key, value in verdict_params(template_id, "passed", content_hash(json.dumps(document)),
+                                     run.info.run_id).items():
         client.log_param(run.info.run_id, key, value)
     client.set_terminated(run.info.run_id, "FINISHED")
     mv = client.create_model_version(

@@ -10,6 +10,7 @@ The UI actions are driven through the same MlflowClient calls the UI makes.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from fresh_solver import production
 from fresh_solver.errors import InputError
+from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry import evidence as ev
 from fresh_solver.registry.registry import (
     HISTORY_PREFIX,
@@ -300,3 +302,77 @@ class _LoopingClient:
 
     def get_model_version(self, name, version):
         return type("MV", (), {"source": self.source})()
+
+
+# ---- forged evidence ------------------------------------------------------------------------
+
+FORGED = SolverConfig.from_dict({"cp_sat": {"max_time_in_seconds": 0.5}})
+
+
+def _forged_version(registry: ParameterRegistry, tid: str, experiment_id: str,
+                    signature: str | None = None) -> str:
+    """What issue 25 did through the API: a run with verdict=passed, the template and the
+    matching hash of a set nobody validated, a version from it, the alias on it."""
+    from mlflow.entities import Param
+
+    client = registry.client
+    run = client.create_run(experiment_id, tags={"mlflow.runName": "forged"})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "parameters.json"
+        path.write_text(json.dumps(FORGED.to_dict(), indent=1))
+        client.log_artifact(run.info.run_id, str(path))
+    params = {ev.VERDICT: ev.PASSED, ev.TEMPLATE: tid,
+              ev.CANDIDATE_HASH: ev.content_hash(json.dumps(FORGED.to_dict(), indent=1))}
+    if signature is not None:
+        params[ev.SIGNATURE] = signature
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    mv = client.create_model_version(model_name(tid),
+                                     f"{run.info.artifact_uri}/parameters.json",
+                                     run_id=run.info.run_id)
+    ui_alias(registry, tid, str(mv.version))
+    return str(mv.version)
+
+
+def test_a_forged_verdict_in_another_experiment_is_refused(registry: ParameterRegistry,
+                                                           tid: str) -> None:
+    [good] = promoted(registry, tid, n=1)
+    default_experiment = registry.client.get_experiment_by_name("Default").experiment_id
+    forged = _forged_version(registry, tid, default_experiment)
+    decision = registry.serving(tid)
+    assert decision.version == good
+    assert f"v{forged} (alias): its run" in decision.refused[0]
+    assert f"is not in the experiment fresh-solver/validation/{tid}" in decision.refused[0]
+
+
+def test_with_a_key_only_signed_evidence_is_served(registry: ParameterRegistry, tid: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key on the hosts that validate and serve: a validated (signed) version serves; a
+    forged run in the validation experiment itself is refused, unsigned or with a signature
+    copied from a genuine run (it covers another hash and run)."""
+    from fresh_solver import tracking
+
+    monkeypatch.setenv(ev.KEY_ENV, "a-long-random-deployment-secret")
+    [good] = promoted(registry, tid, n=1)  # validated and signed here
+    signed = registry.client.get_run(registry.version(tid, good).run_id).data.params
+    assert len(signed[ev.SIGNATURE]) == 64
+    validation = tracking.experiment_id(registry.client, tracking.validation_experiment(tid))
+    for signature in (None, signed[ev.SIGNATURE]):
+        forged = _forged_version(registry, tid, validation, signature)
+        decision = registry.serving(tid)
+        assert decision.version == good
+        assert f"v{forged} (alias): its verdict is not signed with this deployment's " \
+            f"evidence key ({ev.KEY_ENV})" in decision.refused[0]
+    monkeypatch.setenv(ev.KEY_ENV, "another-deployments-key")
+    assert not registry.evidence(tid, good).servable  # signed with a key this host lacks
+
+
+def test_with_a_key_an_unsigned_override_is_no_override(registry: ParameterRegistry, tid: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    unvalidated = registry.register(tid, config(53))
+    registry.promote(tid, unvalidated, "carol", override_validation=True)  # no key: unsigned
+    assert registry.evidence(tid, unvalidated).basis == ev.OVERRIDE
+    monkeypatch.setenv(ev.KEY_ENV, "a-long-random-deployment-secret")
+    assert not registry.evidence(tid, unvalidated).servable
+    registry.promote(tid, unvalidated, "carol", override_validation=True)  # signed now
+    assert registry.evidence(tid, unvalidated).basis == ev.OVERRIDE

@@ -251,13 +251,22 @@ class HealthChecker:
         self._templates = templates
         self._baselines = {t: v["performance_baseline_s"] for t, v in templates.items()
                            if v.get("performance_baseline_s")}
+        from fresh_solver.registry.evidence import KEY_ENV, signing_key
+
+        signed = signing_key() is not None
+        # Without a key a run anyone may write, in the validation experiment with the right
+        # params, passes as a verdict: said in every answer, not only on the day it happens.
+        guard = "" if signed else (f"; evidence unsigned ({KEY_ENV} not set): a fabricated "
+                                   "verdict run in the validation experiment would be served")
         if not templates:
-            return _Verdict(HEALTHY, "registry reachable; no template registered yet", {})
+            return _Verdict(HEALTHY, f"registry reachable; no template registered yet{guard}",
+                            {"evidence_signed": signed})
         worst = max((HealthStatus(v["status"]) for v in templates.values()), key=_rank)
         problems = [f"{t}: {m}" for t, v in templates.items() for m in v["problems"]]
         message = "; ".join(problems) if problems else \
             f"{len(templates)} template(s) serve validated Production sets"
-        return _Verdict(worst, message, {"templates": templates})
+        return _Verdict(worst, message + guard,
+                        {"templates": templates, "evidence_signed": signed})
 
     def check_store(self) -> _Verdict:
         """The operations store answers and its schema is at the newest migration; what this

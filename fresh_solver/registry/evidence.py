@@ -13,7 +13,16 @@ version's ``run_id`` and ``source`` are fixed when it is created. A version is s
   the reviewer (``verdict = override``, ``model_version``, ``candidate_hash``,
   ``override_by``). The tag ``override_validation`` on the version only tells people.
 
-Versions registered before this rule (whose runs logged no ``verdict`` param) are refused
+Only runs of the template's validation experiment count, for a verdict and for an override: a
+run with the right params logged in any other experiment (MLflow's *Default*, anyone's) is
+refused. And with ``FRESH_SOLVER_EVIDENCE_KEY`` set (a secret from the environment, never the
+repository; the same on the hosts that validate, override and serve), every verdict and
+override carries ``evidence_signature``, an HMAC-SHA256 over the template, the verdict, the
+candidate hash and the run id: a run that anyone who may write runs fabricates, in the right
+experiment with the right params, is refused without the key. Without a key, that last guard is
+off and ``health`` says so.
+
+Versions registered before these rules (whose runs logged no ``verdict`` param) are refused
 with a reason that says so: re-validate them or promote with an override.
 """
 
@@ -21,7 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -35,6 +46,8 @@ MODEL_VERSION = "model_version"
 OVERRIDE_BY = "override_by"
 PASSED = "passed"
 OVERRIDE = "override"
+SIGNATURE = "evidence_signature"
+KEY_ENV = "FRESH_SOLVER_EVIDENCE_KEY"
 
 
 @dataclass(frozen=True)
@@ -47,9 +60,36 @@ class Evidence:
     run_id: str | None = None
 
 
-def verdict_params(template_id: str, verdict: str, candidate_hash: str) -> dict[str, str]:
-    """The params a validation (or registration) run logs so that serving can trust it."""
-    return {VERDICT: verdict, TEMPLATE: template_id, CANDIDATE_HASH: candidate_hash}
+def verdict_params(template_id: str, verdict: str, candidate_hash: str,
+                   run_id: str) -> dict[str, str]:
+    """The params a validation (or registration, or override) run ``run_id`` logs so that
+    serving can trust it; signed when this host has the evidence key."""
+    params = {VERDICT: verdict, TEMPLATE: template_id, CANDIDATE_HASH: candidate_hash}
+    signature = sign(template_id, verdict, candidate_hash, run_id)
+    return params | ({SIGNATURE: signature} if signature else {})
+
+
+def signing_key() -> bytes | None:
+    """The deployment's evidence key (``FRESH_SOLVER_EVIDENCE_KEY``), or None."""
+    key = os.environ.get(KEY_ENV)
+    return key.encode() if key else None
+
+
+def sign(template_id: str, verdict: str, candidate_hash: str, run_id: str) -> str | None:
+    """HMAC-SHA256 of the evidence, bound to its run; None without a key."""
+    key = signing_key()
+    if key is None:
+        return None
+    message = "\n".join(("fresh-solver-evidence-v1", template_id, verdict, candidate_hash,
+                         run_id))
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def _unsigned(params: dict[str, str], run_id: str) -> bool:
+    """With a key: whether the run's evidence lacks a valid signature."""
+    expected = sign(params.get(TEMPLATE, ""), params.get(VERDICT, ""),
+                    params.get(CANDIDATE_HASH, ""), run_id)
+    return expected is not None and not hmac.compare_digest(params.get(SIGNATURE, ""), expected)
 
 
 def evidence(client, template_id: str, mv, read_hash: Callable[[], str]) -> Evidence:
@@ -66,11 +106,19 @@ def evidence(client, template_id: str, mv, read_hash: Callable[[], str]) -> Evid
         if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
             raise
         return Evidence(False, "none", f"its run {mv.run_id} is gone")
-    own = _own_verdict(template_id, mv.run_id, run.data.params, read_hash)
-    if own.servable:
+    from fresh_solver import tracking
+
+    name = tracking.validation_experiment(template_id)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or run.info.experiment_id != experiment.experiment_id:
+        own = Evidence(False, "none", f"its run {mv.run_id} is not in the experiment {name}: "
+                       "a verdict logged anywhere else does not count")
+    else:
+        own = _own_verdict(template_id, mv.run_id, run.data.params, read_hash)
+    if own.servable or experiment is None:
         return own
     override = find_override(client, template_id, str(mv.version), read_hash,
-                             run.info.experiment_id)
+                             experiment.experiment_id)
     return override or own
 
 
@@ -84,6 +132,10 @@ def _own_verdict(template_id: str, run_id: str, params: dict[str, str],
         return Evidence(False, "none", f"its run validated template {params.get(TEMPLATE)!r}")
     if verdict != PASSED:
         return Evidence(False, "none", f"validation verdict {verdict!r}")
+    if _unsigned(params, run_id):
+        return Evidence(False, "none", f"its verdict is not signed with this deployment's "
+                        f"evidence key ({KEY_ENV}): fabricated, or validated where the key "
+                        "was not set; re-validate")
     held = read_hash()
     if params.get(CANDIDATE_HASH) != held:
         return Evidence(False, "none", f"its run validated set {params.get(CANDIDATE_HASH)}, "
@@ -107,6 +159,8 @@ def find_override(client, template_id: str, version: str, read_hash: Callable[[]
         f"params.{MODEL_VERSION} = '{version}'", max_results=20)
     for run in runs:
         params = run.data.params
+        if _unsigned(params, run.info.run_id):
+            continue  # with a key, an unsigned override is no override
         if params.get(TEMPLATE) == template_id and params.get(CANDIDATE_HASH) == read_hash():
             return Evidence(True, OVERRIDE, f"override by {params.get(OVERRIDE_BY, '?')} "
                             f"(run {run.info.run_id})", run.info.run_id)
@@ -124,8 +178,8 @@ def record_override(client, template_id: str, version: str, content_hash: str,
     experiment = tracking.experiment_id(client, tracking.validation_experiment(template_id))
     run = client.create_run(experiment, tags={
         "mlflow.runName": f"override-v{version}", "template_id": template_id})
-    params = {**verdict_params(template_id, OVERRIDE, content_hash), MODEL_VERSION: version,
-              OVERRIDE_BY: by, "path": path}
+    params = {**verdict_params(template_id, OVERRIDE, content_hash, run.info.run_id),
+              MODEL_VERSION: version, OVERRIDE_BY: by, "path": path}
     try:  # with access control only a reviewer may log these params
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     except BaseException:

@@ -503,6 +503,7 @@ def _parameters_run(client, template_id: str, config: SolverConfig,
         client.log_artifact(run.info.run_id, str(path))
     client.log_batch(run.info.run_id, params=[
         Param(k, v) for k, v in
-        ev.verdict_params(template_id, validation_status, config.hash).items()])
+        ev.verdict_params(template_id, validation_status, config.hash,
+                          run.info.run_id).items()])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id

@@ -206,7 +206,7 @@ def _log_report(report: ValidationReport, tags: dict[str, str]) -> str:
     # The verdict and the candidate's hash as params, which nobody can edit afterwards:
     # serving trusts these, not the tags above (registry.evidence).
     params = {**verdict_params(report.template_id, "passed" if report.passed else "failed",
-                               report.candidate.hash),
+                               report.candidate.hash, rid),
               "instance_set": report.instance_set, "seeds": len(report.seeds),
               "time_limit_s": report.time_limit, "machine_fingerprint": fingerprint_id(),
               **report.rule.to_dict()}
