@@ -1129,7 +1129,11 @@ def cmd_up(args) -> int:
         raise
     print(f"stack up in {time.monotonic() - started_at:.0f} s (state: {home / STATE_FILE}, "
           f"logs: {home / 'logs'})")
+    from fresh_solver.tracking import ui_link
+
     print(f"  MLflow   {mlflow.url}   store sqlite:///{home / 'mlflow.db'}")
+    print(f"           the registry (Models, in the UI's Model training mode): "
+          f"{ui_link(mlflow.url)}")
     print(f"  Airflow  {airflow.url}   user {AIRFLOW_USER}, password {airflow_password(home)} "
           f"(in {password_file(home)})")
     print("  stop with: make down (python -m fresh_solver.devstack down)")
@@ -1180,8 +1184,12 @@ def _up_distributed(args, home: Path, dags: Path) -> int:
     mlflow, airflow = by_name["mlflow"], by_name["airflow"]
     print(f"distributed stack {args.name!r} up in {time.monotonic() - started_at:.0f} s (state: "
           f"{home / STATE_FILE}, logs: {home / 'logs'})")
+    from fresh_solver.tracking import ui_link
+
     print(f"  MLflow   {mlflow.url}   store {mlflow.info['store']}, artifacts proxied into "
           f"{home / 'server-artifacts'}")
+    print(f"           the registry (Models, in the UI's Model training mode): "
+          f"{ui_link(mlflow.url)}")
     if dist.mlflow_auth:
         print(f"           access control: login {MLFLOW_ADMIN}, password "
               f"{mlflow_passwords(home)[MLFLOW_ADMIN]}; every account's in "

@@ -33,6 +33,17 @@ def tracking_uri() -> str:
     return f"sqlite:///{home() / 'mlflow.db'}"
 
 
+# MLflow 3's UI opens in its GenAI mode, where the Models page is not in the sidebar; a link
+# that carries this query opens the "Model training" mode a reviewer needs.
+UI_MODE = "workflowType=machine_learning"
+
+
+def ui_link(server: str, page: str = "/models") -> str:
+    """A link to ``page`` of the MLflow UI at ``server`` (``/models/NAME/versions/N``...), in
+    the mode that shows the registry."""
+    return f"{server.rstrip('/')}/#{page}?{UI_MODE}"
+
+
 def tuning_experiment(template_id: str) -> str:
     return f"fresh-solver/tuning/{template_id}"
 

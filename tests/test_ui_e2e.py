@@ -57,7 +57,14 @@ def test_reviewer_adds_the_production_alias_in_the_ui(tmp_path: Path, browser) -
         v1, v2 = passed_version(registry, "ui", 1), passed_version(registry, "ui", 2)
         registry.promote("ui", v1, "alice")
 
-        browser.get(f"{url}/#/models/{model_name('ui')}/versions/{v2}")
+        from fresh_solver.tracking import ui_link
+
+        # The links the project prints open the registry in the UI's Model training mode
+        # (its default GenAI mode has no Models page in the sidebar).
+        browser.get(ui_link(url))
+        assert browser.find_element(By.LINK_TEXT, model_name("ui")).is_displayed()
+        assert browser.find_element(By.XPATH, "//a[normalize-space()='Models']").is_displayed()
+        browser.get(ui_link(url, f"/models/{model_name('ui')}/versions/{v2}"))
         try:
             browser.find_element(By.CSS_SELECTOR, "button[title='Add aliases']").click()
             field = browser.find_element(By.CSS_SELECTOR, "[role='dialog'] input")

@@ -453,7 +453,7 @@ def notify(plan: dict[str, Any], candidate: dict[str, Any], verdict: dict[str, A
             f"{verdict['validation_run_id']}.",
             f"Promote it: fresh-solver registry promote {template_id} {version} "
             "--approved-by YOUR_NAME",
-            f"or in the MLflow UI ({_ui_hint()}): Models > {model} > Version {version} > "
+            f"or in the MLflow UI, {_ui_hint(f'/models/{model}/versions/{version}')}: "
             "Aliases > add 'production' (or, with the classic UI, Stage > Transition to "
             "Production).",
         ]
@@ -474,11 +474,14 @@ def notify(plan: dict[str, Any], candidate: dict[str, Any], verdict: dict[str, A
     return {"message": message, **registered, "passed": verdict["passed"]}
 
 
-def _ui_hint() -> str:
+def _ui_hint(page: str) -> str:
+    """Where a reviewer finds ``page``: its link on a server (in the UI's Model training
+    mode), else how to open the embedded store."""
     uri = tracking.tracking_uri()
     if uri.startswith("http"):
-        return uri
-    return f"`make up` serves this store ({uri})"
+        return tracking.ui_link(uri, page)
+    return (f"after `make up` (which serves this store, {uri}) at "
+            f"{tracking.ui_link('http://127.0.0.1:5000', page)}")
 
 
 def task_failed(dag_id: str, task_id: str, run_id: str, error: str) -> str:
