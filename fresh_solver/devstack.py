@@ -1132,8 +1132,8 @@ def cmd_up(args) -> int:
     from fresh_solver.tracking import ui_link
 
     print(f"  MLflow   {mlflow.url}   store sqlite:///{home / 'mlflow.db'}")
-    print(f"           the registry (Models, in the UI's Model training mode): "
-          f"{ui_link(mlflow.url)}")
+    print(f"           the registry: {ui_link(mlflow.url)} (in the sidebar once it is "
+          "switched to 'Model training')")
     print(f"  Airflow  {airflow.url}   user {AIRFLOW_USER}, password {airflow_password(home)} "
           f"(in {password_file(home)})")
     print("  stop with: make down (python -m fresh_solver.devstack down)")
@@ -1188,8 +1188,8 @@ def _up_distributed(args, home: Path, dags: Path) -> int:
 
     print(f"  MLflow   {mlflow.url}   store {mlflow.info['store']}, artifacts proxied into "
           f"{home / 'server-artifacts'}")
-    print(f"           the registry (Models, in the UI's Model training mode): "
-          f"{ui_link(mlflow.url)}")
+    print(f"           the registry: {ui_link(mlflow.url)} (in the sidebar once it is "
+          "switched to 'Model training')")
     if dist.mlflow_auth:
         print(f"           access control: login {MLFLOW_ADMIN}, password "
               f"{mlflow_passwords(home)[MLFLOW_ADMIN]}; every account's in "

@@ -33,15 +33,12 @@ def tracking_uri() -> str:
     return f"sqlite:///{home() / 'mlflow.db'}"
 
 
-# MLflow 3's UI opens in its GenAI mode, where the Models page is not in the sidebar; a link
-# that carries this query opens the "Model training" mode a reviewer needs.
-UI_MODE = "workflowType=machine_learning"
-
-
 def ui_link(server: str, page: str = "/models") -> str:
-    """A link to ``page`` of the MLflow UI at ``server`` (``/models/NAME/versions/N``...), in
-    the mode that shows the registry."""
-    return f"{server.rstrip('/')}/#{page}?{UI_MODE}"
+    """A link straight to ``page`` of the MLflow UI at ``server`` (``/models``,
+    ``/models/NAME/versions/N``): MLflow 3's UI opens in its GenAI mode, whose sidebar has no
+    Models entry until the reviewer switches to "Model training"; the page itself opens
+    either way."""
+    return f"{server.rstrip('/')}/#{page}"
 
 
 def tuning_experiment(template_id: str) -> str:

@@ -120,17 +120,15 @@ def test_a_scheduled_run_that_starts_late_is_a_missed_one_and_retunes_nothing():
     assert missed_run("scheduled", None, sunday) is None
 
 
-def test_the_reviewers_link_opens_the_registry_in_the_uis_model_training_mode(monkeypatch):
-    """MLflow 3's UI opens in GenAI mode, with no Models page; the printed links carry the
-    query that opens the mode a reviewer needs, on a server and for the embedded store."""
+def test_the_reviewers_link_goes_straight_to_the_version_page(monkeypatch):
+    """MLflow 3's UI opens in GenAI mode, whose sidebar has no Models entry; the printed links
+    go straight to the page, on a server and for the embedded store."""
     from fresh_solver import tracking
     from fresh_solver.lifecycle.retune import _ui_hint
 
     assert tracking.ui_link("http://h:5000/", "/models/m/versions/2") == \
-        "http://h:5000/#/models/m/versions/2?workflowType=machine_learning"
+        "http://h:5000/#/models/m/versions/2"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
-    assert _ui_hint("/models/m") == \
-        "http://mlflow.example:5000/#/models/m?workflowType=machine_learning"
+    assert _ui_hint("/models/m") == "http://mlflow.example:5000/#/models/m"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert _ui_hint("/models/m").endswith(
-        "at http://127.0.0.1:5000/#/models/m?workflowType=machine_learning")
+    assert _ui_hint("/models/m").endswith("at http://127.0.0.1:5000/#/models/m")

@@ -59,11 +59,14 @@ def test_reviewer_adds_the_production_alias_in_the_ui(tmp_path: Path, browser) -
 
         from fresh_solver.tracking import ui_link
 
-        # The links the project prints open the registry in the UI's Model training mode
-        # (its default GenAI mode has no Models page in the sidebar).
+        # The UI opens in GenAI mode: no Models in the sidebar until the reviewer switches to
+        # "Model training" (what the README says); the links the project prints go straight
+        # to the registry's pages either way.
         browser.get(ui_link(url))
         assert browser.find_element(By.LINK_TEXT, model_name("ui")).is_displayed()
-        assert browser.find_element(By.XPATH, "//a[normalize-space()='Models']").is_displayed()
+        sidebar = [a.text.strip() for a in browser.find_elements(By.CSS_SELECTOR, "nav a")]
+        assert "Models" not in sidebar and "Experiments" in sidebar
+        assert browser.find_element(By.XPATH, "//*[normalize-space()='Model training']")
         browser.get(ui_link(url, f"/models/{model_name('ui')}/versions/{v2}"))
         try:
             browser.find_element(By.CSS_SELECTOR, "button[title='Add aliases']").click()

@@ -475,8 +475,8 @@ def notify(plan: dict[str, Any], candidate: dict[str, Any], verdict: dict[str, A
 
 
 def _ui_hint(page: str) -> str:
-    """Where a reviewer finds ``page``: its link on a server (in the UI's Model training
-    mode), else how to open the embedded store."""
+    """Where a reviewer finds ``page``: its link on a server, else how to open the embedded
+    store."""
     uri = tracking.tracking_uri()
     if uri.startswith("http"):
         return tracking.ui_link(uri, page)
