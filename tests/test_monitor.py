@@ -10,16 +10,13 @@ a folder).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,6 +35,7 @@ from fresh_solver.operations.monitor import (
     health_score,
     status_of,
 )
+from fresh_solver.performance.faults import TcpForwarder
 from tests import monitor_workers as workers
 from tests import postgres
 
@@ -310,44 +308,6 @@ def test_an_overlong_value_does_not_block_the_writer(fresh_url: str) -> None:
 # ---- store down: production solves are unaffected -------------------------------------------
 
 
-class Forwarder:
-    """A TCP forwarder from 127.0.0.1:``port`` to ``target``: a store that comes back."""
-
-    def __init__(self, port: int, target: tuple[str, int]):
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", port))
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.server.close()
-        for s in self.sockets:
-            s.close()
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def down_store(request: pytest.FixtureRequest, tmp_path: Path,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Callable[[], None]]]:
@@ -356,10 +316,10 @@ def down_store(request: pytest.FixtureRequest, tmp_path: Path,
         database = request.getfixturevalue("pg_url")
         port = free_port()  # nothing listens there until the forwarder starts
         url = database.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
-        forwarders: list[Forwarder] = []
+        forwarders: list[TcpForwarder] = []
 
         def back() -> None:
-            forwarders.append(Forwarder(port, ("127.0.0.1", 5432)))
+            forwarders.append(TcpForwarder(port, ("127.0.0.1", 5432)))
     else:
         blocker = tmp_path / "blocker"
         blocker.write_text("a file where the store's folder should be")
@@ -626,3 +586,15 @@ def test_a_spool_folder_that_cannot_be_written_makes_the_loss_visible(
     assert done.returncode == 0, done.stderr
     assert "the spool folder not writable" in done.stderr and "1 records lost" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_spool_figure_command_counts_every_record_once(pg_admin, tmp_path: Path) -> None:
+    """The README's figure (`spool_figure --solves 200`) at a size a test affords."""
+    from fresh_solver.performance import spool_figure
+
+    assert spool_figure.main(["--solves", "2", "--lossy", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert (data["kept_on_disk"], data["spool_files_waiting"], data["failed_processes"]) == \
+        (2, 2, 0)
+    assert data["rows_in_store"] == data["distinct_rows"] == 3 and data["ledger_rows"] == 2
+    assert data["spool_files_left"] == 0 and data["lossy_solves_that_said_so"] == 1

@@ -8,8 +8,10 @@ each fault costs a production solve; ``webhook_receiver`` stands in for an alert
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -108,3 +110,46 @@ def delaying_proxy(target: str, delay_s: float) -> FaultServer:
         upstream.close()
 
     return FaultServer(forward)
+
+
+class TcpForwarder:
+    """A TCP forwarder from 127.0.0.1:``port`` to ``target``: a database that is unreachable
+    until the forwarder starts, and comes back when it does."""
+
+    def __init__(self, port: int, target: tuple[str, int]):
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        # Shut down before closing: a bare close leaves the socket listening (and forwarding)
+        # for as long as the accept thread stays blocked on it.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self.server.close()
+        for s in self.sockets:
+            s.close()
