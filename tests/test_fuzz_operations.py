@@ -19,7 +19,7 @@ from fresh_solver.operations.channels import CHANNEL_TYPES, build_channels
 from fresh_solver.operations.config import _MONITOR, _RULE, parse_config
 
 EXAMPLES = 300
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # ---- the operations config ------------------------------------------------------------------

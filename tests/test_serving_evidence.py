@@ -335,10 +335,13 @@ def _forged_version(registry: ParameterRegistry, tid: str, experiment_id: str,
 
 
 def test_a_forged_verdict_in_another_experiment_is_refused(registry: ParameterRegistry,
-                                                           tid: str) -> None:
+                                                           tid: str, tmp_path: Path) -> None:
+    """As in MLflow's Default experiment (not used here: its artifacts would go to ./mlruns
+    in the directory the tests run from)."""
     [good] = promoted(registry, tid, n=1)
-    default_experiment = registry.client.get_experiment_by_name("Default").experiment_id
-    forged = _forged_version(registry, tid, default_experiment)
+    elsewhere = registry.client.create_experiment(f"someone-else-{tid}",
+                                                  artifact_location=tmp_path.as_uri())
+    forged = _forged_version(registry, tid, elsewhere)
     decision = registry.serving(tid)
     assert decision.version == good
     assert f"v{forged} (alias): its run" in decision.refused[0]
