@@ -331,12 +331,23 @@ VERBS = {  # verb: (method, endpoint, body from the scratch resources, {role: st
     "search runs": ("POST", "/api/2.0/mlflow/runs/search",
                     lambda r: {"experiment_ids": [r["experiment"]]}, dict.fromkeys(ROLES, 200)),
     "create an experiment": ("POST", "/api/2.0/mlflow/experiments/create",
-                             lambda r: {"name": f"{r['model']}-new-experiment"},
+                             lambda r: {"name": f"{r['experiment_name']}-new"},
                              {"service": 200, "loader": 403, "reviewer": 200, "admin": 200}),
     "create a registered model": ("POST", "/api/2.0/mlflow/registered-models/create",
-                                  lambda r: {"name": f"{r['model']}-new-model"},
+                                  lambda r: {"name": f"{r['model']}-new"},
                                   {"service": 200, "loader": 403, "reviewer": 200,
                                    "admin": 200}),
+    "create an experiment outside the project": (
+        "POST", "/api/2.0/mlflow/experiments/create", lambda r: {"name": f"{r['other']}-new"},
+        {"service": 403, "loader": 403, "reviewer": 200, "admin": 200}),
+    "create a model outside the project": (
+        "POST", "/api/2.0/mlflow/registered-models/create",
+        lambda r: {"name": f"{r['other']}-model"},
+        {"service": 403, "loader": 403, "reviewer": 200, "admin": 200}),
+    "create a run outside the project": (
+        "POST", "/api/2.0/mlflow/runs/create",
+        lambda r: {"experiment_id": r["other_experiment"]},
+        {"service": 403, "loader": 403, "reviewer": 200, "admin": 200}),
     "log to a run": ("POST", "/api/2.0/mlflow/runs/log-parameter",
                      lambda r: {"run_id": r["run"], "key": "note", "value": "x"},
                      {"service": 200, "loader": 403, "reviewer": 200, "admin": 200}),
@@ -371,23 +382,31 @@ VERBS = {  # verb: (method, endpoint, body from the scratch resources, {role: st
 def test_each_account_may_do_what_its_role_says(server: str, act_as, tid: str, role: str,
                                                 verb: str) -> None:
     """Scratch resources the service account made (as a retune does: an experiment, a run,
-    a model with one version), then one request as ``role``."""
+    a model with one version) and an experiment of someone else's (the admin's), then one
+    request as ``role``."""
     service = act_as(SERVICE)
-    model = f"scratch-{tid}-{role}"
-    experiment = service.client.create_experiment(model)
+    model, experiment_name = f"fresh-solver-x{tid}-{role}", f"fresh-solver/x{tid}-{role}"
+    experiment = service.client.create_experiment(experiment_name)
     run = service.client.create_run(experiment).info.run_id
     service.client.create_registered_model(model)
     source = service.client.get_run(run).info.artifact_uri + "/parameters.json"
     service.client.create_model_version(model, source, run_id=run)
-    resources = {"model": model, "experiment": experiment, "run": run}
+    other = f"elsewhere-{tid}-{role}"
+    created, answer = call(server, "POST", "/api/2.0/mlflow/experiments/create",
+                           {"name": other}, ADMIN)
+    assert created == 200, answer
+    resources = {"model": model, "experiment": experiment, "run": run, "other": other,
+                 "experiment_name": experiment_name, "other_experiment": answer["experiment_id"]}
     method, endpoint, body, expected = VERBS[verb]
     status, answer = call(server, method, endpoint.format(model=model),
                           body(resources) if body else None, ROLES[role])
     assert status == expected[role], (role, verb, answer)
-    if role == "loader" and verb.startswith("create"):  # basic-auth alone lets anyone create
-        assert "may only read" in answer["message"]
+    if role == "loader" and verb.startswith(("create an", "create a model", "create a reg")):
+        assert "may only read" in answer["message"]  # basic-auth alone lets anyone create
     if role == "service" and verb.startswith(("delete", "rename")):  # MANAGE as the creator
         assert "only an MLflow admin may delete or rename" in answer["message"]
+    if role == "service" and verb.endswith("outside the project"):
+        assert "works in the project's namespace only" in answer["message"]
 
 
 def test_a_refused_login_is_reported_as_one_not_as_an_unreachable_registry(

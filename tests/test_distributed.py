@@ -2,13 +2,13 @@
 metadata DB and Celery result backend, Redis as broker, two Celery trial workers, and the MLflow
 server on PostgreSQL with proxied artifacts, started as the README says: `make up-distributed`.
 
-One stack and one DAG run serve the module (a run costs minutes on 2 cores). The stack is
+One stack and one DAG run serve the module's tests, twice: with MLFLOW_AUTH=1 (the tasks run
+as MLflow's service account) and without (a run costs minutes on 2 cores). The stack is
 started with `make up-distributed`, stopped with `make down` and started again on the kept
 databases (the restart a user makes), under a name of its own (STACK: its databases, Redis
-keys and worker names), with MLFLOW_AUTH=1 (the tasks run as MLflow's service account) and the
-two trial workers pinned to unlike CPU sets (WORKER_CPUS: one CPU, two CPUs), so their
-fingerprints differ as two machines' would. A second `make up-distributed` under the same name
-from another home is refused while the first runs. The
+keys and worker names), with the two trial workers pinned to unlike CPU sets (WORKER_CPUS:
+one CPU, two CPUs), so their fingerprints differ as two machines' would. A second `make
+up-distributed` under the same name from another home is refused while the first runs. The
 run's one round maps four trials, two at a time (the pool holds the workers' two slots); once
 each worker has finished one, the worker running one of the next two is SIGKILLed with its
 whole session: the run must still succeed, the trial retried on the other worker, and every
@@ -68,24 +68,26 @@ def make(target: str, home: Path, *variables: str, timeout: float = 420):
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def up_variables(name: str = TOKEN) -> list[str]:
+def up_variables(name: str, auth: bool) -> list[str]:
     cpus = sorted(os.sched_getaffinity(0))
     worker_cpus = " ".join(",".join(map(str, c)) for c in (cpus[:1], cpus[:2]))
     return [f"STACK={name}", f"MLFLOW_PORT={devstack.free_port()}",
-            f"AIRFLOW_PORT={devstack.free_port()}", "WORKERS=2", f"WORKER_CPUS={worker_cpus}",
-            "MLFLOW_AUTH=1"]
+            f"AIRFLOW_PORT={devstack.free_port()}", "WORKERS=2",
+            f"WORKER_CPUS={worker_cpus}"] + (["MLFLOW_AUTH=1"] if auth else [])
 
 
 def _made(done, what: str) -> None:
     assert done.returncode == 0, f"{what} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """The distributed stack as a user starts it: `make up-distributed`, `make down`, `make
-    up-distributed` again on the kept databases; at the end `make down`, and the test's
-    databases and Redis keys deleted."""
-    dist = devstack.Distributed.resolve(environ={}, name=TOKEN, mlflow_auth=True)
+@pytest.fixture(scope="module", params=["access control", "open"])
+def stack(request, tmp_path_factory):
+    """The distributed stack as a user starts it: `make up-distributed` (with MLFLOW_AUTH=1,
+    and without), `make down`, `make up-distributed` again on the kept databases; at the end
+    `make down`, and the test's databases and Redis keys deleted."""
+    auth = request.param == "access control"
+    name = f"{TOKEN}_{'a' if auth else 'o'}"
+    dist = devstack.Distributed.resolve(environ={}, name=name, mlflow_auth=auth)
     problems = devstack.check_services(dist)
     if problems:
         pytest.skip("distributed mode needs PostgreSQL (127.0.0.1:5432) and Redis "
@@ -94,15 +96,16 @@ def stack(tmp_path_factory):
     timings: dict[str, float] = {}
     started = time.monotonic()
     try:
-        _made(make("up-distributed", home, *up_variables()), "make up-distributed")
+        _made(make("up-distributed", home, *up_variables(name, auth)), "make up-distributed")
         started = phase(timings, "make up-distributed", started)
         _made(make("down", home), "make down")
         started = phase(timings, "make down", started)
-        _made(make("up-distributed", home, *up_variables()),
+        _made(make("up-distributed", home, *up_variables(name, auth)),
               "make up-distributed again, on the kept databases")
         phase(timings, "make up-distributed again", started)
         services = devstack.read_state(home)
-        yield {"services": services, "dist": dist, "home": home, "timings": timings}
+        yield {"services": services, "dist": dist, "home": home, "timings": timings,
+               "name": name, "auth": auth}
     finally:
         stopping = time.monotonic()
         services = devstack.read_state(home)
@@ -138,13 +141,15 @@ def _service(stack, name: str) -> devstack.Service:
 
 @contextlib.contextmanager
 def _as_admin(stack):
-    """An MLflow client of the stack's server logged in as its admin."""
+    """An MLflow client of the stack's server, logged in as its admin where there is
+    access control."""
     from mlflow.tracking import MlflowClient
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_USERNAME", devstack.MLFLOW_ADMIN)
-        mp.setenv("MLFLOW_TRACKING_PASSWORD",
-                  devstack.mlflow_passwords(stack["home"])[devstack.MLFLOW_ADMIN])
+        if stack["auth"]:
+            mp.setenv("MLFLOW_TRACKING_USERNAME", devstack.MLFLOW_ADMIN)
+            mp.setenv("MLFLOW_TRACKING_PASSWORD",
+                      devstack.mlflow_passwords(stack["home"])[devstack.MLFLOW_ADMIN])
         yield MlflowClient(tracking_uri=_service(stack, "mlflow").url)
 
 
@@ -224,9 +229,13 @@ def records(stack, retune):
     from mlflow.entities import ViewType
 
     url = _service(stack, "mlflow").url
-    with pytest.raises(urllib.error.HTTPError) as anonymous:
-        urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=1")
-    assert anonymous.value.code == 401
+    anonymous = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+    if stack["auth"]:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous)
+        assert refused.value.code == 401
+    else:
+        assert urllib.request.urlopen(anonymous).status == 200
     with _as_admin(stack) as client:
         experiment = client.get_experiment_by_name("fresh-solver/tuning/dist")
         [session] = client.search_runs([experiment.experiment_id],
@@ -270,7 +279,7 @@ def test_trials_spread_over_both_workers_with_one_run_each(stack, retune, record
     assert version.source.startswith("mlflow-artifacts:")
     import psycopg
 
-    with psycopg.connect(f"{PG}/{TOKEN}_mlflow") as conn:
+    with psycopg.connect(f"{PG}/{stack['name']}_mlflow") as conn:
         stored = conn.execute("SELECT count(*) FROM model_versions WHERE name = %s",
                               ("fresh-solver-dist",)).fetchone()[0]
     assert stored == 1
@@ -390,11 +399,12 @@ def test_trials_from_two_machines_flag_the_session(record, caplog):
 @pytest.mark.timeout(300)
 def test_a_second_stack_on_the_same_databases_and_queues_is_refused(stack, tmp_path):
     other = tmp_path / "other-home"
-    done = make("up-distributed", other, *up_variables(TOKEN), timeout=120)
+    name = stack["name"]
+    done = make("up-distributed", other, *up_variables(name, stack["auth"]), timeout=120)
     assert done.returncode == 2, done.stderr
     assert "another stack runs on what stack" in done.stderr
-    assert f"{TOKEN}_airflow" in done.stderr and f"{TOKEN}_mlflow" in done.stderr
-    assert f"key prefix '{TOKEN}:'" in done.stderr  # its workers answer on the same queues
+    assert f"{name}_airflow" in done.stderr and f"{name}_mlflow" in done.stderr
+    assert f"key prefix '{name}:'" in done.stderr  # its workers answer on the same queues
     assert "STACK=<name>" in done.stderr and "Traceback" not in done.stderr
     assert not (other / "stack.json").exists()
     servers = [s for s in stack["services"] if s.name in ("mlflow", "airflow")]

@@ -36,6 +36,9 @@ of role × verb, each row a test in ``tests/test_access_control.py``):
   and logged models: the evidence behind what is served lives in runs and versions, and the
   DAGs never delete. A service account or a reviewer that could delete a validation run could
   strand a served set without its evidence.
+- **The service account stays in the project's namespace** (``fresh-solver-service``): it
+  creates experiments named ``fresh-solver/...``, registered models named ``fresh-solver-...``
+  and runs only in ``fresh-solver/...`` experiments, which is all the DAGs do.
 
 Refusals are MLflow errors (HTTP 403, ``PERMISSION_DENIED``), so clients raise an
 ``MlflowException`` that names the rule.
@@ -51,8 +54,11 @@ from flask import Flask, Response, request
 log = logging.getLogger("fresh_solver.server_auth")
 
 REVIEWERS_ENV = "FRESH_SOLVER_REVIEWERS"
-# fresh_solver.registry.accounts.LOADER_USER (that module is not imported per request).
+# fresh_solver.registry.accounts.LOADER_USER and SERVICE_USER (that module is not imported
+# per request); the project's names (fresh_solver.tracking, fresh_solver.registry).
 LOADER_USER = "fresh-solver-loader"
+SERVICE_USER = "fresh-solver-service"
+EXPERIMENT_PREFIX, MODEL_PREFIX = "fresh-solver/", "fresh-solver-"
 # The POST endpoints (MLflow's view-function names) that only read.
 READ_POSTS = frozenset({
     "_search_runs", "_search_experiments", "_search_logged_models", "_search_traces_v3",
@@ -163,6 +169,26 @@ def _mirrors(model: str, version: str | None) -> bool:
     return mv.current_stage == PRODUCTION or any(a.lower() == ALIAS for a in mv.aliases)
 
 
+def _outside_the_project() -> str | None:
+    """What a create request would make outside the project's names, or None."""
+    from mlflow.protos.model_registry_pb2 import CreateRegisteredModel
+    from mlflow.protos.service_pb2 import CreateExperiment, CreateRun
+    from mlflow.server.handlers import _get_request_message, _get_tracking_store, get_handler
+
+    if request.endpoint == get_handler(CreateExperiment).__name__:
+        name = _get_request_message(CreateExperiment()).name
+        return None if name.startswith(EXPERIMENT_PREFIX) else f"create experiment {name!r}"
+    if request.endpoint == get_handler(CreateRegisteredModel).__name__:
+        name = _get_request_message(CreateRegisteredModel()).name
+        return None if name.startswith(MODEL_PREFIX) else f"create model {name!r}"
+    if request.endpoint == get_handler(CreateRun).__name__:
+        experiment_id = _get_request_message(CreateRun()).experiment_id
+        name = _get_tracking_store().get_experiment(experiment_id).name
+        return None if name.startswith(EXPERIMENT_PREFIX) else \
+            f"create a run in experiment {name!r}"
+    return None
+
+
 def _is_reviewer(username: str) -> bool:
     return username in reviewers() or _is_admin(username)
 
@@ -194,6 +220,12 @@ def require_reviewer() -> Response | None:
         raise MlflowException(f"fresh-solver: {LOADER_USER!r} is the production loader's "
                               f"account and may only read; {request.method} {request.path} "
                               "writes", error_code=PERMISSION_DENIED)
+    if username == SERVICE_USER and (outside := _outside_the_project()):
+        log.warning("refused: %s may not %s", username, outside)
+        raise MlflowException(f"fresh-solver: {SERVICE_USER!r} works in the project's "
+                              f"namespace only (experiments {EXPERIMENT_PREFIX}..., models "
+                              f"{MODEL_PREFIX}...); it may not {outside}",
+                              error_code=PERMISSION_DENIED)
     if request.endpoint in ADMIN_ONLY and not _is_admin(username):
         log.warning("refused: %s may not %s (not an admin)", username, request.path)
         raise MlflowException(f"fresh-solver: only an MLflow admin may delete or rename "
