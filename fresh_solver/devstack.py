@@ -1129,15 +1129,20 @@ def cmd_up(args) -> int:
         raise
     print(f"stack up in {time.monotonic() - started_at:.0f} s (state: {home / STATE_FILE}, "
           f"logs: {home / 'logs'})")
-    from fresh_solver.tracking import ui_link
-
     print(f"  MLflow   {mlflow.url}   store sqlite:///{home / 'mlflow.db'}")
-    print(f"           the registry: {ui_link(mlflow.url)} (in the sidebar once it is "
-          "switched to 'Model training')")
+    print(_registry_line(mlflow.url))
     print(f"  Airflow  {airflow.url}   user {AIRFLOW_USER}, password {airflow_password(home)} "
           f"(in {password_file(home)})")
     print("  stop with: make down (python -m fresh_solver.devstack down)")
     return 0
+
+
+def _registry_line(mlflow_url: str) -> str:
+    """Where a reviewer finds the registry in MLflow 3's UI (its GenAI mode hides Models)."""
+    from fresh_solver.tracking import ui_link
+
+    return (f"           the registry: {ui_link(mlflow_url)} (in the sidebar once it is "
+            "switched to 'Model training')")
 
 
 def _abandon(started: list[Service], home: Path) -> None:
@@ -1184,12 +1189,9 @@ def _up_distributed(args, home: Path, dags: Path) -> int:
     mlflow, airflow = by_name["mlflow"], by_name["airflow"]
     print(f"distributed stack {args.name!r} up in {time.monotonic() - started_at:.0f} s (state: "
           f"{home / STATE_FILE}, logs: {home / 'logs'})")
-    from fresh_solver.tracking import ui_link
-
     print(f"  MLflow   {mlflow.url}   store {mlflow.info['store']}, artifacts proxied into "
           f"{home / 'server-artifacts'}")
-    print(f"           the registry: {ui_link(mlflow.url)} (in the sidebar once it is "
-          "switched to 'Model training')")
+    print(_registry_line(mlflow.url))
     if dist.mlflow_auth:
         print(f"           access control: login {MLFLOW_ADMIN}, password "
               f"{mlflow_passwords(home)[MLFLOW_ADMIN]}; every account's in "
@@ -1221,7 +1223,7 @@ def cmd_down(args) -> int:
     (home / STATE_FILE).unlink(missing_ok=True)
     print("stopped: " + ", ".join(s.name for s in services))
     for cleanup in (s.info["broker_cleanup"] for s in services if "broker_cleanup" in s.info):
-        import redis
+        import redis  # only for a distributed stack's broker
 
         try:
             dropped = drop_unacknowledged(cleanup["url"], cleanup["prefix"])

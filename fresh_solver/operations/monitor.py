@@ -250,7 +250,6 @@ class _Writer:
                             time.time() - self.failing_since)
                 self.failing_since = None
 
-
     def keep_on_disk(self) -> None:
         """At exit, with the store not answering: what is still buffered (the batch being
         retried included) goes to a spool file for the next process. The commit lock is taken
@@ -302,8 +301,9 @@ class _Writer:
         return written
 
     def _deliver_spool(self) -> None:
-        """Write the spool files earlier processes left for this store (the store answers:
-        this writer just wrote), each with its ledger row, then delete it."""
+        """Write the spool files earlier processes left for this store, each with its ledger
+        row, then delete it; before this writer's own batch, so older records go first. A store
+        that does not answer raises, and the batch is retried as any other."""
         from fresh_solver.operations import spool
 
         for path in spool.waiting(self.url):

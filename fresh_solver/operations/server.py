@@ -142,11 +142,14 @@ def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
             self._head = True  # probes send HEAD: the same status and headers, no body
             self.do_GET()
 
+        def _not_found(self) -> None:
+            self._send(HTTPStatus.NOT_FOUND, b"not found: try /livez /readyz /health "
+                       b"/metrics\n", "text/plain; charset=utf-8")
+
         def _not_allowed(self) -> None:
             path = self.path.split("?", 1)[0]
             if path not in PATHS:
-                self._send(HTTPStatus.NOT_FOUND, b"not found: try /livez /readyz /health "
-                           b"/metrics\n", "text/plain; charset=utf-8")
+                self._not_found()
                 return
             body = json.dumps({"error": f"method {self.command} not allowed on {path}",
                                "allowed": ["GET", "HEAD"]}).encode()
@@ -180,8 +183,7 @@ def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
                 self._send(code, body, CONTENT_TYPE_LATEST if code == HTTPStatus.OK
                            else "text/plain; charset=utf-8")
             else:
-                self._send(HTTPStatus.NOT_FOUND, b"not found: try /livez /readyz /health "
-                           b"/metrics\n", "text/plain; charset=utf-8")
+                self._not_found()
 
         def _send(self, code: HTTPStatus, body: bytes, content_type: str,
                   headers: dict[str, str] | None = None) -> None:

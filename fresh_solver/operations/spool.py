@@ -68,7 +68,7 @@ def state(url: str) -> dict[str, Any]:
     """What waits in the store's spool folder, and whether the folder can take more (for
     health: a folder that cannot be written would turn the next outage's records into a
     loss)."""
-    files = waiting(url)
+    spool, files = folder(url), waiting(url)
     rows = 0
     for path in files:
         try:
@@ -77,7 +77,7 @@ def state(url: str) -> dict[str, Any]:
             continue
     problem = None
     try:
-        folder(url).mkdir(parents=True, exist_ok=True)
+        spool.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        problem = f"{folder(url)}: {exc.strerror or exc}"
+        problem = f"{spool}: {exc.strerror or exc}"
     return {"spool_files": len(files), "spool_records": rows, "spool_problem": problem}

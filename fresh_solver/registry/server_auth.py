@@ -25,7 +25,7 @@ a non-reviewer may *mirror* a decision already made, i.e. give a version the sec
 Production when it already holds the first (stage Production for a version holding the alias,
 the alias for a version in stage Production). That never makes a new version Production.
 
-Two more rules make the accounts mean what they say (``mlflow_config/README.md`` has the table
+Three more rules make the accounts mean what they say (``mlflow_config/README.md`` has the table
 of role × verb, each row a test in ``tests/test_access_control.py``):
 
 - **The loader account only reads** (``fresh-solver-loader``): every request that is not a
