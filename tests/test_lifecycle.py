@@ -31,6 +31,14 @@ def test_defaults_are_valid_and_every_problem_is_named_at_once() -> None:
     assert "'bogus' was unexpected" in problems
 
 
+def test_an_emptied_form_field_reads_as_empty_text() -> None:
+    """Airflow's trigger form sends a text field the user emptied as null."""
+    settings = resolve({"template_id": "gear", "instances_folder": None, "space": None})
+    assert (settings["instances_folder"], settings["space"]) == ("", "")
+    with pytest.raises(InputError, match="params.trials: None is not of type 'integer'"):
+        resolve({"template_id": "gear", "trials": None})
+
+
 def test_the_shipped_schedule_file_is_valid() -> None:
     confs = scheduled_confs(ROOT / "dags" / "retune_templates.toml")
     assert [c["template_id"] for c in confs] == ["demo"]

@@ -1,11 +1,15 @@
-"""A reviewer promotes in the real MLflow UI (headless Debian Chromium), fresh-solver serves it.
+"""The two UIs clicked as their users click them (headless Debian Chromium).
 
-The default UI's alias editor is clicked through: version page → "Add" aliases → type
-`production` → "Save aliases". The stage dropdown path is covered by the REST tests.
+A reviewer promotes in the real MLflow UI and fresh-solver serves it: the default UI's alias
+editor is clicked through (version page → "Add" aliases → type `production` → "Save aliases");
+the stage dropdown path is covered by the REST tests. A platform team starts retunes from
+Airflow's real trigger form: with every default, on a folder of instances and on generated
+instances.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -13,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from fresh_solver import devstack
 from tests.servers import using_mlflow_server
 from tests.test_registry_server import passed_version
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = [
     pytest.mark.slow,
@@ -88,3 +94,90 @@ def test_reviewer_adds_the_production_alias_in_the_ui(tmp_path: Path, browser) -
         assert [v.version for v in registry.versions("ui")
                 if v.current_stage == "Production"] == [v2]
         assert registry.history("ui")[-1]["path"] == "ui-alias"
+
+
+RETUNE = "fresh_solver_retune"
+# A tiny budget typed into the form (the wiring is under test): one round of two short trials.
+TINY_FORM = {"trials": 2, "batch_size": 2, "trial_time_limit": 0.2, "race": 0,
+             "train_instances": 2, "held_out_instances": 2, "validation_time_limit": 0.3}
+
+
+def log_in(browser, url: str, home: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{url}/")
+    browser.find_element(By.NAME, "username").send_keys("admin")
+    browser.find_element(By.NAME, "password").send_keys(devstack.airflow_password(home),
+                                                         Keys.ENTER)
+    browser.find_element(By.XPATH, "//*[normalize-space()='Dags']")  # the home page is up
+
+
+def trigger_from_the_form(browser, url: str, typed: dict) -> None:
+    """Open the DAG's Trigger form, type ``typed`` into its fields (each selected and typed
+    over, as a user does), click the form's Trigger button."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(f"{url}/dags/{RETUNE}")
+    browser.find_element(By.XPATH, "//button[normalize-space()='Trigger']").click()
+    browser.find_element(By.NAME, "element_template_id")  # the form is open
+    for name, value in typed.items():
+        field = browser.find_element(By.NAME, f"element_{name}")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(Keys.DELETE)
+        field.send_keys(str(value))
+    submit = browser.find_element(By.XPATH,
+                                  "//*[@role='dialog']//button[normalize-space()='Trigger']")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", submit)
+    assert submit.is_enabled(), "the form's Trigger button is disabled"
+    submit.click()
+
+
+def test_retunes_start_from_airflows_trigger_form(tmp_path: Path, browser) -> None:
+    """Airflow's form once marked every param required and kept Trigger disabled while the
+    instances folder or the space was empty (their defaults): no retune on generated instances
+    and none with all the defaults could start from the UI."""
+    from fresh_solver.model.generate import generate_family
+    from fresh_solver.model.problem import problem_to_dict
+
+    folder = tmp_path / "instances"
+    folder.mkdir()
+    for seed in range(4):
+        problem = generate_family("small", 3, seed, template_id="folder")
+        (folder / f"{problem.name}.json").write_text(json.dumps(problem_to_dict(problem)))
+    # The scheduled run's list (what "all defaults", template '*', retunes): one template, on
+    # the folder, at the tiny budget.
+    listed = tmp_path / "retune_templates.toml"
+    listed.write_text("[[retune]]\ntemplate_id = \"folder\"\n"
+                      f"instances_folder = \"{folder}\"\n"
+                      + "".join(f"{k} = {v}\n" for k, v in TINY_FORM.items()))
+    home = tmp_path / "home"
+    service = devstack.start_airflow(home, ROOT / "dags", devstack.free_port(), env_extra={
+        "FRESH_SOLVER_RETUNE_SCHEDULE": "none", "FRESH_SOLVER_RETUNE_ROUNDS": "1",
+        "FRESH_SOLVER_RETRY_DELAY_S": "1", "FRESH_SOLVER_RETUNE_TEMPLATES": str(listed)})
+    try:
+        api = devstack.AirflowAPI(service.url, "admin", devstack.airflow_password(home))
+        api.wait_for_dag(RETUNE, timeout=120)
+        log_in(browser, service.url, home)
+        try:
+            trigger_from_the_form(browser, service.url, {})  # every default: template '*'
+            trigger_from_the_form(browser, service.url, {"template_id": "generated",
+                                                         **TINY_FORM})
+        finally:
+            browser.save_screenshot(str(tmp_path / "trigger.png"))  # kept for a failing run
+        deadline = time.monotonic() + 60
+        while len(api.dag_runs(RETUNE)) < 3 and time.monotonic() < deadline:
+            time.sleep(1)  # the '*' run starts the folder's run itself
+        runs = {run["conf"]["template_id"]: run for run in api.dag_runs(RETUNE)}
+        assert set(runs) == {"*", "folder", "generated"}, f"see {tmp_path / 'trigger.png'}"
+        assert runs["*"]["run_type"] == runs["generated"]["run_type"] == "manual"
+        assert runs["generated"]["conf"]["instances_folder"] in ("", None)
+        for template_id, run in runs.items():
+            assert api.wait(RETUNE, run["dag_run_id"], timeout=300) == "success", template_id
+        for template_id in ("folder", "generated"):
+            notified = api.xcom(RETUNE, runs[template_id]["dag_run_id"], "notify")
+            assert f"retune of template {template_id!r}" in notified["message"]
+    finally:
+        devstack.stop(service, timeout=5)

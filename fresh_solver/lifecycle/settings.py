@@ -16,11 +16,16 @@ from fresh_solver.errors import InputError
 EVERY_TEMPLATE = "*"
 
 # name -> (default, JSON-schema fields, description)
+# A text setting that may be left empty. Airflow's trigger form marks every Param whose type
+# does not allow null as required, keeps its Trigger button disabled while one is empty, and
+# sends an emptied text field as null: so null is allowed, and read as "" (resolve_table).
+OPTIONAL_TEXT = {"type": ["string", "null"]}
+
 RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
     "template_id": (EVERY_TEMPLATE, {"type": "string", "pattern": r"^([A-Za-z0-9_.\-]+|\*)$"},
                     "Template to retune (registered model fresh-solver-<template_id>); '*': "
                     "one run for each template listed in retune_templates.toml."),
-    "instances_folder": ("", {"type": "string"},
+    "instances_folder": ("", OPTIONAL_TEXT,
                          "Folder of problem files containing the template; empty: generate "
                          "instances with the generator_* settings."),
     "held_out_fraction": (0.34, {"type": "number", "minimum": 0.05, "maximum": 0.9},
@@ -45,7 +50,7 @@ RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
     "metric": ("time_to_target", {"type": "string", "enum": [
         "time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral"]},
         "Trial score."),
-    "space": ("", {"type": "string"},
+    "space": ("", OPTIONAL_TEXT,
               "Search space: a TOML file, or a shipped space by name (default, demo); "
               "empty: default."),
     "estimator": ("GP", {"type": "string", "enum": ["GP", "RF", "ET", "random"]},
@@ -114,6 +119,9 @@ def resolve_table(table: Table, conf: dict[str, Any] | None, pattern_meaning: st
 
     settings = {name: default for name, (default, _, _) in table.items()}
     settings |= dict(conf or {})
+    for name, (_, spec, _) in table.items():
+        if spec == OPTIONAL_TEXT and settings.get(name) is None:
+            settings[name] = ""
     problems = [f"params{''.join(f'.{p}' for p in error.absolute_path)}: "
                 + (f"{error.instance!r} is not {pattern_meaning}"
                    if error.validator == "pattern" else error.message)
