@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance import template_screen, tuning_benchmark
 
 
@@ -36,19 +37,22 @@ def test_template_screen_refuses_bad_template_seeds(tmp_path: Path,
     assert "--templates" in capsys.readouterr().err
 
 
-def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
+@pytest.mark.parametrize("metric", ["time_to_target", "gap_integral"])
+def test_tuning_benchmark_pairs_gp_random_and_two_controls(tmp_path: Path, metric: str) -> None:
     out = tmp_path / "tuning"
     assert tuning_benchmark.main([
         "--scale", "small", "--template-seed", "3", "--train", "1", "--held-out", "1",
         "--trials", "2", "--trial-time-limit", "0.3", "--eval-seeds", "1",
-        "--eval-time-limit", "0.5", "--tuner-seeds", "1", "--out", str(out)]) == 0
+        "--eval-time-limit", "0.5", "--tuner-seeds", "1", "--metric", metric,
+        "--out", str(out)]) == 0
     data = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in data["sessions"]] == ["GP-seed0", "random-seed0"]
     assert all(s["cpu_seconds"] >= 0 and s["run_id"] for s in data["sessions"])
     held = data["held_out_results"]
-    assert {"reference", "GP-seed0", "random-seed0", "defaults-control"} <= set(held)
+    controls = ["defaults-control-1", "defaults-control-2"]
+    assert {"reference", "GP-seed0", "random-seed0", *controls} <= set(held)
     pairs = {(r["instance"], r["seed"]) for r in held["reference"]["runs"]}
-    for name in ("GP-seed0", "random-seed0", "defaults-control"):
+    for name in ("GP-seed0", "random-seed0", "defaults-control-1"):
         assert {(r["instance"], r["seed"]) for r in held[name]["runs"]} == pairs
     assert not set(data["train"]) & set(data["held_out"])
     gp, random = data["sessions"]
@@ -60,13 +64,16 @@ def test_tuning_benchmark_pairs_gp_random_and_a_control(tmp_path: Path) -> None:
         int(not same and gp_lower), int(same), int(not same and not gp_lower))
     assert 0 <= comparison["p_seeds_first_faster"] <= 1
     assert 0 <= comparison["p_pooled_first_faster"] <= 1
-    assert "defaults-control" in data["noise_floor"]["sets"]
+    assert data["noise_floor"]["sets"] == controls
+    for session in data["sessions"]:  # a session that returned the defaults is not re-measured
+        returned_defaults = SolverConfig.from_dict(session["best_params"]) == SolverConfig()
+        assert (held[session["name"]].get("same_as") == "defaults") == returned_defaults
     assert [v["method"] for v in data["verdicts"]] == ["GP", "random"]
     for verdict in data["verdicts"]:
         assert verdict["sessions"] == 1 and verdict["gains"] + verdict["losses"] <= 1
     report = (out / "report.md").read_text()
     assert "sessions returned a set with a significant held-out gain" in report
-    assert "defaults-control" in report and "| GP vs random |" in report
+    assert "defaults-control-2" in report and "| GP vs random |" in report
 
     again = tmp_path / "again"
     assert tuning_benchmark.main(["--from-results", str(out / "results.json"),

@@ -85,7 +85,7 @@ class Comparison:
                 "pairs": [asdict(p) | {"speedup": p.speedup} for p in self.pairs]}
 
 
-def _timed(result: SolveResult, target: Target | None, time_limit: float) -> float:
+def timed(result: SolveResult, target: Target | None, time_limit: float) -> float:
     """One run's time to ``target`` (None: the baseline found nothing, so the first solution
     is what counts); PAR2 for a claim some schedule beats (the validator refuses it)."""
     if target is None:
@@ -112,14 +112,14 @@ def compare(name: str, baseline: Runs, candidate: Runs, time_limit: float,
         if target is None and targets is None:  # the baseline found nothing: any solution wins
             base_time = 2 * time_limit
         else:
-            base_time = median(_timed(r, target, time_limit) for r in base_runs)
+            base_time = median(timed(r, target, time_limit) for r in base_runs)
         if base.objective is not None:
             limit = base.objective * (1 + tolerance)
             if cand.objective is None or cand.objective > limit:
                 comparison.quality_losses.append(
                     f"{key[0]} seed {key[1]}: objective {cand.objective} vs {name} "
                     f"{base.objective}")
-        cand_time = median(_timed(r, target, time_limit) for r in cand_runs)
+        cand_time = median(timed(r, target, time_limit) for r in cand_runs)
         comparison.pairs.append(PairResult(
             key[0], key[1], base.objective, cand.objective, floor_time(base_time),
             floor_time(cand_time), setter.optimal, cand.valid, repeats=len(cand_runs)))
