@@ -7,7 +7,9 @@ past it, which skips, and the scheduler skips the rest without starting them.
 
 Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` with small
 JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
-tasks retry (with backoff) or move between workers safely. Trials run in the pool
+tasks retry (with backoff) or move between workers safely. A trial is the exception: its ask
+hands it what scoring takes, it solves and returns its scores, and the round's tell records
+them (a trial task imports no MLflow, which cost each one 4-5 s). Trials run in the pool
 ``fresh_solver_trials`` (sized so concurrent trials do not share cores:
 ``fresh_solver.lifecycle.pool``); with the CeleryExecutor every task that measures time
 (start's reference, the trials, race, validate) goes to the queue ``fresh_solver_trials``,
@@ -114,12 +116,13 @@ def fresh_solver_retune():
 
         return retune.ask(plan, tuning_run, round_)
 
+    # A trial solves and returns its scores; its tell records them (no MLflow import here).
     @task(pool=TRIAL_POOL, queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
-    def trial(plan: dict, tuning_run: str, item: dict) -> dict:
+    def trial(plan: dict, item: dict) -> dict:
         from fresh_solver.lifecycle import retune
 
-        return retune.evaluate(plan, tuning_run, item)
+        return retune.evaluate(plan, item)
 
     @task
     @_bad_input_fails_at_once
@@ -168,8 +171,8 @@ def fresh_solver_retune():
         points = ask.override(task_id=f"ask_{round_}")(plan, tuning_run, round_)
         if told is not None:
             told >> points
-        results = trial.override(task_id=f"trial_{round_}").partial(
-            plan=plan, tuning_run=tuning_run).expand(item=points)
+        results = trial.override(task_id=f"trial_{round_}").partial(plan=plan).expand(
+            item=points)
         told = tell.override(task_id=f"tell_{round_}")(plan, tuning_run, round_, results)
     candidate = race(plan, tuning_run, told)
     verdict = validate(plan, candidate)

@@ -130,15 +130,15 @@ def test_dag_file_imports_nothing_heavy() -> None:
 
 
 def fix_trial_scores(mp: pytest.MonkeyPatch) -> None:
-    """Trials score below the reference, by trial; the reference's and validation's solves
-    stay real (and checked by the independent checker)."""
+    """Trials score below any reference (the time floor); the reference's and validation's
+    solves stay real (and checked by the independent checker)."""
+    from fresh_solver.measure import TIME_FLOOR_S
     from fresh_solver.tuning import session as tuning_session
 
-    def fixed(self, point):
-        return tuning_session.Evaluation(self.reference.evaluation.score
-                                         / (2 + len(self.searched)))
+    def fixed(spec, space, instances, point, context):
+        return tuning_session.Evaluation(TIME_FLOOR_S)
 
-    mp.setattr(tuning_session.TuningSession, "evaluate_point", fixed)
+    mp.setattr(tuning_session, "score_point", fixed)
 
 
 def pass_every_verdict(mp: pytest.MonkeyPatch) -> None:
@@ -161,21 +161,32 @@ def passing_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def wired_run(retune_dag):
-    """One retune run whose first attempt at trial 1 dies right after logging it."""
+    """One retune run whose first trial task dies before returning, and whose first tell
+    dies right after logging trial 1 (their retries must not add a run)."""
     from fresh_solver.tuning import record
+    from fresh_solver.tuning import session as tuning_session
 
     real_log_trial = record.SessionRecord.log_trial
-    failures: list[int] = []
+    failures: list[str] = []
 
-    def fails_once_after_logging(self, trial, space):
-        run_id = real_log_trial(self, trial, space)
-        if trial.index == 1 and not failures:
-            failures.append(1)
+    def fails_once_after_logging(self, trial, space, fingerprint=None):
+        run_id = real_log_trial(self, trial, space, fingerprint)
+        if trial.index == 1 and "tell" not in failures:
+            failures.append("tell")
             raise ConnectionError("worker lost after logging trial 1")
         return run_id
 
     with pytest.MonkeyPatch.context() as mp:
         fix_trial_scores(mp)
+        fixed = tuning_session.score_point
+
+        def fails_once(*args):
+            if "trial" not in failures:
+                failures.append("trial")
+                raise ConnectionError("worker lost while solving")
+            return fixed(*args)
+
+        mp.setattr(tuning_session, "score_point", fails_once)
         pass_every_verdict(mp)
         mp.setattr(record.SessionRecord, "log_trial", fails_once_after_logging)
         run, tis = run_dag(retune_dag, {"template_id": "wired", **TINY})
@@ -186,9 +197,11 @@ def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_
         wired_run) -> None:
     run, tis, failures = wired_run
     assert run.state == "success"
-    assert failures == [1]
+    assert failures == ["trial", "tell"]
     [retried] = [ti for ti in tis["trial_0"] if ti.map_index == 0]
     assert retried.try_number == 2 and retried.state == "success"
+    [told] = tis["tell_0"]
+    assert told.try_number == 2 and told.state == "success"
     # Past the budget: the first ask skips at once, the rest never start.
     assert [ti.state for ti in tis["ask_2"]] == ["skipped"]
     for task_id in [f"{kind}_{r}" for r in range(2, ROUNDS) for kind in ("trial", "tell")] + \
@@ -269,7 +282,7 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
             monkeypatch.setattr(TuningSession, "ask", lambda self, n: pytest.fail("re-asked"))
         run_id = retune.start(plan, session_key="manual__same")
         for round_ in range(2):
-            results = [retune.evaluate(plan, run_id, item)
+            results = [retune.evaluate(plan, item)
                        for item in retune.ask(plan, run_id, round_)]
             retune.tell(plan, run_id, round_, results)
         candidate = retune.race(plan, run_id)
@@ -300,7 +313,7 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
         pass_every_verdict(monkeypatch)
         run_id = retune.start(plan, session_key="manual__next-week")
         for round_ in range(2):
-            retune.tell(plan, run_id, round_, [retune.evaluate(plan, run_id, item)
+            retune.tell(plan, run_id, round_, [retune.evaluate(plan, item)
                                                for item in retune.ask(plan, run_id, round_)])
         candidate = retune.race(plan, run_id)
         verdict = retune.validate(plan, candidate)

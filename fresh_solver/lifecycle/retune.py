@@ -203,9 +203,11 @@ def _open(plan: dict[str, Any], run_id: str):
 
 
 def ask(plan: dict[str, Any], run_id: str, round_: int) -> list[dict[str, Any]]:
-    """The round's points, each with its trial index: a replay of the trials told before the
-    round, so a retried ask returns the same points; points already recorded for the round
-    (a cleared run asked again) are returned as recorded. Past the trial budget: none."""
+    """The round's points, each with its trial index and what scoring it takes from the
+    trials told before the round (:class:`~fresh_solver.tuning.session.TrialContext`): a
+    replay of those trials, so a retried ask returns the same points; points already recorded
+    for the round (a cleared run asked again) are returned as recorded, and marked so. Past
+    the trial budget: none."""
     spec = _spec(plan)
     n = spec.round_size(round_)
     if n == 0:
@@ -220,45 +222,68 @@ def ask(plan: dict[str, Any], run_id: str, round_: int) -> list[dict[str, Any]]:
     recorded = {t.index: t.point for t in session.trials if first <= t.index < first + n}
     points = [recorded[i] for i in range(first, first + n)] if len(recorded) == n else [
         recorded.get(first + i, point) for i, point in enumerate(before.ask(n))]
+    context = before.context().to_json()
     log.info("retune %s: round %d asks %d point(s)", plan["template_id"], round_, n)
-    return [{"index": first + i, "point": point} for i, point in enumerate(points)]
+    return [{"index": first + i, "point": point, "recorded": first + i in recorded,
+             "context": context} for i, point in enumerate(points)]
 
 
-def evaluate(plan: dict[str, Any], run_id: str, item: dict[str, Any]) -> dict[str, Any]:
-    """Score one point on every training instance × seed and log it as its trial run; a trial
-    already logged (a retried task) is returned as recorded, not run again."""
-    from fresh_solver.tuning.session import Trial
+def evaluate(plan: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """Score one asked point on every training instance × seed, for :func:`tell` to record.
+
+    No MLflow here: the ask handed over what scoring takes, so a trial task (a new process
+    on a real Airflow) pays only for the solver's import before solving, not MLflow's 4-5 s.
+    A point already recorded when asked (a cleared run) is not solved again."""
+    if item["recorded"]:
+        return {"index": item["index"], "point": item["point"], "recorded": True}
+    from fresh_solver.fingerprint import fingerprint_id
+    from fresh_solver.params.space import load_space
+    from fresh_solver.tuning.session import TrialContext, load_instances, score_point
 
     spec = _spec(plan)
-    session, record = _open(plan, run_id)
-    index, point = item["index"], item["point"]
-    trial = next((t for t in session.trials if t.index == index), None)
-    if trial is None:
-        before = session.told_before(spec.first_index((index - 1) // spec.batch))
-        trial = Trial(index, point, before.config_or_none(point), before.evaluate_point(point))
-        record.log_trial(trial, session.space)
-    elif trial.point != point:
-        raise RuntimeError(f"trial {index} is recorded with point {trial.point}, not {point}")
-    return {"index": index, "score": trial.evaluation.score,
-            "failed": trial.evaluation.failed}
+    instances, _ = load_instances(spec.instance_paths)
+    evaluation = score_point(spec, load_space(spec.space_path), instances, item["point"],
+                             TrialContext.from_json(item["context"]))
+    return {"index": item["index"], "point": item["point"], "fingerprint": fingerprint_id(),
+            "evaluation": evaluation.to_dict()}
 
 
 def tell(plan: dict[str, Any], run_id: str, round_: int,
          results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Confirm the round's trials are all recorded (the next ask replays them) and log the
-    best score so far as the session's progress."""
+    """Record the round's trials, each as its nested run (once: a retried tell finds the
+    runs it logged), so the next ask replays them, and log the best score so far as the
+    session's progress."""
+    from fresh_solver.tuning.scoring import Evaluation
+    from fresh_solver.tuning.session import Trial
+
     spec = _spec(plan)
     n = spec.round_size(round_)
     if n == 0:
         return {"round": round_, "told": 0}
     session, record = _open(plan, run_id)
     first = spec.first_index(round_)
-    recorded = {t.index for t in session.trials}
-    missing = [i for i in range(first, first + n) if i not in recorded]
     unexpected = [r["index"] for r in results if not first <= r["index"] < first + n]
-    if missing or unexpected:
-        raise RuntimeError(f"round {round_}: trials {missing} not recorded, results for "
-                           f"{unexpected} do not belong to it")
+    if unexpected:
+        raise RuntimeError(f"round {round_}: results for trials {unexpected} do not belong "
+                           "to it")
+    recorded = {t.index: t for t in session.trials}
+    for result in sorted(results, key=lambda r: r["index"]):
+        index, point = result["index"], result["point"]
+        if index in recorded:
+            if recorded[index].point != point:
+                raise RuntimeError(f"trial {index} is recorded with point "
+                                   f"{recorded[index].point}, not {point}")
+            continue
+        if result.get("recorded"):
+            raise RuntimeError(f"trial {index} was recorded when asked but is not now")
+        trial = Trial(index, point, session.config_or_none(point),
+                      Evaluation.from_dict(result["evaluation"]))
+        record.log_trial(trial, session.space, fingerprint=result["fingerprint"])
+        recorded[index] = trial
+        session.trials.append(trial)
+    missing = [i for i in range(first, first + n) if i not in recorded]
+    if missing:
+        raise RuntimeError(f"round {round_}: trials {missing} not recorded")
     best = session.told_before(first + n).best
     record.client.log_metric(run_id, "best_score_so_far", best.evaluation.score,
                              step=first + n - 1)

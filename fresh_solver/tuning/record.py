@@ -24,7 +24,7 @@ from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace
-from fresh_solver.tuning.scoring import Evaluation, RunScore
+from fresh_solver.tuning.scoring import Evaluation
 from fresh_solver.tuning.session import Trial, TuningSession, TuningSpec
 
 SESSION_KIND = "tuning-session"
@@ -94,9 +94,10 @@ class SessionRecord:
                 machines.setdefault(run.data.tags[FINGERPRINT_TAG], []).append(index)
         return machines
 
-    def log_trial(self, trial: Trial, space: SearchSpace) -> str:
-        """The trial's nested run, tagged with this (the measuring) machine's fingerprint;
-        an already finished run for its index is returned as it is. A run that a killed
+    def log_trial(self, trial: Trial, space: SearchSpace, fingerprint: str | None = None) -> str:
+        """The trial's nested run, tagged with the measuring machine's fingerprint (this
+        machine's unless ``fingerprint`` names the one the trial ran on); an already finished
+        run for its index is returned as it is. A run that a killed
         attempt left unfinished (RUNNING, or KILLED by an earlier version of this code) is
         completed with this attempt's results rather than joined by a second run: a point
         keeps one run, whichever worker retried it."""
@@ -111,7 +112,7 @@ class SessionRecord:
                 return run.info.run_id
         evaluation = trial.evaluation
         tags = {"mlflow.parentRunId": self.run_id, "fresh_solver.trial": str(trial.index),
-                FINGERPRINT_TAG: fingerprint_id(),
+                FINGERPRINT_TAG: fingerprint or fingerprint_id(),
                 "fresh_solver.role": "reference" if trial.point is None else "trial",
                 "fresh_solver.point": json.dumps(trial.point),
                 "fresh_solver.config_hash": trial.config.hash if trial.config else "invalid",
@@ -153,9 +154,8 @@ class SessionRecord:
         """Every finished trial, in index order (the order they were told)."""
         trials = []
         for index, run in sorted(self.trial_runs().items()):
-            data = read_json(self.client, run.info.run_id, "results.json")
-            evaluation = Evaluation(data["score"], [RunScore(**r) for r in data["runs"]],
-                                    data["failed"])
+            evaluation = Evaluation.from_dict(
+                read_json(self.client, run.info.run_id, "results.json"))
             stored = json.loads(run.data.tags["fresh_solver.config"])
             trials.append(Trial(index, json.loads(run.data.tags["fresh_solver.point"]),
                                 None if stored is None else SolverConfig.from_dict(stored),

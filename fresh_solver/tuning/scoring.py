@@ -111,6 +111,11 @@ class Evaluation:
         return {"score": self.score, "failed": self.failed, "capped": self.capped,
                 "runs": [asdict(r) for r in self.runs]}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        """What :meth:`to_dict` wrote (``capped`` is counted from the runs again)."""
+        return cls(data["score"], [RunScore(**r) for r in data["runs"]], data["failed"])
+
 
 def pair_score(scores: list[RunScore]) -> RunScore:
     """One pair's score from its repeated runs: the first run's result (the target of the

@@ -162,6 +162,58 @@ def run_trial(config: dict[str, Any], instances: dict[str, Problem], seeds: list
         return Evaluation(worst_score(metric, time_limit), failed=f"{type(exc).__name__}: {exc}")
 
 
+def checked_config(space: SearchSpace, point: list[Any]) -> SolverConfig:
+    """The point's configuration; InputError when it is invalid or holds a known-unsound
+    combination (never solved: its optimality claims cannot be trusted)."""
+    config = space.config(point)
+    refuse_known_unsound(config, where=f"point {point}")
+    return config
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What scoring a point takes from the trials told before it, as plain values: each
+    pair's target (the reference's result), the incumbent's per-pair scores (the caps; None
+    when the best trial failed) and the best objective known per instance (a proof above it is
+    unsound). The retune DAG's ask hands it to the trial tasks, which so score a point
+    without reading the session's record."""
+
+    references: dict[tuple[str, int], Reference]
+    incumbent: dict[tuple[str, int], float] | None
+    feasible: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"references": [[name, seed, ref.objective, ref.proven]
+                               for (name, seed), ref in self.references.items()],
+                "incumbent": None if self.incumbent is None else [
+                    [name, seed, score] for (name, seed), score in self.incumbent.items()],
+                "feasible": self.feasible}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialContext:
+        incumbent = data["incumbent"]
+        return cls({(name, seed): Reference(objective, proven)
+                    for name, seed, objective, proven in data["references"]},
+                   None if incumbent is None else {(name, seed): score
+                                                   for name, seed, score in incumbent},
+                   dict(data["feasible"]))
+
+
+def score_point(spec: TuningSpec, space: SearchSpace, instances: dict[str, Problem],
+                point: list[Any], context: TrialContext) -> Evaluation:
+    """Score a point of ``space`` on every training pair against ``context``; an invalid or
+    known-unsound point is a failed trial, never solved."""
+    try:
+        config = checked_config(space, point)
+    except InputError as exc:
+        return Evaluation(worst_score(spec.metric, spec.trial_time_limit),
+                          failed=f"invalid configuration: {'; '.join(exc.problems)}")
+    return run_trial(config.to_dict(), instances, spec.seed_list, metric=spec.metric,
+                     time_limit=spec.trial_time_limit, references=context.references,
+                     incumbent=context.incumbent, cap_factor=spec.cap_factor,
+                     feasible=context.feasible)
+
+
 def surrogate_target(score: float) -> float:
     """What the optimiser's model sees: the log of the score. Scores are geometric means (of
     run times for the time metrics, spanning orders of magnitude with a plateau of PAR2 and
@@ -312,11 +364,7 @@ class TuningSession:
             return None
 
     def checked_config(self, point: list[Any]) -> SolverConfig:
-        """The point's configuration; InputError when it is invalid or holds a known-unsound
-        combination (never solved: its optimality claims cannot be trusted)."""
-        config = self.space.config(point)
-        refuse_known_unsound(config, where=f"point {point}")
-        return config
+        return checked_config(self.space, point)
 
     def score_reference(self) -> Evaluation:
         """Run the CP-SAT defaults on every pair; its results are every pair's target."""
@@ -324,19 +372,15 @@ class TuningSession:
         return run_trial(SolverConfig().to_dict(), self.instances, spec.seed_list,
                          metric=spec.metric, time_limit=spec.trial_time_limit)
 
+    def context(self) -> TrialContext:
+        """What scoring the next point takes from the trials told so far."""
+        best = self.best.evaluation
+        return TrialContext(self.references, None if best.failed else per_pair(best),
+                            self.feasible)
+
     def evaluate_point(self, point: list[Any]) -> Evaluation:
         """Score a point against the reference, capped by the best trial told so far."""
-        spec = self.spec
-        try:
-            config = self.checked_config(point)
-        except InputError as exc:
-            return Evaluation(worst_score(spec.metric, spec.trial_time_limit),
-                              failed=f"invalid configuration: {'; '.join(exc.problems)}")
-        incumbent = per_pair(self.best.evaluation) if not self.best.evaluation.failed else None
-        return run_trial(config.to_dict(), self.instances, spec.seed_list, metric=spec.metric,
-                         time_limit=spec.trial_time_limit, references=self.references,
-                         incumbent=incumbent, cap_factor=spec.cap_factor,
-                         feasible=self.feasible)
+        return score_point(self.spec, self.space, self.instances, point, self.context())
 
     def score_runs(self, config: SolverConfig, runs: Runs,
                    references: dict[tuple[str, int], Reference] | None = None,
