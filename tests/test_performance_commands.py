@@ -114,9 +114,17 @@ def test_registry_faults_reports_every_fault(tmp_path: Path) -> None:
 
     done = subprocess.run([sys.executable, "-m", "fresh_solver.performance.registry_faults",
                            "--threads", "2", "--solves", "1", "--delay", "0.2",
-                           "--out", str(tmp_path)], capture_output=True, text=True)
+                           "--cli-runs", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    one_shot = {r["fault"]: r for r in results["one_shot"]}
+    assert list(one_shot) == ["none", "hung", "dead"]
+    assert list(one_shot["none"]["served"])[0].startswith("registry:")
+    for row in one_shot.values():  # a result every time, printed before the exit
+        assert not any(k.startswith("exit") for k in row["served"]), row
+        assert row["printed_s"][0] <= row["exited_s"][0]
+    rows = results["rows"]
     assert [r["fault"] for r in rows] == list(FAULTS)
     assert all(r["succeeded"] == r["solves"] == 2 for r in rows)
     assert rows[0]["first_source"].startswith("registry:")
