@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance import template_screen, tuning_benchmark
+from fresh_solver.performance import heldout_noise, template_screen, tuning_benchmark
 
 
 def test_template_screen_reports_every_variant(tmp_path: Path) -> None:
@@ -130,3 +130,26 @@ def test_registry_faults_reports_every_fault(tmp_path: Path) -> None:
     assert rows[0]["first_source"].startswith("registry:")
     assert all(r["first_source"].startswith("fallback:") for r in rows[1:])
     assert "| hung |" in (tmp_path / "report.md").read_text()
+
+
+def test_heldout_noise_scores_copies_of_the_defaults_by_both_metrics(tmp_path: Path) -> None:
+    out = tmp_path / "noise"
+    assert heldout_noise.main(["--seeds", "1", "--copies", "1", "--workers", "1",
+                               "--time-limit", "0.3", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["pairs"] == 6
+    for metric in ("time_to_target", "gap_integral"):
+        result = data["metrics"][metric]
+        assert set(result["rows"]) == {"copy-1", "workers-1"}
+        [resampled] = [b for b in result["bootstrap"] if b["pairs"] == 24]  # 1 reference run
+        assert resampled["low"] <= resampled["high"] and 0 <= resampled["within_floor"] <= 1
+    again = tmp_path / "again"
+    assert heldout_noise.main(["--from-runs", str(out / "runs.json"), "--out", str(again)]) == 0
+    assert json.loads((again / "results.json").read_text())["metrics"] == data["metrics"]
+
+
+def test_heldout_noise_refuses_bad_arguments(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        heldout_noise.main(["--workers", "1,x", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err
