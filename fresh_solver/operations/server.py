@@ -16,20 +16,24 @@ told otherwise.
 
 Each round also delivers the alert outbox (alerts queued while a channel was down go out within
 a round, with no DAG running). HEAD answers every probe path as GET does, without the body;
-other methods get 405 with a JSON body and ``Allow``. A connection idle for
-:data:`IDLE_TIMEOUT_S` is closed, and a client that hangs up is a debug line, not a traceback.
+other methods get 405 with a JSON body and ``Allow``. The server is uvicorn (asyncio, h11):
+an open connection costs no thread, one that sends no whole request head within
+:data:`IDLE_TIMEOUT_S` is closed, a malformed request gets 400, and a client that hangs up
+is nobody's traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import sys
+import socket
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from fresh_solver.operations.checks import STORE_ERRORS, HealthChecker
 
@@ -37,9 +41,10 @@ log = logging.getLogger("fresh_solver.serve")
 
 OK_STATUSES = ("healthy", "warning")
 PATHS = ("/livez", "/readyz", "/health", "/metrics")
-# A connection that sends nothing (or stops half-way) for this long is closed, freeing its
-# thread: half-open connections otherwise held one thread each for as long as they lived.
+# A connection that sends no whole request head for this long (after opening, or after its
+# last answer) is closed: half-open connections otherwise stayed open as long as they lived.
 IDLE_TIMEOUT_S = 10.0
+TEXT = "text/plain; charset=utf-8"
 
 
 class HealthService:
@@ -125,105 +130,149 @@ def deliver_outbox() -> None:
         log.info("alert outbox: %s", counts)
 
 
-def make_handler(service: HealthService) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to ``service``."""
+def answer(service: HealthService, method: str, path: str
+           ) -> tuple[HTTPStatus, bytes, str, dict[str, str]]:
+    """The status, body, content type and extra headers for ``method`` on ``path`` (HEAD is
+    answered as GET; the server leaves its body out)."""
+    if path not in PATHS:
+        return (HTTPStatus.NOT_FOUND, b"not found: try /livez /readyz /health /metrics\n",
+                TEXT, {})
+    if method not in ("GET", "HEAD"):
+        body = json.dumps({"error": f"method {method} not allowed on {path}",
+                           "allowed": ["GET", "HEAD"]}).encode()
+        return HTTPStatus.METHOD_NOT_ALLOWED, body, "application/json", {"Allow": "GET, HEAD"}
+    if path == "/livez":
+        return HTTPStatus.OK, b"ok\n", TEXT, {}
+    if path == "/readyz":
+        ok, why = service.ready()
+        return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, f"{why}\n".encode(),
+                TEXT, {})
+    if path == "/health":
+        report = service.report()
+        code = HTTPStatus.OK if report["status"] in OK_STATUSES \
+            else HTTPStatus.SERVICE_UNAVAILABLE
+        return code, json.dumps(report, default=str).encode(), "application/health+json", {}
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "fresh-solver"
-        timeout = IDLE_TIMEOUT_S  # per socket read: an idle connection is closed
-        # Every answer, malformed requests' included, starts with a status line (the stdlib
-        # default, HTTP/0.9, sends errors as bare HTML); errors are one plain line.
-        default_request_version = "HTTP/1.0"
-        error_message_format = "%(code)d %(message)s\n"
-        error_content_type = "text/plain; charset=utf-8"
-        _head = False
-
-        def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
-            self._head = True  # probes send HEAD: the same status and headers, no body
-            self.do_GET()
-
-        def _not_found(self) -> None:
-            self._send(HTTPStatus.NOT_FOUND, b"not found: try /livez /readyz /health "
-                       b"/metrics\n", "text/plain; charset=utf-8")
-
-        def _not_allowed(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path not in PATHS:
-                self._not_found()
-                return
-            body = json.dumps({"error": f"method {self.command} not allowed on {path}",
-                               "allowed": ["GET", "HEAD"]}).encode()
-            self._send(HTTPStatus.METHOD_NOT_ALLOWED, body, "application/json",
-                       {"Allow": "GET, HEAD"})
-
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed  # noqa: N815
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            path = self.path.split("?", 1)[0]
-            if path == "/livez":
-                self._send(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-            elif path == "/readyz":
-                ok, why = service.ready()
-                self._send(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
-                           f"{why}\n".encode(), "text/plain; charset=utf-8")
-            elif path == "/health":
-                report = service.report()
-                code = HTTPStatus.OK if report["status"] in OK_STATUSES \
-                    else HTTPStatus.SERVICE_UNAVAILABLE
-                self._send(code, json.dumps(report, default=str).encode(),
-                           "application/health+json")
-            elif path == "/metrics":
-                from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-                try:
-                    body, code = service.metrics(), HTTPStatus.OK
-                except STORE_ERRORS as exc:  # an OSError too: an SQLite path not openable
-                    body = f"operations store unreachable: {type(exc).__name__}\n".encode()
-                    code = HTTPStatus.SERVICE_UNAVAILABLE
-                self._send(code, body, CONTENT_TYPE_LATEST if code == HTTPStatus.OK
-                           else "text/plain; charset=utf-8")
-            else:
-                self._not_found()
-
-        def _send(self, code: HTTPStatus, body: bytes, content_type: str,
-                  headers: dict[str, str] | None = None) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            if not self._head:
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base's name
-            log.debug("%s - " + format, self.address_string(), *args)
-
-    return Handler
+    try:
+        return HTTPStatus.OK, service.metrics(), CONTENT_TYPE_LATEST, {}
+    except STORE_ERRORS as exc:  # an OSError too: an SQLite path not openable
+        return (HTTPStatus.SERVICE_UNAVAILABLE,
+                f"operations store unreachable: {type(exc).__name__}\n".encode(), TEXT, {})
 
 
-class ProbeServer(ThreadingHTTPServer):
-    """The stdlib threading server, quiet about clients that go away."""
+def probe_app(service: HealthService):
+    """The endpoint as an ASGI application. /metrics may read the operations store, so it is
+    answered on a worker thread (asyncio's bounded default pool): a slow store never stalls
+    the event loop, and so never /livez."""
 
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        # A client that hangs up or goes silent (reset, broken pipe, the idle timeout) is
-        # routine for a probe endpoint; anything else keeps the stdlib's traceback.
-        error = sys.exc_info()[1]
-        if isinstance(error, (ConnectionError, TimeoutError)):
-            log.debug("client %s went away: %s", client_address, error)
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
             return
-        super().handle_error(request, client_address)
+        method, path = scope["method"], scope["path"]
+        if path == "/metrics":
+            code, body, content_type, headers = await asyncio.to_thread(
+                answer, service, method, path)
+        else:
+            code, body, content_type, headers = answer(service, method, path)
+        fields = {"content-type": content_type, "content-length": str(len(body)),
+                  "cache-control": "no-store"} | {k.lower(): v for k, v in headers.items()}
+        await send({"type": "http.response.start", "status": int(code),
+                    "headers": [(k.encode(), v.encode()) for k, v in fields.items()]})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    return app
+
+
+class ProbeProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol (h11) with a deadline for every request head: a connection
+    that has not sent a whole request head within :data:`IDLE_TIMEOUT_S` of opening or of its
+    last answer is closed (uvicorn itself times out only idle keep-alive connections, so a
+    client that connects and sends nothing, or half a request, would stay forever)."""
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_deadline = self.loop.call_later(IDLE_TIMEOUT_S, self._close_idle)
+
+    def _disarm(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _close_idle(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle:  # a whole request head arrived
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+
+class ProbeServer:
+    """uvicorn serving :func:`probe_app` on its own thread and event loop, on a socket bound
+    before the thread starts (so a port in use is the caller's OSError, not a log line):
+    idle connections cost no thread, and no client can make it print a traceback."""
+
+    def __init__(self, host: str, port: int, service: HealthService):
+        import uvicorn
+
+        self.service = service
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family)
+        self.server_address = self.socket.getsockname()
+        # log_config None: uvicorn's warnings (a malformed request) go through this process's
+        # logging, which uvicorn otherwise reconfigures; loop "asyncio": no global loop policy.
+        config = uvicorn.Config(probe_app(service), http=ProbeProtocol, lifespan="off",
+                                ws="none", interface="asgi3", loop="asyncio",
+                                log_config=None, log_level="warning",
+                                access_log=False, server_header=False,
+                                timeout_keep_alive=IDLE_TIMEOUT_S,
+                                timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [self.socket]}, name="http",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started and self._thread.is_alive() \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def shutdown(self) -> None:
+        """Stop serving (open connections are closed) and wait for the server's thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def server_close(self) -> None:
+        self.socket.close()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8787, interval_s: float = 30.0,
-          checker: HealthChecker | None = None) -> ThreadingHTTPServer:
-    """A started server (its own thread) and background checks; call ``shutdown()`` on it."""
+          checker: HealthChecker | None = None) -> ProbeServer:
+    """A started server (its own thread) and background checks; call ``shutdown()`` on it.
+    OSError when the address cannot be bound."""
     service = HealthService(checker, interval_s)
-    server = ProbeServer((host, port), make_handler(service))
+    server = ProbeServer(host, port, service)
     service.start()
-    server.service = service  # type: ignore[attr-defined] - for callers and tests
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    server.start()
     return server
