@@ -251,6 +251,11 @@ class ProbeServer:
                                         kwargs={"sockets": [self.socket]}, name="http",
                                         daemon=True)
 
+    @property
+    def server_port(self) -> int:
+        """The bound port (as the stdlib servers name it; 0 asked for a free one)."""
+        return self.server_address[1]
+
     def start(self) -> None:
         self._thread.start()
         deadline = time.monotonic() + 30
