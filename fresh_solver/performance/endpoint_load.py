@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.measure import percentile
+from fresh_solver.operations.server import PATHS
 from fresh_solver.performance.record import rerun_command, write_results
-
-PATHS = ("/livez", "/readyz", "/health", "/metrics")
 
 
 def start_serve(home: Path, port: int) -> subprocess.Popen:

@@ -29,7 +29,6 @@ import random
 import sys
 from pathlib import Path
 from statistics import mean, median
-from types import SimpleNamespace
 from typing import Any
 
 from fresh_solver.measure import geometric_mean, paired_speedup, wilcoxon_p
@@ -68,15 +67,16 @@ def measure(template_seed: int, seeds: int, limit: float, copies: int, workers: 
 
 
 def _as_runs(plain: dict[str, Any]) -> dict[str, Any]:
-    """``runs.json`` back as what :func:`held_out_scores` reads (result-like objects)."""
-    def result(r: dict[str, Any]) -> SimpleNamespace:
-        return SimpleNamespace(status=r["status"], objective=r["objective"],
-                               wall_time_s=r["wall_time_s"], optimal=r["status"] == "OPTIMAL",
-                               improvements=[tuple(i) for i in r["improvements"]],
-                               time_to=lambda objective, r=r: next(
-                                   (t for t, o in r["improvements"] if o <= objective), None),
-                               time_to_first_s=r["improvements"][0][0]
-                               if r["improvements"] else None)
+    """``runs.json`` back as solve results (what :func:`held_out_scores` reads); the fields a
+    score does not use stay empty."""
+    from fresh_solver.solver import SolveResult
+
+    def result(r: dict[str, Any]) -> SolveResult:
+        improvements = [tuple(i) for i in r["improvements"]]
+        return SolveResult(r["status"], r["objective"], None, r["wall_time_s"], 0.0,
+                           improvements[0][0] if improvements else None,
+                           improvements[-1][0] if improvements else None, improvements,
+                           0, "template", {}, {}, None)
 
     return {name: {(key.rsplit("|", 1)[0], int(key.rsplit("|", 1)[1])):
                    [result(r) for r in pair_runs] for key, pair_runs in by_pair.items()}
