@@ -232,7 +232,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     quality_tolerance=args.quality_tolerance)
     report = validate(args.template_id, candidate, tuple(args.instances),
                       list(range(args.seeds)), args.time_limit, rule, production,
-                      log=lambda m: print(m, file=sys.stderr))
+                      log=lambda m: print(m, file=sys.stderr), metric=args.metric)
     version = None
     if report.passed:
         version = registry.register(args.template_id, candidate, report.to_dict(),
@@ -288,7 +288,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fresh_solver.choices import ESTIMATORS, METRICS, MODELS
+    from fresh_solver.choices import ESTIMATORS, METRICS, MODELS, VALIDATION_METRICS
     from fresh_solver.model.generate import KINDS, SCALES
     from fresh_solver.model.problem import OBJECTIVES
 
@@ -366,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-p-value", type=float, default=0.05)
     p.add_argument("--min-speedup-vs-production", type=float, default=0.9)
     p.add_argument("--quality-tolerance", type=float, default=0.0)
+    p.add_argument("--metric", choices=VALIDATION_METRICS, default="time_to_target",
+                   help="what each pair is judged by: time to target where the time limit "
+                   "proves the instances, the primal gap integral where it does not")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_validate)
 

@@ -111,6 +111,37 @@ def time_to_target(result: SolveResult, target: Target) -> float:
     return target.par2 if reached is None or reached > target.cap_s else reached
 
 
+def gap_integral(result: SolveResult, best_known: int, horizon: float) -> float:
+    """Primal gap integral in seconds: gap(t) = (incumbent - best) / incumbent, 1 before any
+    solution, 0 once the best known is reached or optimality proven, integrated over
+    [0, ``horizon``]. Where the time limit proves nothing, time to target jumps from seconds to
+    PAR2 when a run misses an unproven target by one unit; the gap integral ranks runs by how
+    soon and how close they got, on one yardstick for every configuration."""
+    total, last_t, gap = 0.0, 0.0, 1.0
+    end = min(result.wall_time_s, horizon)
+    for t, obj in result.improvements:
+        t = min(t, end)
+        total += gap * (t - last_t)
+        last_t = t
+        gap = 0.0 if obj <= best_known else (obj - best_known) / max(abs(obj), 1)
+    if not result.optimal:  # the run used its whole limit with the last gap
+        end = horizon
+    return total + gap * max(0.0, end - last_t)
+
+
+def best_objectives(runs: list[Runs]) -> dict[str, int]:
+    """Per instance, the best objective any run with a valid schedule found: the yardstick of
+    the gap integral, shared by every configuration compared (the candidate's own schedules
+    count, so no side is measured against a bound only the other could reach)."""
+    best: dict[str, int] = {}
+    for by_pair in runs:
+        for (instance, _), pair_runs in by_pair.items():
+            for result in pair_runs:
+                if result.objective is not None and result.valid is not False:
+                    best[instance] = min(best.get(instance, result.objective), result.objective)
+    return best
+
+
 # A pair is repeated until it has taken this much solving (all its configurations together)...
 PAIR_BUDGET_S = 1.0
 # ... or this many rounds: 15 timings of a 30 ms solve make a median worth comparing.

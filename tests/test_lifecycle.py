@@ -101,6 +101,16 @@ def test_prepare_needs_one_template() -> None:
         retune.prepare({"template_id": "*"})
 
 
+@pytest.mark.parametrize(("metric", "judged_by"), [
+    ("time_to_target", "time_to_target"), ("time_to_optimum", "time_to_target"),
+    ("gap_integral", "gap_integral"), ("objective_at_limit", "gap_integral")])
+def test_validation_judges_by_the_metric_the_session_was_tuned_for(metric: str,
+                                                                   judged_by: str) -> None:
+    plan = retune.prepare({"template_id": "judged", "generator_scale": "small",
+                           "train_instances": 2, "held_out_instances": 2, "metric": metric})
+    assert plan["validation"]["metric"] == judged_by
+
+
 def test_the_trial_pool_never_lets_trials_share_cores(tmp_path: Path) -> None:
     assert pool.trial_workers() == 8  # the shipped space searches num_workers 1..8
     assert [pool.trial_pool_slots(cores) for cores in (1, 2, 8, 16, 64)] == [1, 1, 1, 2, 8]

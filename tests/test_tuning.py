@@ -19,6 +19,7 @@ import pytest
 
 from fresh_solver.choices import METRICS
 from fresh_solver.errors import InputError
+from fresh_solver.measure import gap_integral
 from fresh_solver.model.generate import generate
 from fresh_solver.model.problem import problem_to_dict
 from fresh_solver.params.config import SolverConfig
@@ -30,7 +31,6 @@ from fresh_solver.tuning.record import open_session, start_reference
 from fresh_solver.tuning.scoring import (
     Reference,
     evaluate,
-    gap_integral,
     references_from,
     score_run,
     worst_score,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from fresh_solver.cli import main
+from fresh_solver.errors import InputError
 from fresh_solver.measure import TARGET, measure_pairs, wilcoxon_p
 from fresh_solver.model.generate import generate, generate_family
 from fresh_solver.model.problem import problem_to_dict
@@ -174,6 +175,65 @@ def test_a_baseline_without_a_solution_is_beaten_by_any_solution() -> None:
     assert [p.candidate_time_s for p in comparison.pairs] == pytest.approx([0.5, 2 * T])
     assert [p.baseline_time_s for p in comparison.pairs] == pytest.approx([2 * T, 2 * T])
     assert [p.speedup for p in comparison.pairs] == pytest.approx([8.0, 1.0])
+
+
+# ---- the gap integral --------------------------------------------------------------------
+
+
+def test_the_gap_integral_scores_each_side_against_the_best_either_found() -> None:
+    # Nobody proves: the baseline reaches 12 at 1 s, the candidate 11 at 0.5 s; 11 is best.
+    base = paired([fake(12, "FEASIBLE", wall=T, improvements=[(1.0, 12)])])
+    cand = paired([fake(11, "FEASIBLE", wall=T, improvements=[(0.5, 11)])])
+    [pair] = compare("defaults", base, cand, T, 0.0, metric="gap_integral",
+                     best={"i0": 11}).pairs
+    assert pair.baseline_time_s == pytest.approx(1.0 + (1 / 12) * 1.0)
+    assert pair.candidate_time_s == pytest.approx(0.5)
+    assert pair.speedup == pytest.approx((1.0 + 1 / 12) / 0.5)
+
+
+def test_missing_an_unproven_target_by_one_unit_is_a_small_gap_not_par2() -> None:
+    # The reason for the metric: by time to target the candidate scores PAR2 (4 s) here.
+    base = paired([fake(100, "FEASIBLE", wall=T, improvements=[(0.2, 100)])])
+    cand = paired([fake(101, "FEASIBLE", wall=T, improvements=[(0.1, 101)])])
+    by_time = compare("defaults", base, cand, T, 0.0).pairs[0]
+    by_gap = compare("defaults", base, cand, T, 0.0, metric="gap_integral",
+                     best={"i0": 100}).pairs[0]
+    assert by_time.candidate_time_s == 2 * T
+    assert by_gap.candidate_time_s == pytest.approx(0.1 + (1 / 101) * (T - 0.1))
+
+
+def test_gap_quality_is_judged_over_all_pairs_not_pair_by_pair() -> None:
+    # One unit worse on one pair, better on another: no loss by the gap integral (two runs of
+    # one set differ so on unproven instances), a loss pair by pair by time to target.
+    base = paired([fake(100, "FEASIBLE", wall=T), fake(100, "FEASIBLE", wall=T)])
+    cand = paired([fake(101, "FEASIBLE", wall=T), fake(98, "FEASIBLE", wall=T)])
+    best = {"i0": 100, "i1": 98}
+    assert compare("defaults", base, cand, T, 0.0, metric="gap_integral",
+                   best=best).quality_losses == []
+    assert len(compare("defaults", base, cand, T, 0.0).quality_losses) == 1
+    worse = paired([fake(101, "FEASIBLE", wall=T), fake(101, "FEASIBLE", wall=T)])
+    [loss] = compare("defaults", base, worse, T, 0.0, metric="gap_integral",
+                     best={"i0": 100, "i1": 100}).quality_losses
+    assert "final objectives 0.99% worse than defaults's" in loss
+    assert compare("defaults", base, worse, T, 0.01, metric="gap_integral",
+                   best={"i0": 100, "i1": 100}).quality_losses == []
+
+
+def test_validation_by_the_gap_integral_names_its_metric(instance_paths: tuple[str, ...]
+                                                         ) -> None:
+    report = validate("e2e", SolverConfig(), instance_paths[:2], [0], LIMIT, LENIENT,
+                      track=False, metric="gap_integral")
+    assert report.metric == "gap_integral" == report.to_dict()["metric"]
+    assert report.comparisons[0].to_dict()["metric"] == "gap_integral"
+    assert "geomean primal gap integral" in report.summary()
+    # what the monitor compares production solve times with stays a time, not a gap
+    assert 0 < report.performance_baseline_s <= LIMIT + 0.5
+
+
+def test_validation_refuses_a_metric_it_cannot_judge_by(instance_paths: tuple[str, ...]) -> None:
+    with pytest.raises(InputError, match="validation judges by one of"):
+        validate("e2e", SolverConfig(), instance_paths[:1], [0], LIMIT, track=False,
+                 metric="objective_at_limit")
 
 
 def test_comparison_to_dict_is_json() -> None:
@@ -382,6 +442,17 @@ def test_cli_validate_of_an_unknown_run(capsys: pytest.CaptureFixture[str],
                          "--time-limit", str(LIMIT))
     assert code == 2
     assert "no MLflow run '0123456789abcdef'" in err
+
+
+def test_cli_validate_names_the_metrics_it_judges_by(capsys: pytest.CaptureFixture[str],
+                                                     instance_paths: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["validate", "--template-id", "cli-x", "--instances", *instance_paths,
+              "--params", "x.json", "--metric", "objective_at_limit"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "--metric: invalid choice: 'objective_at_limit'" in err
+    assert "'time_to_target', 'gap_integral'" in err
 
 
 def test_cli_validate_a_failing_candidate_is_not_registered(

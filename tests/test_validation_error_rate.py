@@ -39,6 +39,17 @@ def test_a_set_against_itself_as_production_reports_the_production_comparison(
     assert "Candidate vs Production: median" in (out / "report.md").read_text()
 
 
+def test_an_aa_measurement_judged_by_the_gap_integral_says_so(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    monkeypatch.delenv("FRESH_SOLVER_HOME", raising=False)
+    out = tmp_path / "gap"
+    assert bench.main(["--setting", "api", "--runs", "1", "--metric", "gap_integral",
+                       "--scale", "small", "--family-seeds", "3", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert (data["metric"], data["scale"], data["family_seeds"]) == ("gap_integral", "small", [3])
+    assert "judged by gap_integral), small family seeds [3]" in (out / "report.md").read_text()
+
+
 def test_the_exact_interval_of_no_pass_in_a_hundred() -> None:
     low, high = bench.proportion_ci(0, 100)
     assert low == 0 and high == pytest.approx(0.0362, abs=1e-4)

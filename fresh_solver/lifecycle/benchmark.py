@@ -611,7 +611,8 @@ def _run_revalidation(registry, plan_: dict[str, Any], mv, config, subject: str,
     report = validate(template_id, config, tuple(plan_["held_out"]), list(range(seeds)),
                       time_limit, rule, None, tags=tags,
                       log=lambda message: log.info("benchmark %s: re-validation: %s",
-                                                   template_id, message))
+                                                   template_id, message),
+                      metric=validated.get("metric", "time_to_target"))  # as it was judged
     registry.client.log_batch(report.run_id, params=[
         Param("revalidates", subject), Param("ortools_version", ortools.__version__)])
     return report.to_dict()

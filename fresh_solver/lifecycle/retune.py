@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver import tracking
+from fresh_solver.choices import validation_metric
 from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, max_rounds, resolve
@@ -78,6 +79,7 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
     instance_set, held_out_set = instance_set_hash(train), instance_set_hash(held_out)
     validation = {"seeds": settings["validation_seeds"],
                   "time_limit": settings["validation_time_limit"],
+                  "metric": validation_metric(spec.metric),
                   "rule": {k: settings[k] for k in ("min_speedup", "max_p_value",
                                                     "min_speedup_vs_production",
                                                     "quality_tolerance")}}
@@ -401,7 +403,7 @@ def _run_validation(plan: dict[str, Any], run_id: str, registry) -> dict[str, An
     report = validate_candidate(
         template_id, candidate, tuple(plan["held_out"]), list(range(settings["seeds"])),
         settings["time_limit"], PassRule(**settings["rule"]), production,
-        tags={VALIDATION_KEY_TAG: run_id},
+        tags={VALIDATION_KEY_TAG: run_id}, metric=settings["metric"],
         log=lambda message: log.info("retune %s: validation: %s", template_id, message))
     return report.to_dict()
 

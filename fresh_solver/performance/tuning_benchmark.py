@@ -45,7 +45,9 @@ from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.measure import (
     TARGET,
     Runs,
+    best_objectives,
     floor_time,
+    gap_integral,
     geometric_mean,
     measure_pairs,
     paired_speedup,
@@ -59,7 +61,6 @@ from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.solver.solve import build_model
 from fresh_solver.solver.workers import effective_workers
-from fresh_solver.tuning.scoring import gap_integral
 from fresh_solver.validation.compare import timed
 
 PEER_DRIVER = Path(__file__).with_name("autotune_peer.py")
@@ -151,12 +152,7 @@ def held_out_scores(runs: dict[str, Runs], metric: str,
     every configuration by one yardstick and, unlike time to an unproven target, does not
     jump from seconds to PAR2 when a run misses the target by one unit."""
     targets = runs.pop(TARGET)
-    best: dict[str, int] = {}
-    for by_pair in [targets, *runs.values()]:
-        for (instance, _), pair_runs in by_pair.items():
-            for r in pair_runs:
-                if r.objective is not None:
-                    best[instance] = min(best.get(instance, r.objective), r.objective)
+    best = best_objectives([targets, *runs.values()])
 
     def score(r, key) -> float:
         if metric == "gap_integral":

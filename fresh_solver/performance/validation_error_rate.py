@@ -5,6 +5,7 @@
     ... --setting api --runs 100 --busy --out ...            # the other core kept busy
     ... --candidate SET.json --production SET.json ...       # Production against itself
     ... --candidate GAIN.json ...                            # A/B: how often a real gain passes
+    ... --metric gap_integral --scale large --family-seeds 21 ...  # judged by the gap integral
 
 Each run is one validation (:func:`fresh_solver.validation.validator.validate`, not recorded in
 MLflow) of a candidate on held-out instances generated as the lifecycle generates them, at one
@@ -14,7 +15,10 @@ exists: 3 held-out small instances, 2 seeds, 2 s). ``--family-seeds`` gives seve
 (runs cycle through them). Without ``--candidate`` the candidate is the CP-SAT defaults
 themselves (A/A): every PASSED is a false pass, and the speedups should centre on 1.0.
 ``--busy`` keeps one core busy with a spinning process for the whole measurement, as on a
-machine that also runs a scheduler, other tasks and production solves.
+machine that also runs a scheduler, other tasks and production solves. ``--metric`` is what
+validation judges by (the DAG judges a session tuned on the gap integral by it); ``--scale``
+the generated families' scale (``large``: instances the time limit does not prove, where the
+gap integral is the DAG's metric).
 
 The false-pass rate comes with its exact (Clopper-Pearson) 95 % interval, so 0 of 100 reads
 "at most 3.6 %", not "never".
@@ -36,6 +40,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from fresh_solver.choices import VALIDATION_METRICS
 from fresh_solver.errors import InputError
 from fresh_solver.performance.record import rerun_command, write_results
 
@@ -44,15 +49,18 @@ DEFAULT_FAMILY_SEED = 10  # the retune DAG's default generator seed: family medi
 MODULE = "fresh_solver.performance.validation_error_rate"
 
 
-def held_out_paths(setting: str, family_seed: int) -> tuple[list[str], dict[str, Any]]:
-    """The held-out files of family ``family_seed`` at a default setting, and the settings."""
+def held_out_paths(setting: str, family_seed: int, scale: str | None = None
+                   ) -> tuple[list[str], dict[str, Any]]:
+    """The held-out files of family ``family_seed`` at a default setting (of another ``scale``
+    when given), and the settings."""
     from fresh_solver.lifecycle.retune import generate_instances
     from fresh_solver.lifecycle.settings import resolve
     from fresh_solver.templates.instances import SMALL_VALIDATION
 
-    template_id = f"{setting}-{family_seed}"
+    template_id = f"{setting}-{family_seed}" + (f"-{scale}" if scale else "")
     overrides = SMALL_VALIDATION if setting == "api" else {}
     settings = resolve({"template_id": template_id, **overrides,
+                        **({"generator_scale": scale} if scale else {}),
                         "generator_seed": family_seed})
     _, files = generate_instances(template_id, settings)
     return files, settings
@@ -107,7 +115,8 @@ def report(data: dict[str, Any]) -> str:
     return "\n".join([
         f"# Validation error rate: {kind}", "",
         f"setting `{data['setting']}` ({data['instances_per_template']} held-out instances x "
-        f"{data['seeds']} seeds, {data['time_limit_s']:g} s per solve), family seeds "
+        f"{data['seeds']} seeds, {data['time_limit_s']:g} s per solve, judged by "
+        f"{data['metric']}), {data['scale']} family seeds "
         f"{data['family_seeds']}, {'one core kept busy' if data['busy'] else 'quiet machine'}, "
         f"OR-Tools {data['ortools_version']}", "",
         "| runs | passed | pass rate (95 % CI) | speedup median (10-90 %, min-max) | "
@@ -147,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate", help="a parameter set file (default: the CP-SAT defaults)")
     parser.add_argument("--production", help="a parameter set file served as Production")
     parser.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
+    parser.add_argument("--metric", choices=VALIDATION_METRICS, default="time_to_target",
+                        help="what validation judges by")
+    parser.add_argument("--scale", choices=("small", "medium", "large"),
+                        help="the generated families' scale (default: the setting's)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
@@ -176,7 +189,7 @@ def measure(args: argparse.Namespace, family_seeds: list[int], candidate, produc
     from fresh_solver.validation.validator import validate
 
     os.environ["FRESH_SOLVER_HOME"] = tempfile.mkdtemp(prefix="fresh-solver-aa-")
-    templates = {seed: held_out_paths(args.setting, seed) for seed in family_seeds}
+    templates = {seed: held_out_paths(args.setting, seed, args.scale) for seed in family_seeds}
     load_before = os.getloadavg()[0]
     rows = []
     with one_core_busy(args.busy):
@@ -189,7 +202,7 @@ def measure(args: argparse.Namespace, family_seeds: list[int], candidate, produc
             result = validate(f"{args.setting}-{family_seed}", candidate or SolverConfig(),
                               tuple(files), list(range(settings["validation_seeds"])),
                               settings["validation_time_limit"], rule, production,
-                              track=False)
+                              track=False, metric=args.metric)
             seconds = time.perf_counter() - started
             pairs = result.comparisons[0].pairs
             rows.append({"run": i, "family_seed": family_seed, "passed": result.passed,
@@ -205,6 +218,7 @@ def measure(args: argparse.Namespace, family_seeds: list[int], candidate, produc
                   f"({seconds:.1f} s)", file=sys.stderr, flush=True)
     files, settings = next(iter(templates.values()))
     data = {"command": command, "setting": args.setting, "busy": args.busy,
+            "metric": args.metric, "scale": settings["generator_scale"],
             "family_seeds": list(templates), "instances_per_template": len(files),
             "seeds": settings["validation_seeds"],
             "time_limit_s": settings["validation_time_limit"],

@@ -47,6 +47,7 @@ from fresh_solver.measure import (
     Target,
     UnsoundClaim,
     floor_time,
+    gap_integral,
     geometric_mean,
     refuted_claim,
     time_to_target,
@@ -129,20 +130,6 @@ def pair_score(scores: list[RunScore]) -> RunScore:
 def worst_score(metric: str, time_limit: float) -> float:
     """What a failed trial scores: the PAR2 penalty of the metric."""
     return 2.0 if metric == "objective_at_limit" else 2 * time_limit
-
-
-def gap_integral(result: SolveResult, best_known: int, horizon: float) -> float:
-    """Primal gap integral in seconds: gap(t) = (incumbent - best) / incumbent, 1 before any."""
-    total, last_t, gap = 0.0, 0.0, 1.0
-    end = min(result.wall_time_s, horizon)
-    for t, obj in result.improvements:
-        t = min(t, end)
-        total += gap * (t - last_t)
-        last_t = t
-        gap = 0.0 if obj <= best_known else (obj - best_known) / max(abs(obj), 1)
-    if not result.optimal:  # the run used its whole limit with the last gap
-        end = horizon
-    return total + gap * max(0.0, end - last_t)
 
 
 def score_run(metric: str, result: SolveResult, reference: Reference, time_limit: float) -> float:

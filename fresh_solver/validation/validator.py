@@ -19,10 +19,24 @@ from typing import Any
 
 import ortools
 
-from fresh_solver.measure import Runs, geometric_mean, measure_pairs, refuted_claim
+from fresh_solver.choices import VALIDATION_METRICS
+from fresh_solver.errors import InputError
+from fresh_solver.measure import (
+    Runs,
+    best_objectives,
+    floor_time,
+    geometric_mean,
+    measure_pairs,
+    refuted_claim,
+)
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.unsound import refuse_known_unsound
-from fresh_solver.validation.compare import Comparison, PassRule, compare
+from fresh_solver.validation.compare import (
+    METRIC_NAMES,
+    Comparison,
+    PassRule,
+    compare,
+)
 
 
 @dataclass
@@ -40,6 +54,7 @@ class ValidationReport:
     reasons: list[str]
     performance_baseline_s: float
     solve_seconds: float = 0.0  # wall time of every solve it ran (overhead accounting)
+    metric: str = "time_to_target"
     validated_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                      time.gmtime()))
     ortools_version: str = ortools.__version__
@@ -56,7 +71,7 @@ class ValidationReport:
                 "performance_baseline_s": self.performance_baseline_s,
                 "validated_at": self.validated_at, "ortools_version": self.ortools_version,
                 "instance_set": self.instance_set, "instances": self.instances,
-                "seeds": self.seeds, "time_limit_s": self.time_limit,
+                "seeds": self.seeds, "time_limit_s": self.time_limit, "metric": self.metric,
                 "rule": self.rule.to_dict(), "candidate": self.candidate.to_dict(),
                 "candidate_hash": self.candidate.hash,
                 "invalid_schedules": self.invalid_schedules,
@@ -72,8 +87,9 @@ class ValidationReport:
         for c in self.comparisons:
             timed = median(p.baseline_time_s for p in c.pairs)
             repeats = median(p.repeats for p in c.pairs)
-            parts.append(f"vs {c.baseline}: {c.speedup:.2f}x geomean time to target (its "
-                         f"median time {timed:.3g} s, timed {repeats:g} times per pair), "
+            parts.append(f"vs {c.baseline}: {c.speedup:.2f}x geomean "
+                         f"{METRIC_NAMES[self.metric]} (its median {timed:.3g} s, timed "
+                         f"{repeats:g} times per pair), "
                          f"Wilcoxon p = {c.p_value:.3g}, quality losses: "
                          f"{len(c.quality_losses)}.")
         if self.reasons:
@@ -105,12 +121,7 @@ def unsound_claims(candidate: Runs, runs: list[Runs]) -> list[str]:
     """The candidate's proofs that a schedule of any run on the same instance beats, each
     ``unsound: proved X where Y is feasible (instance, seed s)`` (once per pair): a candidate
     under which CP-SAT claims a wrong optimum is refused, whatever its speed."""
-    feasible: dict[str, int] = {}
-    for by_pair in runs:
-        for (name, _), pair_runs in by_pair.items():
-            for result in pair_runs:
-                if result.objective is not None and result.valid is not False:
-                    feasible[name] = min(result.objective, feasible.get(name, result.objective))
+    feasible = best_objectives(runs)
     claims = {}
     for (name, seed), pair_runs in candidate.items():
         for result in pair_runs:
@@ -122,11 +133,16 @@ def unsound_claims(candidate: Runs, runs: list[Runs]) -> list[str]:
 def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[str, ...],
              seeds: list[int], time_limit: float, rule: PassRule | None = None,
              production: SolverConfig | None = None, track: bool = True,
-             log=lambda message: None, tags: dict[str, str] | None = None) -> ValidationReport:
-    """Run the candidate and its baselines on every held-out pair, judge, and (``track``)
-    log the report to MLflow with ``tags`` on its run (e.g. the tuning session it checks)."""
+             log=lambda message: None, tags: dict[str, str] | None = None,
+             metric: str = "time_to_target") -> ValidationReport:
+    """Run the candidate and its baselines on every held-out pair, judge by ``metric``
+    (:data:`~fresh_solver.choices.VALIDATION_METRICS`), and (``track``) log the
+    report to MLflow with ``tags`` on its run (e.g. the tuning session it checks)."""
     from fresh_solver.tuning.session import load_instances
 
+    if metric not in VALIDATION_METRICS:
+        raise InputError(f"--metric: validation judges by one of "
+                         f"{', '.join(VALIDATION_METRICS)}, got {metric!r}")
     rule = rule or PassRule()
     refuse_known_unsound(candidate, where=f"candidate {candidate.hash}")
     instances, instance_hash = load_instances(instance_paths)
@@ -138,8 +154,10 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     runs = measure_pairs(configs, instances, seeds, time_limit)
     solve_seconds = sum(r.wall_time_s for by_pair in runs.values()
                         for pair_runs in by_pair.values() for r in pair_runs)
+    best = best_objectives(list(runs.values()))
     cand = runs.pop("candidate")
-    comparisons = [compare(name, base, cand, time_limit, rule.quality_tolerance)
+    comparisons = [compare(name, base, cand, time_limit, rule.quality_tolerance,
+                           metric=metric, best=best)
                    for name, base in runs.items()]
     invalid = [f"{name} seed {seed}: {r.violations[:2]}"
                for (name, seed), pair_runs in cand.items() for r in pair_runs
@@ -149,8 +167,12 @@ def validate(template_id: str, candidate: SolverConfig, instance_paths: tuple[st
     report = ValidationReport(
         template_id, candidate, instance_hash, sorted(instances), seeds, time_limit, rule,
         comparisons, invalid, not reasons, reasons,
-        performance_baseline_s=geometric_mean([p.candidate_time_s for p in perf.pairs]),
-        solve_seconds=solve_seconds)
+        performance_baseline_s=geometric_mean(
+            [p.candidate_time_s for p in perf.pairs] if metric == "time_to_target" else
+            # what the monitor compares production solve times with: a time, not a gap
+            [floor_time(median(r.wall_time_s for r in pair_runs))
+             for pair_runs in cand.values()]),
+        solve_seconds=solve_seconds, metric=metric)
     if track:
         report.run_id = _log_report(report, tags or {})
     return report
@@ -175,7 +197,7 @@ def _speedup_chart(report: ValidationReport, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(report.instances))],
                   report.instances, rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("speedup, time to target (log)")
+    ax.set_ylabel(f"speedup, {METRIC_NAMES[report.metric]} (log)")
     ax.set_title(f"{report.template_id}: {'passed' if report.passed else 'failed'}")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -208,7 +230,8 @@ def _log_report(report: ValidationReport, tags: dict[str, str]) -> str:
     params = {**verdict_params(report.template_id, "passed" if report.passed else "failed",
                                report.candidate.hash, rid),
               "instance_set": report.instance_set, "seeds": len(report.seeds),
-              "time_limit_s": report.time_limit, "machine_fingerprint": fingerprint_id(),
+              "time_limit_s": report.time_limit, "metric": report.metric,
+              "machine_fingerprint": fingerprint_id(),
               **report.rule.to_dict()}
     metrics = {"speedup_factor": report.speedup_factor,
                "performance_baseline_s": report.performance_baseline_s}
