@@ -163,7 +163,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         trial_time_limit=args.trial_time_limit, seeds=args.seeds, metric=args.metric,
         space_path=args.space, batch=args.batch, estimator=args.estimator,
         tuner_seed=args.tuner_seed, cap_factor=args.cap_factor or None, race=args.race,
-        race_seeds=args.race_seeds, min_gain=args.min_gain)
+        race_seeds=args.race_seeds, race_rounds=args.race_rounds, min_gain=args.min_gain)
     spec.check()
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -348,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--race", type=int, default=2,
                    help="best trials re-run against the defaults on fresh seeds (0: off)")
     p.add_argument("--race-seeds", type=int, default=2)
+    p.add_argument("--race-rounds", type=int, default=1,
+                   help="blocks of --race-seeds fresh seeds an undecided race may take")
     p.add_argument("--min-gain", type=float, default=1.1,
                    help="least confirmed speedup over the defaults to return a tuned set")
     p.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted session")

@@ -74,12 +74,22 @@ def test_tuning_benchmark_pairs_gp_random_and_two_controls(tmp_path: Path, metri
     report = (out / "report.md").read_text()
     assert "sessions returned a set with a significant held-out gain" in report
     assert "defaults-control-2" in report and "| GP vs random |" in report
+    assert "race: gain, p, pairs |" in report and all("race" in s for s in data["sessions"])
 
     again = tmp_path / "again"
     assert tuning_benchmark.main(["--from-results", str(out / "results.json"),
                                   "--out", str(again)]) == 0
     assert json.loads((again / "results.json").read_text())["comparisons"] == data["comparisons"]
     assert (again / "report.md").read_text() == report
+
+
+def test_a_sessions_race_in_one_cell_with_its_winner_marked() -> None:
+    race = {"winner": 4, "contenders": {"4": {"gain": 1.52, "p_value": 0.031, "pairs": 12},
+                                         "7": {"gain": 0.8, "p_value": 0.9, "pairs": 6},
+                                         "9": {"unsound": "unsound: proved 12 where 11 is"}}}
+    assert tuning_benchmark.race_cell({"race": race}) == \
+        "**1.52x p 0.031 (12)**; 0.80x p 0.9 (6)"
+    assert tuning_benchmark.race_cell({}) == "-"
 
 
 def test_tuning_benchmark_refuses_results_it_did_not_write(

@@ -795,6 +795,57 @@ def test_a_raced_pair_is_scored_by_the_median_of_its_runs_against_one_target(
     assert candidate.score == pytest.approx(0.1)
 
 
+def raced_session(instance_paths: tuple[str, ...], **kw: Any) -> TuningSession:
+    """A session with the reference and two told trials (no solving): trial 1 scored best."""
+    session = TuningSession.from_spec(spec_for("intensify", instance_paths, trials=2,
+                                               metric="time_to_optimum", **kw))
+    session.tell_reference(scoring.Evaluation(1.0))
+    session.tell(session.ask(2), [scoring.Evaluation(0.5), scoring.Evaluation(0.6)])
+    return session
+
+
+def fake_race_runs(times: dict[str | int, list[float]], calls: list) -> Any:
+    """A stand-in for measure_pairs: every configuration proves the optimum (10) in the time
+    ``times`` gives it for each race pair, in the order the blocks measure them."""
+    def measure(configs, instances, seeds, time_limit, target=None):
+        calls.append((sorted(map(str, configs)), list(seeds)))
+        runs: dict = {tuning_session.TARGET: {}}
+        pairs = [(name, seed) for name in instances for seed in seeds]
+        for key in pairs:
+            runs[tuning_session.TARGET][key] = [fake_result("OPTIMAL", [(0.5, 10)], 0.5)]
+        for name in configs:
+            runs[name] = {key: [fake_result("OPTIMAL", [(t / 2, 10)], t)]
+                          for key, t in zip(pairs, times[name][len(calls[:-1]) * 4:])}
+        return runs
+    return measure
+
+
+def test_an_undecided_race_takes_more_seeds_for_the_contenders_still_in_question(
+        instance_paths: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Trial 1 is ahead after the first block (1.25x) but not yet significant (one pair of
+    # four slower: p = 0.125); trial 2 is slower than the defaults and leaves the race.
+    calls: list = []
+    times = {"reference": [1.0] * 8, 1: [0.7, 0.71, 1.2, 0.72] + [0.7] * 4, 2: [1.5] * 8}
+    monkeypatch.setattr(tuning_session, "measure_pairs", fake_race_runs(times, calls))
+    winner, race = raced_session(instance_paths, race_rounds=3).race()
+    assert calls == [(["1", "2", "reference"], [1, 2]), (["1", "reference"], [3, 4])]
+    assert winner.index == 1 and race["seeds"] == [1, 2, 3, 4]
+    assert race["contenders"][1]["pairs"] == 8 and race["contenders"][1]["blocks"] == 2
+    assert race["contenders"][1]["p_value"] < 0.1
+    assert race["contenders"][2]["blocks"] == 1 and race["contenders"][2]["gain"] < 1
+
+
+def test_one_block_of_race_seeds_decides_as_before(instance_paths: tuple[str, ...],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list = []
+    times = {"reference": [1.0] * 4, 1: [0.7, 0.71, 1.2, 0.72], 2: [1.5] * 4}
+    monkeypatch.setattr(tuning_session, "measure_pairs", fake_race_runs(times, calls))
+    winner, race = raced_session(instance_paths).race()
+    assert len(calls) == 1 and winner.index == 0  # the defaults: not significant in one block
+    assert race["contenders"][1]["p_value"] == pytest.approx(0.125)
+    assert "p = 0.12" in tuning_session.why_defaults_kept(race, 1.1)
+
+
 def test_why_the_race_kept_the_defaults_is_one_line_with_its_figures() -> None:
     race = {"contenders": {"3": {"gain": 1.04, "p_value": 0.31},
                            "5": {"gain": 1.21, "p_value": 0.12},

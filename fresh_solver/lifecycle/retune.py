@@ -64,7 +64,8 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
               "space_path": settings["space"] or None, "batch": settings["batch_size"],
               "estimator": settings["estimator"], "tuner_seed": settings["tuner_seed"],
               "cap_factor": settings["cap_factor"] or None, "race": settings["race"],
-              "race_seeds": settings["race_seeds"], "min_gain": settings["min_gain"]}
+              "race_seeds": settings["race_seeds"], "race_rounds": settings["race_rounds"],
+              "min_gain": settings["min_gain"]}
     spec = _spec({"tuning": tuning})
     spec.check()
     rounds_available = rounds_available or max_rounds()

@@ -62,6 +62,9 @@ RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
              "Best trials re-run against the defaults on fresh seeds (0: off)."),
     "race_seeds": (2, {"type": "integer", "minimum": 1, "maximum": 20},
                    "Fresh seeds of the race."),
+    "race_rounds": (1, {"type": "integer", "minimum": 1, "maximum": 10},
+                    "Blocks of race_seeds fresh seeds an undecided race may take (a "
+                    "contender ahead of the defaults, not yet significant)."),
     "min_gain": (1.1, {"type": "number", "exclusiveMinimum": 0},
                  "Least confirmed race gain over the defaults to keep a tuned set."),
     "validation_seeds": (3, {"type": "integer", "minimum": 1, "maximum": 20},

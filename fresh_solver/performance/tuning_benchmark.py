@@ -245,11 +245,23 @@ def noise_floor(held: dict[str, Any]) -> dict[str, Any] | None:
     return {"sets": controls, "min": min(values), "max": max(values)} if values else None
 
 
+def race_cell(session: dict[str, Any]) -> str:
+    """The race of a session in a table cell: each contender's gain, p and race pairs, the
+    winner marked; "-" for a session without one (a peer's, or a result file from before)."""
+    race = session.get("race") or {}
+    cells = [f"{'**' if str(index) == str(race.get('winner')) else ''}"
+             f"{r['gain']:.2f}x p {r['p_value']:.2g} ({r.get('pairs', '?')})"
+             f"{'**' if str(index) == str(race.get('winner')) else ''}"
+             for index, r in race.get("contenders", {}).items() if "gain" in r]
+    return "; ".join(cells) or "-"
+
+
 def report_markdown(data: dict[str, Any]) -> str:
     """The sessions and their held-out speedups, the noise floor, the method comparisons."""
     held, sessions = data["held_out_results"], data["sessions"]
     lines = ["| session | train score (defaults) | held-out speedup vs defaults (geomean, "
-             "min-max) | p faster / slower | num_workers | CPU-s |", "|---|---|---|---|---|---|"]
+             "min-max) | p faster / slower | num_workers | CPU-s | race: gain, p, pairs |",
+             "|---|---|---|---|---|---|---|"]
     controls = [{"name": name} for name in held if name.startswith(CONTROL)]
     for s in sessions + controls:
         result = held[s["name"]]
@@ -257,7 +269,7 @@ def report_markdown(data: dict[str, Any]) -> str:
         if "same_as" in result:
             lines.append(f"| {s['name']} | {s['train_best']:.3g} ({s['train_default']:.3g}) | "
                          f"= {result['same_as']} (measured once) | - | - | "
-                         f"{s.get('cpu_seconds', '-')} |")
+                         f"{s.get('cpu_seconds', '-')} | {race_cell(s)} |")
             continue
         workers = s.get("best_params", {"cp_sat": {}})["cp_sat"].get("num_workers", "default")
         train = (f"{s['train_best']:.3g} ({s['train_default']:.3g})" if "train_best" in s
@@ -265,7 +277,8 @@ def report_markdown(data: dict[str, Any]) -> str:
         p = (f"{result['p_faster']:.3g} / {result['p_slower']:.3g}" if "p_faster" in result
              else "-")
         lines.append(f"| {s['name']} | {train} | {h['geomean']:.2f}x ({h['min']:.2f}-"
-                     f"{h['max']:.2f}) | {p} | {workers} | {s.get('cpu_seconds', '-')} |")
+                     f"{h['max']:.2f}) | {p} | {workers} | {s.get('cpu_seconds', '-')} | "
+                     f"{race_cell(s)} |")
     for verdict in data.get("verdicts", []):
         lines.append(f"\n{verdict['method']}: {verdict['gains']} of {verdict['sessions']} "
                      f"sessions returned a set with a significant held-out gain, "
@@ -336,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--controls", type=int, default=2,
                         help="times the defaults are measured again as if tuned (noise floor)")
     parser.add_argument("--tuner-seeds", type=int, default=5)
+    parser.add_argument("--estimators", default="GP,random",
+                        help="comma-separated tuning methods to compare (GP, RF, ET, random)")
+    parser.add_argument("--race-rounds", type=int, default=1,
+                        help="blocks of fresh seeds an undecided race may take")
     parser.add_argument("--autotune", metavar="PYTHON",
                         help="the peer environment's python (make peers-venv: "
                              ".venv-peers/bin/python): also run cpsat-autotune")
@@ -372,11 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         models, peer_workers = export_models(train, args.out / "train_models")
     sessions: list[dict[str, Any]] = []
     for tuner_seed in range(args.tuner_seeds):
-        for estimator in ("GP", "random"):
+        for estimator in args.estimators.split(","):
             spec = TuningSpec(template_id=template_id, instance_paths=tuple(train),
                               trials=args.trials, trial_time_limit=args.trial_time_limit,
                               seeds=args.seeds, estimator=estimator, tuner_seed=tuner_seed,
-                              metric=args.metric)
+                              metric=args.metric, race_rounds=args.race_rounds)
             cpu0, wall0 = time.process_time(), time.perf_counter()
             summary = tune(spec)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -385,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                              "run_id": summary["run_id"], "train_best": summary["best_score"],
                              "train_default": summary["default_score"],
                              "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1),
-                             "best_params": summary["best_params"]})
+                             "best_params": summary["best_params"], "race": summary["race"]})
             log(f"{name}: train score {summary['best_score']:.4g} (defaults "
                 f"{summary['default_score']:.4g}), {cpu:.0f} CPU-s, {wall:.0f} s")
         if args.autotune:

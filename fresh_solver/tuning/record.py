@@ -62,6 +62,7 @@ def spec_params(spec: TuningSpec, space: SearchSpace, instance_hash: str) -> dic
             "batch": str(spec.batch), "estimator": spec.estimator,
             "tuner_seed": str(spec.tuner_seed), "cap_factor": str(spec.cap_factor),
             "race": str(spec.race), "race_seeds": str(spec.race_seeds),
+            "race_rounds": str(spec.race_rounds),
             "min_gain": str(spec.min_gain),
             "instance_set": instance_hash, "instances": ",".join(sorted(
                 Path(p).name for p in spec.instance_paths))[:6000],

@@ -71,6 +71,9 @@ class TuningSpec:
     race: int = 2
     race_seeds: int = 2
     min_gain: float = 1.1
+    # Intensification: an undecided race (a contender ahead but not yet significant) adds
+    # another block of race_seeds fresh seeds, up to race_rounds blocks (1: one block only).
+    race_rounds: int = 1
 
     def check(self) -> None:
         """Refuse a spec that cannot run, naming every bad field at once."""
@@ -92,8 +95,10 @@ class TuningSpec:
             problems.append(f"--seeds: must be >= 1, got {self.seeds}")
         if self.batch < 1:
             problems.append(f"--batch: must be >= 1, got {self.batch}")
-        if self.race < 0 or self.race_seeds < 1 or not 0 < self.min_gain < math.inf:
-            problems.append("--race must be >= 0, --race-seeds >= 1 and --min-gain > 0")
+        if self.race < 0 or self.race_seeds < 1 or not 0 < self.min_gain < math.inf \
+                or self.race_rounds < 1:
+            problems.append("--race must be >= 0, --race-seeds >= 1, --race-rounds >= 1 and "
+                            "--min-gain > 0")
         if self.metric not in METRICS:
             problems.append(f"--metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if self.estimator not in ESTIMATORS:
@@ -408,7 +413,16 @@ class TuningSession:
         """Re-run the best few trials and the reference on fresh seeds, paired and
         interleaved (:func:`fresh_solver.measure.measure_pairs`); the winner is the fastest
         contender with a geometric-mean gain of at least ``min_gain`` and a Wilcoxon p below
-        0.1, else the reference (the CP-SAT defaults)."""
+        0.1, else the reference (the CP-SAT defaults).
+
+        Intensification (SMAC's, irace's racing): the seeds come in blocks of ``race_seeds``.
+        After each block every contender is judged on all the pairs so far; the race ends
+        when one is accepted, and a contender that is no faster than the defaults (gain
+        below 1) leaves it. While one is ahead but not yet significant, another block of
+        fresh seeds runs, up to ``race_rounds`` blocks: the repetitions go to the contenders
+        still in question, not to every trial. The looks are repeated, so the race accepts
+        noise more often than its nominal level; validation, whose error rate is measured,
+        is the gate."""
         spec = self.spec
         if not spec.race:
             return self.best, {}
@@ -419,28 +433,57 @@ class TuningSession:
                             key=lambda t: t.evaluation.score)[:spec.race]
         if not contenders:
             return self.reference, {"contenders": {}, "winner": self.reference.index}
-        seeds = list(range(spec.seeds, spec.seeds + spec.race_seeds))
-        # Interleaved, the first rotating per pair: the defaults' runs are not all taken
-        # before (or after) the contenders', so a drift in the machine's speed is nobody's
-        # gain; a pair of short solves is run again until it has taken a second of solving,
-        # as in validation, so a 30 ms solve's one lucky timing does not decide the race. The
-        # targets come from an untimed run of the defaults on other seeds: a target set by the
-        # timed reference itself would favour it (it reaches its own result by definition).
-        configs = {"reference": SolverConfig()} | {t.index: t.config for t in contenders}
-        runs = measure_pairs(configs, self.instances, seeds, spec.trial_time_limit,
-                             target=SolverConfig())
-        solve_seconds = sum(r.wall_time_s for by_pair in runs.values()
-                            for pair_runs in by_pair.values() for r in pair_runs)
-        targets = {key: Reference.of(target_runs[0])
-                   for key, target_runs in runs.pop(TARGET).items()}
-        reference = self.score_runs(SolverConfig(), runs.pop("reference"), targets)
+        live = {t.index: t for t in contenders}
+        runs: dict[str | int, Runs] = {}
+        results: dict[int, dict[str, Any]] = {}
+        seeds: list[int] = []
+        solve_seconds, accepted = 0.0, []
+        for block in range(spec.race_rounds):
+            first = spec.seeds + block * spec.race_seeds
+            block_seeds = list(range(first, first + spec.race_seeds))
+            seeds += block_seeds
+            # Interleaved, the first rotating per pair: the defaults' runs are not all taken
+            # before (or after) the contenders', so a drift in the machine's speed is nobody's
+            # gain; a pair of short solves is run again until it has taken a second of
+            # solving, as in validation, so a 30 ms solve's one lucky timing does not decide
+            # the race. The targets come from an untimed run of the defaults on other seeds: a
+            # target set by the timed reference itself would favour it (it reaches its own
+            # result by definition).
+            configs = {"reference": SolverConfig()} | {i: t.config for i, t in live.items()}
+            measured = measure_pairs(configs, self.instances, block_seeds,
+                                     spec.trial_time_limit, target=SolverConfig())
+            solve_seconds += sum(r.wall_time_s for by_pair in measured.values()
+                                 for pair_runs in by_pair.values() for r in pair_runs)
+            for name, by_pair in measured.items():
+                runs.setdefault(name, {}).update(by_pair)
+            judged = self.judge_contenders(live, runs)
+            for index in list(live):
+                if index in judged:
+                    results[index] = judged[index] | {"pairs": len(runs[index]),
+                                                      "blocks": block + 1}
+                if judged.get(index, {}).get("gain", 0) < 1:  # failed, unsound or slower
+                    del live[index]  # never the winner; the record says why
+            accepted = [(r["gain"], i) for i, r in results.items() if i in live
+                        and r["gain"] >= spec.min_gain and r["p_value"] < 0.1]
+            if accepted or not live:
+                break
+        winner = self.trials[max(accepted)[1]] if accepted else self.reference
+        return winner, {"contenders": results, "winner": winner.index, "seeds": seeds,
+                        "solve_seconds": solve_seconds}
+
+    def judge_contenders(self, live: dict[int, Trial], runs: dict[str | int, Runs]
+                         ) -> dict[int, dict[str, Any]]:
+        """Each live contender against the reference on every race pair measured so far: its
+        geometric-mean gain and one-sided Wilcoxon p, or why it is unsound."""
+        targets = {key: Reference.of(target_runs[0]) for key, target_runs in runs[TARGET].items()}
+        reference = self.score_runs(SolverConfig(), runs["reference"], targets)
         base = per_pair(reference)
         feasible = feasible_objectives([t.evaluation for t in self.trials] + [reference])
         results: dict[int, dict[str, Any]] = {}
-        for trial in contenders:
-            evaluation = self.score_runs(trial.config, runs[trial.index], targets, feasible)
-            if evaluation.unsound:  # never the winner; the record says why
-                results[trial.index] = {"unsound": evaluation.failed}
+        for index, trial in live.items():
+            evaluation = self.score_runs(trial.config, runs[index], targets, feasible)
+            if evaluation.unsound:
+                results[index] = {"unsound": evaluation.failed}
             if evaluation.failed or reference.failed:
                 continue
             scores = per_pair(evaluation)
@@ -448,12 +491,8 @@ class TuningSession:
             gain = geometric_mean([paired_speedup(base[k], scores[k]) for k in keys])
             p_value = wilcoxon_p([floor_time(base[k]) for k in keys],
                                  [floor_time(scores[k]) for k in keys])
-            results[trial.index] = {"gain": gain, "p_value": p_value}
-        accepted = [(r["gain"], i) for i, r in results.items()
-                    if "gain" in r and r["gain"] >= spec.min_gain and r["p_value"] < 0.1]
-        winner = self.trials[max(accepted)[1]] if accepted else self.reference
-        return winner, {"contenders": results, "winner": winner.index, "seeds": seeds,
-                        "solve_seconds": solve_seconds}
+            results[index] = {"gain": gain, "p_value": p_value}
+        return results
 
 
 def why_defaults_kept(race: dict[str, Any], min_gain: float) -> str:
