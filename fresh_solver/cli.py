@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fresh_solver.choices import AUTO_METRIC, ESTIMATORS, METRICS, MODELS, VALIDATION_METRICS
 from fresh_solver.errors import InputError
 
 
@@ -158,6 +159,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from fresh_solver.tuning.tuner import TuningSpec, tune
 
+    if args.metric == AUTO_METRIC:
+        from fresh_solver.tuning.scoring import choose_metric
+        from fresh_solver.tuning.session import load_instances
+
+        if args.trial_time_limit <= 0:
+            raise InputError(f"--trial-time-limit: must be a positive number of seconds, "
+                             f"got {args.trial_time_limit}")
+        args.metric, why = choose_metric(load_instances(args.instances)[0],
+                                         args.trial_time_limit)
+        print(f"--metric auto: {why}", file=sys.stderr)
     spec = TuningSpec(
         template_id=args.template_id, instance_paths=tuple(args.instances), trials=args.trials,
         trial_time_limit=args.trial_time_limit, seeds=args.seeds, metric=args.metric,
@@ -288,7 +299,6 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fresh_solver.choices import ESTIMATORS, METRICS, MODELS, VALIDATION_METRICS
     from fresh_solver.model.generate import KINDS, SCALES
     from fresh_solver.model.problem import OBJECTIVES
 
@@ -337,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, required=True, help="trials besides the reference")
     p.add_argument("--trial-time-limit", type=float, required=True, help="seconds per run")
     p.add_argument("--seeds", type=int, default=1, help="solver seeds per instance")
-    p.add_argument("--metric", choices=METRICS, default="time_to_target")
+    p.add_argument("--metric", choices=(*METRICS, AUTO_METRIC), default="time_to_target",
+                   help="auto: time to target when the CP-SAT defaults prove every instance "
+                   "within --trial-time-limit, else the primal gap integral")
     p.add_argument("--space", help="search space TOML (default: the shipped space)")
     p.add_argument("--batch", type=int, default=1, help="points asked at once")
     p.add_argument("--estimator", choices=ESTIMATORS, default="GP",

@@ -39,6 +39,7 @@ DEMO_CONF: dict[str, Any] = {
     "train_instances": 6, "held_out_instances": 6, "space": "demo", "trials": 20,
     "batch_size": 4, "trial_time_limit": 3.0, "seeds": 1, "race": 2, "race_seeds": 2,
     "validation_seeds": 3, "validation_time_limit": 3.0,
+    "metric": "time_to_target",  # what its pass rate was measured with (auto would probe)
 }
 # For CI and a first look: small instances, seconds of solving. Speedups then are noise and
 # validation usually fails, which the demo reports as such.

@@ -6,10 +6,13 @@ The DAG end to end is in test_dags.py (dag.test) and test_devstack.py (a real Ai
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import pytest
 
+from fresh_solver.choices import validation_metric
 from fresh_solver.errors import InputError
 from fresh_solver.lifecycle import pool, retune
 from fresh_solver.lifecycle.settings import RETUNE_SETTINGS, resolve, scheduled_confs
@@ -109,6 +112,24 @@ def test_validation_judges_by_the_metric_the_session_was_tuned_for(metric: str,
     plan = retune.prepare({"template_id": "judged", "generator_scale": "small",
                            "train_instances": 2, "held_out_instances": 2, "metric": metric})
     assert plan["validation"]["metric"] == judged_by
+
+
+@pytest.mark.parametrize(("scale", "trial_time_limit", "chosen"), [
+    ("small", 2.0, "time_to_target"), ("large", 0.01, "gap_integral")])
+def test_the_auto_metric_follows_whether_the_defaults_prove_the_training_instances(
+        scale: str, trial_time_limit: float, chosen: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert resolve({})["metric"] == "auto"  # the DAG's default
+    with caplog.at_level(logging.INFO, logger=retune.log.name):
+        plan = retune.prepare({"template_id": f"shape-{scale}", "generator_scale": scale,
+                               "train_instances": 2, "held_out_instances": 2,
+                               "trial_time_limit": trial_time_limit})
+    assert plan["tuning"]["metric"] == chosen
+    assert plan["validation"]["metric"] == validation_metric(chosen)
+    proven = 2 if chosen == "time_to_target" else r"[01]"
+    assert re.search(rf"retune shape-{scale}: metric auto: the CP-SAT defaults proved "
+                     rf"{proven} of 2 training instances within {trial_time_limit:g} s",
+                     caplog.text)
 
 
 def test_the_trial_pool_never_lets_trials_share_cores(tmp_path: Path) -> None:

@@ -730,11 +730,24 @@ def test_cli_tune_json(capsys: pytest.CaptureFixture[str],
     assert "Traceback" not in err
 
 
+def test_cli_tune_chooses_the_metric_by_the_templates_shape(
+        capsys: pytest.CaptureFixture[str], instance_paths: tuple[str, ...]) -> None:
+    code, out, err = run_cli(capsys, "--template-id", "cli-auto", "--instances",
+                             *instance_paths, "--trials", "1", "--trial-time-limit", "2",
+                             "--metric", "auto", "--race", "0", "--json")
+    assert code == 0, err
+    assert "--metric auto: the CP-SAT defaults proved 2 of 2 training instances within 2 s: " \
+        "time to target" in err
+    assert client().get_run(json.loads(out)["run_id"]).data.params["metric"] == \
+        "time_to_target"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--trials", "0"], "--trials: must be >= 1, got 0"),
     (["--template-id", "a/b"], "--template-id: must be a non-empty name without '/'"),
     (["--seeds", "0"], "--seeds: must be >= 1"),
     (["--trial-time-limit", "-1"], "--trial-time-limit: must be a positive number"),
+    (["--trial-time-limit", "0", "--metric", "auto"], "--trial-time-limit: must be a positive"),
     (["--instances", "MISSING"], "cannot read"),
     (["--resume", "0123456789abcdef"], "no MLflow run '0123456789abcdef'"),
     (["--space", "MISSING_SPACE"], "cannot read"),

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver import tracking
-from fresh_solver.choices import validation_metric
+from fresh_solver.choices import AUTO_METRIC, validation_metric
 from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, max_rounds, resolve
@@ -58,9 +58,12 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
                                         settings["held_out_fraction"])
     else:
         train, held_out = generate_instances(template_id, settings)
+    metric = settings["metric"]
+    if metric == AUTO_METRIC:
+        metric = _metric_for_shape(template_id, train, settings["trial_time_limit"])
     tuning = {"template_id": template_id, "instance_paths": train,
               "trials": settings["trials"], "trial_time_limit": settings["trial_time_limit"],
-              "seeds": settings["seeds"], "metric": settings["metric"],
+              "seeds": settings["seeds"], "metric": metric,
               "space_path": settings["space"] or None, "batch": settings["batch_size"],
               "estimator": settings["estimator"], "tuner_seed": settings["tuner_seed"],
               "cap_factor": settings["cap_factor"] or None, "race": settings["race"],
@@ -113,6 +116,17 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
              "%d rounds", template_id, len(train), len(held_out), instance_set, held_out_set,
              spec.trials, spec.rounds)
     return plan
+
+
+def _metric_for_shape(template_id: str, train: list[str], time_limit: float) -> str:
+    """``metric = auto``: chosen by whether the defaults prove the training instances (one
+    solve each, :func:`fresh_solver.tuning.scoring.choose_metric`), the reason logged."""
+    from fresh_solver.tuning.scoring import choose_metric
+    from fresh_solver.tuning.session import load_instances
+
+    metric, why = choose_metric(load_instances(train)[0], time_limit)
+    log.info("retune %s: metric auto: %s", template_id, why)
+    return metric
 
 
 def split_folder(folder: Path, template_id: str, fraction: float) -> tuple[list, list]:

@@ -47,9 +47,11 @@ RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
                          "Seconds per solve in a trial."),
     "seeds": (1, {"type": "integer", "minimum": 1, "maximum": 20},
               "Solver seeds per training instance."),
-    "metric": ("time_to_target", {"type": "string", "enum": [
-        "time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral"]},
-        "Trial score."),
+    "metric": ("auto", {"type": "string", "enum": [
+        "auto", "time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral"]},
+        "Trial score (validation judges by the matching one); auto: time to target when the "
+        "CP-SAT defaults prove every training instance within trial_time_limit, else the "
+        "primal gap integral."),
     "space": ("", OPTIONAL_TEXT,
               "Search space: a TOML file, or a shipped space by name (default, demo); "
               "empty: default."),
