@@ -127,8 +127,8 @@ def test_the_auto_metric_follows_whether_the_defaults_prove_the_training_instanc
     assert plan["tuning"]["metric"] == chosen
     assert plan["validation"]["metric"] == validation_metric(chosen)
     proven = 2 if chosen == "time_to_target" else r"[01]"
-    assert re.search(rf"retune shape-{scale}: metric auto: the CP-SAT defaults proved "
-                     rf"{proven} of 2 training instances within {trial_time_limit:g} s",
+    assert re.search(rf"retune shape-{scale}: metric auto \(training instances\): the CP-SAT "
+                     rf"defaults proved {proven} of 2 instances within {trial_time_limit:g} s",
                      caplog.text)
 
 

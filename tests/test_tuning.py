@@ -736,7 +736,7 @@ def test_cli_tune_chooses_the_metric_by_the_templates_shape(
                              *instance_paths, "--trials", "1", "--trial-time-limit", "2",
                              "--metric", "auto", "--race", "0", "--json")
     assert code == 0, err
-    assert "--metric auto: the CP-SAT defaults proved 2 of 2 training instances within 2 s: " \
+    assert "--metric auto: the CP-SAT defaults proved 2 of 2 instances within 2 s: " \
         "time to target" in err
     assert client().get_run(json.loads(out)["run_id"]).data.params["metric"] == \
         "time_to_target"

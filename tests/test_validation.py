@@ -230,6 +230,16 @@ def test_validation_by_the_gap_integral_names_its_metric(instance_paths: tuple[s
     assert 0 < report.performance_baseline_s <= LIMIT + 0.5
 
 
+def test_the_document_api_validates_by_the_metric_the_dag_would() -> None:
+    from fresh_solver.templates.manager import ParameterManager
+
+    result = ParameterManager().validate_parameters("api-auto", {"num_workers": 1},
+                                                    rule=LENIENT)
+    assert "metric auto (held-out instances): the CP-SAT defaults proved 3 of 3 instances " \
+        "within 2 s: time to target" in result.validation_warnings
+    assert result.report.metric == "time_to_target"
+
+
 def test_validation_refuses_a_metric_it_cannot_judge_by(instance_paths: tuple[str, ...]) -> None:
     with pytest.raises(InputError, match="validation judges by one of"):
         validate("e2e", SolverConfig(), instance_paths[:1], [0], LIMIT, track=False,
@@ -387,6 +397,7 @@ def test_a_report_registers_its_set(good_report: ValidationReport) -> None:
     assert mv.tags["validation_status"] == ("passed" if good_report.passed else "failed")
     assert mv.tags["validation_run_id"] == good_report.run_id
     assert mv.tags["instance_set"] == good_report.instance_set
+    assert mv.tags["validation_metric"] == "time_to_target"  # what its speedup is in
     assert mv.description == good_report.summary()
     assert registry.load_config("e2e", version) == good_report.candidate
 

@@ -125,7 +125,7 @@ def _metric_for_shape(template_id: str, train: list[str], time_limit: float) -> 
     from fresh_solver.tuning.session import load_instances
 
     metric, why = choose_metric(load_instances(train)[0], time_limit)
-    log.info("retune %s: metric auto: %s", template_id, why)
+    log.info("retune %s: metric auto (training instances): %s", template_id, why)
     return metric
 
 

@@ -17,7 +17,9 @@ reference time / tuned time, geometric mean over pairs. The budget is reported i
 gap_integral`` tunes and scores by the primal gap integral instead, which is far less
 heavy-tailed on instances whose optimum the time limit does not always prove. A set several
 sessions returned is measured once; the defaults are measured again ``--controls`` times as
-if they were tuned sets, and those controls are the noise floor.
+if they were tuned sets, and those controls are the noise floor. ``--estimators``, ``--race``
+and ``--race-rounds`` set the methods compared and each session's race; the report shows every
+session's race (contenders' gain and p on the fresh race pairs).
 
 With ``--autotune PYTHON`` (the peer environment's interpreter), each tuner seed also runs
 cpsat-autotune (:mod:`autotune_peer`) on the same training models, for as many CPU-seconds as
@@ -351,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuner-seeds", type=int, default=5)
     parser.add_argument("--estimators", default="GP,random",
                         help="comma-separated tuning methods to compare (GP, RF, ET, random)")
+    parser.add_argument("--race", type=int, default=2, help="best trials raced (0: off)")
     parser.add_argument("--race-rounds", type=int, default=1,
                         help="blocks of fresh seeds an undecided race may take")
     parser.add_argument("--autotune", metavar="PYTHON",
@@ -393,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = TuningSpec(template_id=template_id, instance_paths=tuple(train),
                               trials=args.trials, trial_time_limit=args.trial_time_limit,
                               seeds=args.seeds, estimator=estimator, tuner_seed=tuner_seed,
-                              metric=args.metric, race_rounds=args.race_rounds)
+                              metric=args.metric, race=args.race,
+                              race_rounds=args.race_rounds)
             cpu0, wall0 = time.process_time(), time.perf_counter()
             summary = tune(spec)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

@@ -34,6 +34,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from fresh_solver.choices import AUTO_METRIC, validation_metric
 from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
@@ -106,7 +107,9 @@ class ParameterManager:
         small instances), ``seeds`` and ``time_limit`` the entry's validation settings (else 2
         seeds, 2 s per solve), ``rule`` the entry's pass rule (else the project's
         :class:`~fresh_solver.validation.compare.PassRule`). The baseline besides the CP-SAT
-        defaults is the served Production set, when one is served.
+        defaults is the served Production set, when one is served. The metric is the one the
+        retune DAG would validate by: the entry's, or for ``auto`` chosen as the DAG chooses
+        (whether the defaults prove these instances within the time limit; a note says so).
         """
         from fresh_solver.templates import instances as defaults
         from fresh_solver.validation.compare import PassRule
@@ -130,10 +133,18 @@ class ParameterManager:
         if len(paths) * seed_count < 6:
             notes.append(f"{len(paths)} instances x {seed_count} seeds: fewer than 6 pairs, "
                          "the Wilcoxon test may fail the set on its own")
+        limit = time_limit or settings["validation_time_limit"]
+        metric = settings["metric"]
+        if metric == AUTO_METRIC:  # as the DAG chooses, on the instances this measures
+            from fresh_solver.tuning.scoring import choose_metric
+            from fresh_solver.tuning.session import load_instances
+
+            metric, why = choose_metric(load_instances(tuple(paths))[0], limit)
+            notes.append(f"metric auto (held-out instances): {why}")
         report = validate(template_id, config, tuple(paths), list(range(seed_count)),
-                          time_limit or settings["validation_time_limit"], rule,
-                          production=self._production_config(template_id),
-                          log=lambda message: log.info("validate %s: %s", template_id, message))
+                          limit, rule, production=self._production_config(template_id),
+                          log=lambda message: log.info("validate %s: %s", template_id, message),
+                          metric=validation_metric(metric))
         return ParameterValidationResult(template_id, given, report.passed,
                                          report.speedup_factor, list(report.reasons), notes,
                                          config, report)
