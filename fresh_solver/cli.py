@@ -157,25 +157,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from fresh_solver.tuning.tuner import TuningSpec, tune
 
-    if args.metric == AUTO_METRIC:
-        from fresh_solver.tuning.scoring import choose_metric
-        from fresh_solver.tuning.session import load_instances
-
-        if args.trial_time_limit <= 0:
-            raise InputError(f"--trial-time-limit: must be a positive number of seconds, "
-                             f"got {args.trial_time_limit}")
-        args.metric, why = choose_metric(load_instances(args.instances)[0],
-                                         args.trial_time_limit)
-        print(f"--metric auto: {why}", file=sys.stderr)
+    auto = args.metric == AUTO_METRIC
     spec = TuningSpec(
         template_id=args.template_id, instance_paths=tuple(args.instances), trials=args.trials,
-        trial_time_limit=args.trial_time_limit, seeds=args.seeds, metric=args.metric,
+        trial_time_limit=args.trial_time_limit, seeds=args.seeds,
+        metric="time_to_target" if auto else args.metric,  # auto: chosen once the spec holds
         space_path=args.space, batch=args.batch, estimator=args.estimator,
         tuner_seed=args.tuner_seed, cap_factor=args.cap_factor or None, race=args.race,
         race_seeds=args.race_seeds, race_rounds=args.race_rounds, min_gain=args.min_gain)
     spec.check()
+    if auto:
+        from fresh_solver.tuning.session import choose_metric
+
+        metric, why = choose_metric(spec.instance_paths, spec.trial_time_limit)
+        print(f"--metric auto: {why}", file=sys.stderr)
+        spec = replace(spec, metric=metric)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

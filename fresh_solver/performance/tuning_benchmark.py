@@ -251,10 +251,12 @@ def race_cell(session: dict[str, Any]) -> str:
     """The race of a session in a table cell: each contender's gain, p and race pairs, the
     winner marked; "-" for a session without one (a peer's, or a result file from before)."""
     race = session.get("race") or {}
-    cells = [f"{'**' if str(index) == str(race.get('winner')) else ''}"
-             f"{r['gain']:.2f}x p {r['p_value']:.2g} ({r.get('pairs', '?')})"
-             f"{'**' if str(index) == str(race.get('winner')) else ''}"
-             for index, r in race.get("contenders", {}).items() if "gain" in r]
+    cells = []
+    for index, r in race.get("contenders", {}).items():
+        if "gain" in r:
+            mark = "**" if str(index) == str(race.get("winner")) else ""
+            cells.append(f"{mark}{r['gain']:.2f}x p {r['p_value']:.2g} "
+                         f"({r.get('pairs', '?')}){mark}")
     return "; ".join(cells) or "-"
 
 

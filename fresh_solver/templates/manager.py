@@ -136,10 +136,9 @@ class ParameterManager:
         limit = time_limit or settings["validation_time_limit"]
         metric = settings["metric"]
         if metric == AUTO_METRIC:  # as the DAG chooses, on the instances this measures
-            from fresh_solver.tuning.scoring import choose_metric
-            from fresh_solver.tuning.session import load_instances
+            from fresh_solver.tuning.session import choose_metric
 
-            metric, why = choose_metric(load_instances(tuple(paths))[0], limit)
+            metric, why = choose_metric(paths, limit)
             notes.append(f"metric auto (held-out instances): {why}")
         report = validate(template_id, config, tuple(paths), list(range(seed_count)),
                           limit, rule, production=self._production_config(template_id),

@@ -235,21 +235,6 @@ def _blame_invalid(config: SolverConfig, problem: Problem, result: SolveResult,
     raise AssertionError(detail)
 
 
-def choose_metric(instances: dict[str, Problem], time_limit: float) -> tuple[str, str]:
-    """The tuning metric for a template's shape, and why: one solve of each instance
-    with the CP-SAT defaults at the trial time limit (solver seed 0). When every one is proven,
-    targets are optima and time to target is the sharper metric; when some are not, time to an
-    unproven target jumps from seconds to PAR2 when a run misses it by one unit, and the primal
-    gap integral resolves the same change with about a third of the pairs (``heldout_noise``)."""
-    proven = sum(solve(problem, model="template", time_limit=time_limit, seed=0,
-                       check=False).optimal for problem in instances.values())
-    shape = (f"the CP-SAT defaults proved {proven} of {len(instances)} instances within "
-             f"{time_limit:g} s")
-    if proven == len(instances):
-        return "time_to_target", f"{shape}: time to target"
-    return "gap_integral", f"{shape}: the primal gap integral"
-
-
 def feasible_objectives(evaluations: list[Evaluation]) -> dict[str, int]:
     """Per instance, the best objective any of ``evaluations`` found (every run's schedule
     passed the checker, or its trial failed before it was recorded)."""
