@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from fresh_solver.model import problem_to_dict
+from fresh_solver.model.generate import generate_family
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.space import load_space
 from fresh_solver.performance import heldout_noise, template_screen, tuning_benchmark
 
 
@@ -23,10 +26,70 @@ def test_template_screen_reports_every_variant(tmp_path: Path) -> None:
     assert data["machine"]["ortools"]
     assert [row["template"] for row in data["rows"]] == ["small-0", "small-1"]
     for row in data["rows"]:
-        assert set(template_screen.VARIANTS) <= set(row)
-        assert all(row[name] > 0 for name in template_screen.VARIANTS)
+        assert set(row["variants"]) == set(template_screen.VARIANTS)
+        assert all(v["speedup"] > 0 and 0 < v["p_value"] <= 1 for v in row["variants"].values())
     report = (out / "report.md").read_text()
     assert report.count("| small-") == 2
+
+
+def test_template_screen_narrows_a_space_to_the_knobs_that_helped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--space screens each knob of the space alone; --write-space keeps the knobs that cleared
+    the bar, each as the defaults' value then the values that helped (a bar every variant
+    clears here, so the file is deterministic), and writes nothing when none did."""
+    space = tmp_path / "space.toml"
+    space.write_text('[cp_sat.num_workers]\nkind = "integer"\nlow = 1\nhigh = 8\n\n'
+                     '[model.warm_start]\nkind = "categorical"\nvalues = [true, false]\n')
+    narrowed = tmp_path / "narrowed.toml"
+    common = ["--scale", "small", "--templates", "0", "--instances", "1", "--time-limit",
+              "0.5", "--space", str(space), "--write-space", str(narrowed)]
+    assert template_screen.main([*common, "--min-gain", "0", "--max-p", "2",
+                                 "--out", str(tmp_path / "a")]) == 0
+    row = json.loads((tmp_path / "a" / "results.json").read_text())["rows"][0]
+    assert set(row["variants"]) == {"cp_sat.num_workers=1", "cp_sat.num_workers=4",
+                                    "model.warm_start=True"}
+    written = load_space(narrowed)
+    assert [(d.key, d.kind, d.values) for d in written.dimensions] == [
+        ("cp_sat.num_workers", "categorical", (8, 1, 4)),
+        ("model.warm_start", "categorical", (False, True))]
+    narrowed.unlink()
+    assert template_screen.main([*common, "--min-gain", "1000",
+                                 "--out", str(tmp_path / "b")]) == 0
+    assert not narrowed.exists()
+    assert "no knob helped" in capsys.readouterr().err
+
+
+def test_template_screen_screens_a_templates_problem_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A user's own template (its instance files), not only a generated one; a missing file
+    is named, exit 2."""
+    folder = tmp_path / "part"
+    folder.mkdir()
+    files = []
+    for i in range(2):
+        files.append(folder / f"i{i}.json")
+        files[-1].write_text(json.dumps(problem_to_dict(generate_family("small", 3,
+                                                                        instance_seed=i))))
+    out = tmp_path / "screen"
+    assert template_screen.main(["--instances-from", *map(str, files), "--time-limit", "0.5",
+                                 "--out", str(out)]) == 0
+    row = json.loads((out / "results.json").read_text())["rows"][0]
+    assert row["template"] == "part"
+    assert {r["instance"] for r in row["reference"]} == {"i0.json", "i1.json"}
+    with pytest.raises(SystemExit) as exit_info:
+        template_screen.main(["--instances-from", str(folder / "missing.json"),
+                              "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert "missing.json" in capsys.readouterr().err
+
+
+def test_template_screen_write_space_needs_a_space(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        template_screen.main(["--write-space", str(tmp_path / "s.toml"), "--templates", "1",
+                              "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--write-space: needs --space" in capsys.readouterr().err
 
 
 def test_template_screen_refuses_bad_template_seeds(tmp_path: Path,

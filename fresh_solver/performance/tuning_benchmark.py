@@ -19,7 +19,9 @@ heavy-tailed on instances whose optimum the time limit does not always prove. A 
 sessions returned is measured once; the defaults are measured again ``--controls`` times as
 if they were tuned sets, and those controls are the noise floor. ``--estimators``, ``--race``
 and ``--race-rounds`` set the methods compared and each session's race; the report shows every
-session's race (contenders' gain and p on the fresh race pairs).
+session's race (contenders' gain and p on the fresh race pairs). ``--space`` tunes over another
+search space, e.g. the one ``template_screen --write-space`` narrowed on the same training
+instances (instance seeds from 0; the held-out ones, from 1000, are never screened).
 
 With ``--autotune PYTHON`` (the peer environment's interpreter), each tuner seed also runs
 cpsat-autotune (:mod:`autotune_peer`) on the same training models, for as many CPU-seconds as
@@ -43,6 +45,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.measure import (
     TARGET,
@@ -60,6 +63,7 @@ from fresh_solver.measure import (
 from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.space import load_space
 from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.solver.solve import build_model
 from fresh_solver.solver.workers import effective_workers
@@ -355,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuner-seeds", type=int, default=5)
     parser.add_argument("--estimators", default="GP,random",
                         help="comma-separated tuning methods to compare (GP, RF, ET, random)")
+    parser.add_argument("--space", metavar="NAME|FILE",
+                        help="the sessions' search space (default: the shipped default; e.g. "
+                             "one template_screen --write-space narrowed on the training set)")
     parser.add_argument("--race", type=int, default=2, help="best trials raced (0: off)")
     parser.add_argument("--race-rounds", type=int, default=1,
                         help="blocks of fresh seeds an undecided race may take")
@@ -365,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="no solving: summarise an earlier run's results.json into --out")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.space:
+        try:
+            load_space(args.space)
+        except InputError as exc:
+            parser.error(f"--space: {exc}")
     if args.autotune and not Path(args.autotune).is_file():
         parser.error(f"--autotune: no interpreter at {args.autotune} (run make peers-venv)")
     if args.from_results:
@@ -399,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                               trials=args.trials, trial_time_limit=args.trial_time_limit,
                               seeds=args.seeds, estimator=estimator, tuner_seed=tuner_seed,
                               metric=args.metric, race=args.race,
-                              race_rounds=args.race_rounds)
+                              race_rounds=args.race_rounds, space_path=args.space)
             cpu0, wall0 = time.process_time(), time.perf_counter()
             summary = tune(spec)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
