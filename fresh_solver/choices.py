@@ -5,7 +5,7 @@ here."""
 
 MODELS = ("template", "baseline")
 METRICS = ("time_to_target", "time_to_optimum", "objective_at_limit", "gap_integral")
-# Not a metric: "choose by the template's shape" (fresh_solver.tuning.scoring.choose_metric).
+# Not a metric: "choose by the template's shape" (fresh_solver.tuning.session.choose_metric).
 AUTO_METRIC = "auto"
 ESTIMATORS = ("GP", "RF", "ET", "random")
 # What validation judges by; a tuning metric maps to one (validation_metric).

@@ -120,7 +120,7 @@ def prepare(conf: dict[str, Any] | None, rounds_available: int | None = None) ->
 
 def _metric_for_shape(template_id: str, train: list[str], time_limit: float) -> str:
     """``metric = auto``: chosen by whether the defaults prove the training instances (one
-    solve each, :func:`fresh_solver.tuning.scoring.choose_metric`), the reason logged."""
+    solve each, :func:`fresh_solver.tuning.session.choose_metric`), the reason logged."""
     from fresh_solver.tuning.session import choose_metric
 
     metric, why = choose_metric(train, time_limit)
