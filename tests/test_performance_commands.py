@@ -21,7 +21,7 @@ from fresh_solver.performance import heldout_noise, template_screen, tuning_benc
 def test_template_screen_reports_every_variant(tmp_path: Path) -> None:
     out = tmp_path / "screen"
     assert template_screen.main(["--scale", "small", "--templates", "0,1", "--instances", "1",
-                                 "--time-limit", "0.5", "--out", str(out)]) == 0
+                                 "--seeds", "0", "--time-limit", "0.5", "--out", str(out)]) == 0
     data = json.loads((out / "results.json").read_text())
     assert data["machine"]["ortools"]
     assert [row["template"] for row in data["rows"]] == ["small-0", "small-1"]
@@ -41,7 +41,8 @@ def test_template_screen_narrows_a_space_to_the_knobs_that_helped(
     space.write_text('[cp_sat.num_workers]\nkind = "integer"\nlow = 1\nhigh = 8\n\n'
                      '[model.warm_start]\nkind = "categorical"\nvalues = [true, false]\n')
     narrowed = tmp_path / "narrowed.toml"
-    common = ["--scale", "small", "--templates", "0", "--instances", "1", "--time-limit",
+    common = ["--scale", "small", "--templates", "0", "--instances", "1", "--seeds", "0",
+              "--time-limit",
               "0.5", "--space", str(space), "--write-space", str(narrowed)]
     assert template_screen.main([*common, "--min-gain", "0", "--max-p", "2",
                                  "--out", str(tmp_path / "a")]) == 0
@@ -71,8 +72,8 @@ def test_template_screen_screens_a_templates_problem_files(
         files[-1].write_text(json.dumps(problem_to_dict(generate_family("small", 3,
                                                                         instance_seed=i))))
     out = tmp_path / "screen"
-    assert template_screen.main(["--instances-from", *map(str, files), "--time-limit", "0.5",
-                                 "--out", str(out)]) == 0
+    assert template_screen.main(["--instances-from", *map(str, files), "--seeds", "0",
+                                 "--time-limit", "0.5", "--out", str(out)]) == 0
     row = json.loads((out / "results.json").read_text())["rows"][0]
     assert row["template"] == "part"
     assert {r["instance"] for r in row["reference"]} == {"i0.json", "i1.json"}

@@ -859,6 +859,24 @@ def test_one_block_of_race_seeds_decides_as_before(instance_paths: tuple[str, ..
     assert "p = 0.12" in tuning_session.why_defaults_kept(race, 1.1)
 
 
+def test_the_race_runs_each_distinct_point_once_and_never_the_defaults_own(
+        instance_paths: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    # In a small (screened) space the optimiser asks points again: the three best trials here
+    # are the defaults' own point and one point twice, so one contender races, not three.
+    calls: list = []
+    monkeypatch.setattr(tuning_session, "measure_pairs", fake_race_runs(
+        {"reference": [1.0] * 4, 2: [0.5] * 4}, calls))
+    session = TuningSession.from_spec(spec_for("distinct", instance_paths, trials=3,
+                                               metric="time_to_optimum", race=3))
+    session.tell_reference(scoring.Evaluation(1.0))
+    point = session.ask(1)[0]
+    assert point != session.anchor
+    session.tell([session.anchor, point, point], [scoring.Evaluation(s) for s in (0.4, 0.5, 0.6)])
+    winner, race = session.race()
+    assert calls == [(["2", "reference"], [1, 2])]
+    assert winner.index == 2 and list(race["contenders"]) == [2]
+
+
 def test_why_the_race_kept_the_defaults_is_one_line_with_its_figures() -> None:
     race = {"contenders": {"3": {"gain": 1.04, "p_value": 0.31},
                            "5": {"gain": 1.21, "p_value": 0.12},

@@ -444,10 +444,17 @@ class TuningSession:
         if not spec.race:
             return self.best, {}
         unsound = self.unsound_trials
-        contenders = sorted((t for t in self.searched if t.config is not None
+        # Distinct points only, and never the defaults' own point: in a small (screened)
+        # space the optimiser asks a point again, and racing one set twice, or the defaults
+        # against themselves, spends the race's seeds on nothing.
+        contenders: list[Trial] = []
+        for trial in sorted((t for t in self.searched if t.config is not None
                              and not t.evaluation.failed and t.index not in unsound
                              and t.evaluation.score < self.reference.evaluation.score),
-                            key=lambda t: t.evaluation.score)[:spec.race]
+                            key=lambda t: t.evaluation.score):
+            if trial.point != self.anchor and all(trial.point != c.point for c in contenders):
+                contenders.append(trial)
+        contenders = contenders[:spec.race]
         if not contenders:
             return self.reference, {"contenders": {}, "winner": self.reference.index}
         live = {t.index: t for t in contenders}
