@@ -1,13 +1,15 @@
 """Retune one template's CP-SAT parameters: tune, race, validate, register to Staging, notify.
 
-route → prepare → start → (ask → trial × k → tell) × rounds → race → validate → register → notify
+route → prepare → start → (trial × k → tell) × rounds → race → validate → register → notify
 
-The DAG unrolls the most rounds a run may take; a run whose budget takes fewer runs one ask
-past it, which skips, and the scheduler skips the rest without starting them.
+``start`` and each round's ``tell`` hand the next round its points (the ask), so no task of
+its own pays MLflow's import to ask. The DAG unrolls the most rounds a run may take; past the
+run's budget a tell hands on no points, and the scheduler skips the later rounds' tasks
+without starting them.
 
 Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` with small
 JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
-tasks retry (with backoff) or move between workers safely. A trial is the exception: its ask
+tasks retry (with backoff) or move between workers safely. A trial is the exception: the ask
 hands it what scoring takes, it solves and returns its scores, and the round's tell records
 them (a trial task imports no MLflow, which cost each one 4-5 s). Trials run in the pool
 ``fresh_solver_trials`` (sized so concurrent trials do not share cores:
@@ -34,7 +36,7 @@ from pathlib import Path
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from fresh_solver.lifecycle.callbacks import fail_at_once_on_bad_input, on_task_failure
 from fresh_solver.lifecycle.pool import TRIAL_POOL, TRIAL_QUEUE
@@ -98,23 +100,17 @@ def fresh_solver_retune():
 
         return retune.prepare(dict(get_current_context()["params"]), ROUNDS)
 
+    # Returns the first round's points (what the round maps over: Airflow maps only over a
+    # return value) and pushes the session's run id as the XCom "run_id".
     @task(queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
-    def start(plan: dict) -> str:
+    def start(plan: dict) -> list[dict]:
         from fresh_solver.lifecycle import retune
 
-        return retune.start(plan, session_key=get_current_context()["run_id"])
-
-    # The first round past the budget skips here, before importing anything; the scheduler
-    # then skips every later round's tasks without running them.
-    @task
-    @_bad_input_fails_at_once
-    def ask(plan: dict, tuning_run: str, round_: int) -> list[dict]:
-        if round_ >= plan["rounds"]:
-            raise AirflowSkipException(f"the trial budget takes {plan['rounds']} rounds")
-        from fresh_solver.lifecycle import retune
-
-        return retune.ask(plan, tuning_run, round_)
+        context = get_current_context()
+        started = retune.start(plan, session_key=context["run_id"])
+        context["ti"].xcom_push(key="run_id", value=started["run_id"])
+        return started["items"]
 
     # A trial solves and returns its scores; its tell records them (no MLflow import here).
     @task(pool=TRIAL_POOL, queue=TRIAL_QUEUE)
@@ -124,13 +120,15 @@ def fresh_solver_retune():
 
         return retune.evaluate(plan, item)
 
+    # Records the round and returns the next round's points (none past the budget, so the
+    # next round's mapped trials, and everything after them, skip without starting).
     @task
     @_bad_input_fails_at_once
-    def tell(plan: dict, tuning_run: str, round_: int, results) -> dict:
+    def tell(plan: dict, tuning_run: str, round_: int, results) -> list[dict]:
         from fresh_solver.lifecycle import retune
 
         return retune.tell(plan, tuning_run, round_,
-                           [results[i] for i in range(len(results or []))])
+                           [results[i] for i in range(len(results or []))])["items"]
 
     # The last round's tell is skipped when the budget ends earlier; a '*' run skips all.
     @task(queue=TRIAL_QUEUE, trigger_rule="none_failed_min_one_success")
@@ -165,15 +163,13 @@ def fresh_solver_retune():
     routed >> [confs, plan]
     TriggerDagRunOperator.partial(task_id="retune_each", trigger_dag_id=DAG_ID,
                                   retries=0).expand_kwargs(confs)
-    tuning_run = start(plan)
-    told = None
+    points = start(plan)
+    tuning_run = points["run_id"]
     for round_ in range(ROUNDS):
-        points = ask.override(task_id=f"ask_{round_}")(plan, tuning_run, round_)
-        if told is not None:
-            told >> points
         results = trial.override(task_id=f"trial_{round_}").partial(plan=plan).expand(
             item=points)
-        told = tell.override(task_id=f"tell_{round_}")(plan, tuning_run, round_, results)
+        points = told = tell.override(task_id=f"tell_{round_}")(plan, tuning_run, round_,
+                                                                 results)
     candidate = race(plan, tuning_run, told)
     verdict = validate(plan, candidate)
     registered = register(plan, candidate, verdict)

@@ -112,7 +112,7 @@ def test_retune_dag_shape(retune_dag) -> None:
             assert task.on_failure_callback, task.task_id
     trials = [t for t in dag.tasks if t.task_id.startswith("trial_")]
     assert trials and all(t.pool == "fresh_solver_trials" for t in trials)
-    assert {t.task_id for t in dag.tasks} >= {"prepare", "start", "ask_0", "tell_0", "race",
+    assert {t.task_id for t in dag.tasks} >= {"prepare", "start", "trial_0", "tell_0", "race",
                                               "validate", "register", "notify"}
 
 
@@ -202,10 +202,10 @@ def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_
     assert retried.try_number == 2 and retried.state == "success"
     [told] = tis["tell_0"]
     assert told.try_number == 2 and told.state == "success"
-    # Past the budget: the first ask skips at once, the rest never start.
-    assert [ti.state for ti in tis["ask_2"]] == ["skipped"]
-    for task_id in [f"{kind}_{r}" for r in range(2, ROUNDS) for kind in ("trial", "tell")] + \
-            [f"ask_{r}" for r in range(3, ROUNDS)]:
+    # Past the budget (3 trials in rounds of 2) no task starts: tell_1 hands on no points.
+    assert not any(task_id.startswith("ask") for task_id in tis)
+    assert tis["tell_1"][0].xcom_pull(task_ids="tell_1") == []
+    for task_id in [f"{kind}_{r}" for r in range(2, ROUNDS) for kind in ("trial", "tell")]:
         assert [(ti.state, ti.try_number) for ti in tis[task_id]] == [("skipped", 0)], task_id
 
     [session] = runs_of("fresh-solver/tuning/wired", "tags.fresh_solver.kind = 'tuning-session'")
@@ -280,11 +280,12 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
     for attempt in range(2):
         if attempt:  # a cleared run asks its recorded points again, without a new GP fit
             monkeypatch.setattr(TuningSession, "ask", lambda self, n: pytest.fail("re-asked"))
-        run_id = retune.start(plan, session_key="manual__same")
+        started = retune.start(plan, session_key="manual__same")
+        run_id, items = started["run_id"], started["items"]
         for round_ in range(2):
-            results = [retune.evaluate(plan, item)
-                       for item in retune.ask(plan, run_id, round_)]
-            retune.tell(plan, run_id, round_, results)
+            results = [retune.evaluate(plan, item) for item in items]
+            items = retune.tell(plan, run_id, round_, results)["items"]
+        assert items == []  # past the budget (3 trials in rounds of 2)
         candidate = retune.race(plan, run_id)
         verdict = retune.validate(plan, candidate)
         outcome.append((run_id, candidate, verdict, retune.register(plan, run_id, verdict)))
@@ -311,10 +312,11 @@ def test_a_retried_dag_run_reuses_its_session(fixed_trial_scores, passing_verdic
         monkeypatch.undo()
         fix_trial_scores(monkeypatch)
         pass_every_verdict(monkeypatch)
-        run_id = retune.start(plan, session_key="manual__next-week")
+        started = retune.start(plan, session_key="manual__next-week")
+        run_id, items = started["run_id"], started["items"]
         for round_ in range(2):
-            retune.tell(plan, run_id, round_, [retune.evaluate(plan, item)
-                                               for item in retune.ask(plan, run_id, round_)])
+            items = retune.tell(plan, run_id, round_,
+                                [retune.evaluate(plan, item) for item in items])["items"]
         candidate = retune.race(plan, run_id)
         verdict = retune.validate(plan, candidate)
         assert verdict["candidate_hash"] == outcome[0][2]["candidate_hash"]

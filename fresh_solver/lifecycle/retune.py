@@ -1,6 +1,8 @@
 """The retune lifecycle, one function per task of the `fresh_solver_retune` DAG.
 
-prepare → start → (ask → evaluate × k → tell) × rounds → race → validate → register → notify
+prepare → start → (evaluate × k → tell) × rounds → race → validate → register → notify
+
+``start`` and each round's ``tell`` end by asking the next round's points (:func:`ask`).
 
 Every function takes and returns small JSON-able values (settings, paths, run ids, points).
 The tuning session's state is its MLflow record: each task rebuilds the session from it
@@ -29,7 +31,7 @@ from fresh_solver.choices import AUTO_METRIC, validation_metric
 from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, max_rounds, resolve
-from fresh_solver.tuning.session import TuningSpec, why_defaults_kept
+from fresh_solver.tuning.session import TuningSession, TuningSpec, why_defaults_kept
 
 log = logging.getLogger("fresh_solver.lifecycle")
 
@@ -199,9 +201,10 @@ def _spec(plan: dict[str, Any]) -> TuningSpec:
 
 
 # ---- the tuning session ---------------------------------------------------------------------
-def start(plan: dict[str, Any], session_key: str) -> str:
+def start(plan: dict[str, Any], session_key: str) -> dict[str, Any]:
     """Open the tuning session (or the one already made under ``session_key``) and score the
-    CP-SAT defaults as its reference; returns the session's MLflow run id."""
+    CP-SAT defaults as its reference; returns the session's MLflow run id and the first
+    round's points (:func:`ask`)."""
     from fresh_solver.tuning.record import open_session, start_reference
 
     session, record = open_session(_spec(plan), session_key=session_key, reopen=False)
@@ -209,7 +212,7 @@ def start(plan: dict[str, Any], session_key: str) -> str:
     start_reference(session, record)
     log.info("retune %s: tuning session %s, reference score %.4g", plan["template_id"],
              record.run_id, session.reference.evaluation.score)
-    return record.run_id
+    return {"run_id": record.run_id, "items": ask(plan, session, 0)}
 
 
 def _open(plan: dict[str, Any], run_id: str):
@@ -218,17 +221,18 @@ def _open(plan: dict[str, Any], run_id: str):
     return open_session(_spec(plan), resume_run_id=run_id, reopen=False)
 
 
-def ask(plan: dict[str, Any], run_id: str, round_: int) -> list[dict[str, Any]]:
+def ask(plan: dict[str, Any], session: TuningSession, round_: int) -> list[dict[str, Any]]:
     """The round's points, each with its trial index and what scoring it takes from the
-    trials told before the round (:class:`~fresh_solver.tuning.session.TrialContext`): a
-    replay of those trials, so a retried ask returns the same points; points already recorded
-    for the round (a cleared run asked again) are returned as recorded, and marked so. Past
-    the trial budget: none."""
+    trials told before the round (:class:`~fresh_solver.tuning.session.TrialContext`), asked
+    of ``session`` as the task before the round (``start`` or the previous round's
+    :func:`tell`) rebuilt it from MLflow: a replay of those trials, so a retried task asks the
+    same points; points already recorded for the round (a cleared run asked again) are
+    returned as recorded, and marked so. Past the trial budget: none, and the round's mapped
+    trial tasks skip without starting."""
     spec = _spec(plan)
     n = spec.round_size(round_)
     if n == 0:
         return []
-    session, _ = _open(plan, run_id)
     first = spec.first_index(round_)
     before = session.told_before(first)
     missing = sorted(set(range(first)) - {t.index for t in before.trials})
@@ -267,15 +271,17 @@ def evaluate(plan: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
 def tell(plan: dict[str, Any], run_id: str, round_: int,
          results: list[dict[str, Any]]) -> dict[str, Any]:
     """Record the round's trials, each as its nested run (once: a retried tell finds the
-    runs it logged), so the next ask replays them, and log the best score so far as the
-    session's progress."""
+    runs it logged), log the best score so far as the session's progress, and ask the next
+    round's points of the session now in memory (``items``; none past the budget). Asking
+    here, not in a task of its own, saves each round a process that would import MLflow and
+    read the session back."""
     from fresh_solver.tuning.scoring import Evaluation
     from fresh_solver.tuning.session import Trial
 
     spec = _spec(plan)
     n = spec.round_size(round_)
     if n == 0:
-        return {"round": round_, "told": 0}
+        return {"round": round_, "told": 0, "items": []}
     session, record = _open(plan, run_id)
     first = spec.first_index(round_)
     unexpected = [r["index"] for r in results if not first <= r["index"] < first + n]
@@ -307,7 +313,7 @@ def tell(plan: dict[str, Any], run_id: str, round_: int,
     log.info("retune %s: round %d told, best score %.4g (trial %d)", plan["template_id"],
              round_, best.evaluation.score, best.index)
     return {"round": round_, "told": n, "best_score": best.evaluation.score,
-            "best_trial": best.index}
+            "best_trial": best.index, "items": ask(plan, session, round_ + 1)}
 
 
 def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:

@@ -102,8 +102,8 @@ def missed_run(run_type: str, scheduled_at: datetime | None, now: datetime) -> s
 
 
 def max_rounds() -> int:
-    """Rounds the retune DAG unrolls (ask → mapped trials → tell each); a run needs
-    ceil(trials / batch_size) of them. Read at DAG parse time."""
+    """Rounds the retune DAG unrolls (mapped trials → tell, which asks the next round's
+    points); a run needs ceil(trials / batch_size) of them. Read at DAG parse time."""
     return int(os.environ.get("FRESH_SOLVER_RETUNE_ROUNDS", "6"))
 
 

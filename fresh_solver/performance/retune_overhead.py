@@ -76,7 +76,7 @@ def solve_seconds(run_id: str) -> dict[str, float]:
 
 
 def kind(task_id: str) -> str:
-    """Tasks grouped by what they do: ask_3 and ask_0 are both `ask`."""
+    """Tasks grouped by what they do: tell_3 and tell_0 are both `tell`."""
     return task_id.rsplit("_", 1)[0] if task_id[-1].isdigit() else task_id
 
 
