@@ -447,12 +447,13 @@ class TuningSession:
         # Distinct points only, and never the defaults' own point: in a small (screened)
         # space the optimiser asks a point again, and racing one set twice, or the defaults
         # against themselves, spends the race's seeds on nothing.
+        anchor = self.anchor
         contenders: list[Trial] = []
         for trial in sorted((t for t in self.searched if t.config is not None
                              and not t.evaluation.failed and t.index not in unsound
                              and t.evaluation.score < self.reference.evaluation.score),
                             key=lambda t: t.evaluation.score):
-            if trial.point != self.anchor and all(trial.point != c.point for c in contenders):
+            if trial.point != anchor and all(trial.point != c.point for c in contenders):
                 contenders.append(trial)
         contenders = contenders[:spec.race]
         if not contenders:
