@@ -13,6 +13,7 @@ first (:func:`floor_time`); tuning, validation and the benchmarks all use this o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import median
 from typing import TYPE_CHECKING, Protocol
@@ -160,7 +161,8 @@ TARGET_SEED_OFFSET = 1_000_003
 def measure_pairs(configs: dict[str | int, SolverConfig], instances: dict[str, Problem],
                   seeds: list[int], time_limit: float, *, pair_budget_s: float = PAIR_BUDGET_S,
                   max_repeats: int = MAX_REPEATS,
-                  target: SolverConfig | None = None) -> dict[str | int, Runs]:
+                  target: SolverConfig | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str | int, Runs]:
     """Every configuration on every (instance, seed) pair, on the template model; per
     configuration name, the runs of each pair in the order they ran.
 
@@ -176,7 +178,9 @@ def measure_pairs(configs: dict[str | int, SolverConfig], instances: dict[str, P
     solver seed (``seed + TARGET_SEED_OFFSET``); its runs (under :data:`TARGET`) give the
     pairs' targets. A target taken from one of the timed runs favours the side it came from:
     that run reaches its own final result by definition, and when the result is not proven
-    another run of the same configuration may not reach it in time."""
+    another run of the same configuration may not reach it in time.
+
+    ``progress(done, total)`` is called after each pair (long measurements show progress)."""
     from fresh_solver.solver import solve
 
     names = list(configs)
@@ -202,6 +206,8 @@ def measure_pairs(configs: dict[str | int, SolverConfig], instances: dict[str, P
                 runs[name][(instance, seed)].append(result)
                 spent += result.wall_time_s
             round_ += 1
+        if progress is not None:
+            progress(k + 1, len(pairs))
     return runs
 
 

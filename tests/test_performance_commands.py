@@ -129,6 +129,17 @@ def test_tuning_benchmark_pairs_gp_random_and_two_controls(tmp_path: Path, metri
     assert 0 <= comparison["p_seeds_first_faster"] <= 1
     assert 0 <= comparison["p_pooled_first_faster"] <= 1
     assert data["noise_floor"]["sets"] == controls
+    repeats = held["reference"]["repeats"]  # the reference: the median of 3 defaults runs
+    assert list(repeats) == ["defaults", "defaults-2", "defaults-3"]
+    for row in held["reference"]["runs"]:
+        key = (row["instance"], row["seed"])
+        runs = sorted(r["score"] for rows in repeats.values() for r in rows
+                      if (r["instance"], r["seed"]) == key)
+        assert row["score"] == runs[1]
+    aa = data["aa"]  # the A/A rate from 3 reference runs and 2 controls per pair
+    assert (aa["defaults_runs"], aa["reference_runs"]) == (5, 3)
+    assert 0 <= aa["false_gain_rate"] <= 1 and 0 <= aa["false_loss_rate"] <= 1
+    assert aa["speedup_low"] <= aa["speedup_high"]
     for session in data["sessions"]:  # a session that returned the defaults is not re-measured
         returned_defaults = SolverConfig.from_dict(session["best_params"]) == SolverConfig()
         assert (held[session["name"]].get("same_as") == "defaults") == returned_defaults
@@ -138,6 +149,7 @@ def test_tuning_benchmark_pairs_gp_random_and_two_controls(tmp_path: Path, metri
     report = (out / "report.md").read_text()
     assert "sessions returned a set with a significant held-out gain" in report
     assert "defaults-control-2" in report and "| GP vs random |" in report
+    assert "A/A: the 5 runs of the defaults per pair dealt 2000 times" in report
     assert "race: gain, p, pairs |" in report and all("race" in s for s in data["sessions"])
 
     again = tmp_path / "again"

@@ -16,8 +16,11 @@ reference time / tuned time, geometric mean over pairs. The budget is reported i
 (process CPU time of the tuning sessions, CP-SAT's threads included). ``--metric
 gap_integral`` tunes and scores by the primal gap integral instead, which is far less
 heavy-tailed on instances whose optimum the time limit does not always prove. A set several
-sessions returned is measured once; the defaults are measured again ``--controls`` times as
-if they were tuned sets, and those controls are the noise floor. ``--estimators``, ``--race``
+sessions returned is measured once. The reference is the median of ``--reference-runs`` runs
+of the defaults per pair (one run would move every row's speedup and p-value together with
+its luck); the defaults are measured again ``--controls`` times as if they were tuned sets,
+and those controls are the noise floor. From these runs of the defaults the report also
+estimates the comparison's own A/A error rate (:func:`aa_rate`). ``--estimators``, ``--race``
 and ``--race-rounds`` set the methods compared and each session's race; the report shows every
 session's race (contenders' gain and p on the fresh race pairs). ``--space`` tunes over another
 search space, e.g. the one ``template_screen --write-space`` narrowed on the same training
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -74,6 +78,10 @@ PEER_DRIVER = Path(__file__).with_name("autotune_peer.py")
 SIGNIFICANT = 0.05
 # The defaults measured again under these names (-1, -2, ...): the noise floor.
 CONTROL = "defaults-control"
+# The defaults' runs whose per-pair median is the reference (-2, -3, ... after the first).
+REFERENCE = "defaults"
+# Random deals of the defaults' runs that estimate the comparison's A/A error rate.
+AA_DRAWS = 2000
 HELD_OUT_METRICS = ("time_to_target", "gap_integral")
 
 
@@ -99,12 +107,18 @@ def write_instances(folder: Path, scale: str, template_seed: int, first_seed: in
 
 
 def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds: list[int],
-                      limit: float, log, metric: str = "time_to_target") -> dict[str, Any]:
+                      limit: float, log, metric: str = "time_to_target",
+                      reference_runs: int = 3) -> dict[str, Any]:
     """Each configuration against the defaults on the held-out pairs, measured as validation
     measures (interleaved, the first rotating) to targets an untimed run of the defaults on
     other seeds sets (a target set by the timed defaults themselves favours them where it is
     not proven). Scored by ``metric``: time to target, or the primal gap integral against the
     best objective any run found on the instance (:func:`held_out_scores`).
+
+    The reference is the median of ``reference_runs`` runs of the defaults per pair (under
+    :data:`REFERENCE` names, interleaved like any set): every row is compared with the same
+    reference, so one lucky or unlucky run of it would move every row together and make the
+    rows' p-values agree on its luck (a control once scored 1.20x, p = 0.016, against one run).
 
     A configuration is measured once however many sessions returned it: a session that
     returned the defaults *is* the defaults (speedup 1, ``same_as``); the controls
@@ -113,24 +127,30 @@ def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds:
     from fresh_solver.tuning.session import load_instances
 
     instances, _ = load_instances(tuple(paths))
-    measured: dict[str, SolverConfig] = {"defaults": SolverConfig()}
+    references = [REFERENCE] + [f"{REFERENCE}-{i}" for i in range(2, reference_runs + 1)]
+    measured: dict[str, SolverConfig] = {name: SolverConfig() for name in references}
     same_as: dict[str, str] = {}
     for name, config in configs.items():
         if not name.startswith(CONTROL):
             same_as[name] = next((other for other, seen in measured.items()
                                   if seen.hash == config.hash), name)
+            same_as[name] = REFERENCE if same_as[name] in references else same_as[name]
         if same_as.get(name, name) == name:
             measured[name] = config
-    runs = measure_pairs(measured, instances, seeds, limit, target=SolverConfig())
+    runs = measure_pairs(measured, instances, seeds, limit, target=SolverConfig(),
+                         progress=lambda done, total: log(f"  held-out pair {done}/{total} "
+                                                          f"({len(measured)} sets)"))
     scores = held_out_scores(runs, metric, limit)
-    base = scores.pop("defaults")
-    keys = sorted(base)
+    repeats = {name: scores.pop(name) for name in references}
+    keys = sorted(repeats[REFERENCE])
+    base = {k: median(repeats[name][k] for name in references) for k in keys}
     unit = "s" if metric == "time_to_target" else "gap-s"
-    out: dict[str, Any] = {"reference": {"score": geometric_mean([base[k] for k in keys]),
-                                         "runs": _pair_rows(base, runs["defaults"])}}
+    out: dict[str, Any] = {"reference": {
+        "score": geometric_mean([base[k] for k in keys]), "runs": _pair_rows(base, None),
+        "repeats": {name: _pair_rows(repeats[name], runs[name]) for name in references}}}
     for name in configs:
         source = same_as.get(name, name)
-        if source == "defaults":
+        if source == REFERENCE:
             out[name] = {"same_as": "defaults", "score": out["reference"]["score"],
                          "speedup": spread([1.0] * len(keys)), "p_faster": 1.0,
                          "p_slower": 1.0, "runs": out["reference"]["runs"]}
@@ -170,9 +190,12 @@ def held_out_scores(runs: dict[str, Runs], metric: str,
             for name, by_pair in runs.items()}
 
 
-def _pair_rows(scores: dict[tuple[str, int], float], runs: Runs) -> list[dict[str, Any]]:
-    return [{"instance": key[0], "seed": key[1], "score": scores[key],
-             "objective": runs[key][0].objective} for key in sorted(scores)]
+def _pair_rows(scores: dict[tuple[str, int], float],
+               runs: Runs | None) -> list[dict[str, Any]]:
+    """Per pair its score and (with ``runs``) the objective of its first run."""
+    return [{"instance": key[0], "seed": key[1], "score": scores[key]}
+            | ({"objective": runs[key][0].objective} if runs is not None else {})
+            for key in sorted(scores)]
 
 
 def export_models(paths: list[str], folder: Path) -> tuple[list[Path], int]:
@@ -251,6 +274,40 @@ def noise_floor(held: dict[str, Any]) -> dict[str, Any] | None:
     return {"sets": controls, "min": min(values), "max": max(values)} if values else None
 
 
+def aa_rate(held: dict[str, Any], draws: int = AA_DRAWS, seed: int = 0) -> dict[str, Any] | None:
+    """The A/A error rate of this very comparison, from its own runs of the defaults (the
+    reference's repeats and the controls): per draw, each pair's runs are dealt at random
+    into a reference (the median of as many runs as the reference has) and one candidate,
+    and the candidate is judged as a tuned set is. Under "nothing changed" the runs of a pair
+    are exchangeable, so the share of draws judged a significant gain (or loss) is the rate
+    at which this protocol calls noise a result, on this machine and these instances. None
+    without a control or repeats (a result file from before)."""
+    repeats = held["reference"].get("repeats", {})
+    controls = [held[n] for n in held if n.startswith(CONTROL) and "same_as" not in held[n]]
+    if not repeats or not controls:
+        return None
+    by_run = [{(r["instance"], r["seed"]): r["score"] for r in rows["runs"]}
+              for rows in [*({"runs": v} for v in repeats.values()), *controls]]
+    keys, k = sorted(by_run[0]), len(repeats)
+    rng = random.Random(seed)
+    speedups, gains, losses = [], 0, 0
+    for _ in range(draws):
+        base, cand = [], []
+        for key in keys:
+            dealt = rng.sample(by_run, k + 1)
+            base.append(median(run[key] for run in dealt[:k]))
+            cand.append(dealt[k][key])
+        speedup = geometric_mean([paired_speedup(b, c) for b, c in zip(base, cand)])
+        speedups.append(speedup)
+        gains += speedup > 1 and wilcoxon_p(base, cand) < SIGNIFICANT
+        losses += speedup < 1 and wilcoxon_p(cand, base) < SIGNIFICANT
+    speedups.sort()
+    return {"defaults_runs": len(by_run), "reference_runs": k, "draws": draws,
+            "false_gain_rate": gains / draws, "false_loss_rate": losses / draws,
+            "speedup_low": speedups[int(0.025 * draws)],
+            "speedup_high": speedups[int(0.975 * draws) - 1]}
+
+
 def race_cell(session: dict[str, Any]) -> str:
     """The race of a session in a table cell: each contender's gain, p and race pairs, the
     winner marked; "-" for a session without one (a peer's, or a result file from before)."""
@@ -300,6 +357,13 @@ def report_markdown(data: dict[str, Any]) -> str:
         lines.append(f"\nNoise floor: the defaults measured again as if tuned "
                      f"({', '.join(noise['sets'])}) scored {noise['min']:.2f}-{noise['max']:.2f}x "
                      "on the held-out set.")
+    aa = data.get("aa")
+    if aa:
+        lines.append(f"\nA/A: the {aa['defaults_runs']} runs of the defaults per pair dealt "
+                     f"{aa['draws']} times into a reference (median of {aa['reference_runs']}) "
+                     f"and a candidate: {aa['false_gain_rate']:.1%} of deals judged a "
+                     f"significant gain, {aa['false_loss_rate']:.1%} a significant loss, "
+                     f"speedups {aa['speedup_low']:.2f}-{aa['speedup_high']:.2f}x (95 %).")
     lines += ["", f"Held-out, over {len(data['tuner_seeds'])} tuner seeds (a tie: both returned "
               "the same configuration; p: one-sided Wilcoxon over the seeds' held-out scores) "
               "and pooled over every held-out run of every seed:", "",
@@ -338,7 +402,7 @@ def summarise(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"tuner_seeds": sorted({s["tuner_seed"] for s in sessions}),
                    "comparisons": compare_methods(sessions, held, hashes),
                    "verdicts": verdicts(sessions, held),
-                   "noise_floor": noise_floor(held)}
+                   "noise_floor": noise_floor(held), "aa": aa_rate(held)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-time-limit", type=float, default=15.0)
     parser.add_argument("--metric", choices=HELD_OUT_METRICS, default="time_to_target",
                         help="what the sessions tune and the held-out pairs are scored by")
+    parser.add_argument("--reference-runs", type=int, default=3,
+                        help="runs of the defaults per held-out pair; their median is the "
+                             "reference every set is compared with")
     parser.add_argument("--controls", type=int, default=2,
                         help="times the defaults are measured again as if tuned (noise floor)")
     parser.add_argument("--tuner-seeds", type=int, default=5)
@@ -372,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="no solving: summarise an earlier run's results.json into --out")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.reference_runs < 1 or args.controls < 0:
+        parser.error("--reference-runs must be >= 1 and --controls >= 0")
     if args.space:
         try:
             load_space(args.space)
@@ -443,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = {s["name"]: SolverConfig.from_dict(s["best_params"]) for s in sessions}
     configs |= {f"{CONTROL}-{i}": SolverConfig() for i in range(1, args.controls + 1)}
     held = held_out_speedups(configs, held_out, list(range(args.eval_seeds)),
-                             args.eval_time_limit, log, args.metric)
+                             args.eval_time_limit, log, args.metric, args.reference_runs)
     data = summarise({"command": rerun_command(__spec__.name, argv),
                       "machine": machine_fingerprint(),
                       "args": {k: str(v) for k, v in vars(args).items()},
