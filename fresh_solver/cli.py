@@ -261,9 +261,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
+    from fresh_solver import tracking
     from fresh_solver.registry.registry import ParameterRegistry, model_name
 
-    registry = ParameterRegistry()
+    registry = ParameterRegistry(tracking.registry_client())
     action = args.action
     if action == "register":
         report = _read_json(args.validation, "--validation") if args.validation else None
@@ -419,11 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _mlflow_errors() -> tuple[type[BaseException], ...]:
-    """MLflow's exception class if a command imported MLflow (only then can it be raised);
-    looked up when an error propagates, so that `--help` and solving never import MLflow."""
-    module = sys.modules.get("mlflow.exceptions")
-    return (module.MlflowException,) if module else ()
+def _registry_errors() -> tuple[type[BaseException], ...]:
+    """The registry clients' errors (MLflow's only if a command loaded MLflow: only then can
+    it be raised); looked up when an error propagates, so that `--help` and solving load
+    neither."""
+    from fresh_solver.registry.rest import client_errors
+
+    return client_errors()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"fresh-solver {args.command}: error: {problem}", file=sys.stderr)
         return 2
-    except _mlflow_errors() as exc:  # the store down, a refusal (403), a conflict
+    except _registry_errors() as exc:  # the store down, a refusal (403), a conflict
         code = getattr(exc, "error_code", "")
         print(f"fresh-solver {args.command}: error: MLflow answered {code}: {exc}",
               file=sys.stderr)

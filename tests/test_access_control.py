@@ -15,6 +15,8 @@ import importlib.util
 import itertools
 import json
 import os
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -479,3 +481,26 @@ def test_graphql_offers_no_other_way_to_promote() -> None:
     mutations = schema.graphql_schema.mutation_type.fields
     assert all("search" in name.lower() or name == "testMutation" for name in mutations), \
         sorted(mutations)
+
+
+def test_reviewer_commands_over_rest_carry_the_accounts_and_their_refusals(
+        server: str, act_as, tid: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reviewer commands speak REST themselves (no MLflow client): the same credentials
+    from the environment, the same rule, and a refusal in one line with exit 1."""
+    version = validated_version(act_as(SERVICE), tid, 1)
+
+    def cli(user: tuple[str, str], *argv: str) -> subprocess.CompletedProcess:
+        env = os.environ | {"MLFLOW_TRACKING_URI": server, "MLFLOW_TRACKING_USERNAME": user[0],
+                            "MLFLOW_TRACKING_PASSWORD": user[1]}
+        return subprocess.run([str(Path(sys.executable).parent / "fresh-solver"), *argv],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    refused = cli(SERVICE, "registry", "promote", tid, version, "--approved-by", "mallory")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "PERMISSION_DENIED" in refused.stderr and server_auth.REVIEWERS_ENV in refused.stderr
+    wrong = cli((REVIEWER[0], "not-the-password"), "registry", "show", tid, "--json")
+    assert wrong.returncode == 1 and "UNAUTHENTICATED" in wrong.stderr
+    done = cli(REVIEWER, "registry", "promote", tid, version, "--approved-by", REVIEWER[0])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"serving": version}
+    assert act_as(LOADER).serving(tid).version == version

@@ -12,9 +12,9 @@ from ortools.sat.python import cp_model
 
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.options import ModelOptions
 from fresh_solver.params.sat import apply_parameters, normalize_parameters, validate_parameters
 from fresh_solver.params.space import DEFAULT_SPACE, load_space
-from fresh_solver.solver.options import ModelOptions
 
 DEFAULT = load_space()
 

@@ -10,6 +10,7 @@ one Production version with the alias.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -90,9 +91,12 @@ def test_alias_editor_serves_the_newest(server: str) -> None:
     assert registry.alias_version("alias") == v2
 
 
-def test_an_unvalidated_ui_promotion_is_refused(server: str) -> None:
+def test_an_unvalidated_ui_promotion_is_refused(server: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from fresh_solver import production
 
+    # about the refusal, not the first resolution's budget (a busy machine overran 0.9 s)
+    monkeypatch.setenv("FRESH_SOLVER_REGISTRY_BUDGET_S", "60")
     registry = ParameterRegistry()
     good = passed_version(registry, "refuse", 1)
     registry.promote("refuse", good, "alice")
@@ -124,3 +128,50 @@ def test_two_processes_promoting_at_once_leave_one_production(server: str,
     assert len(served) == 1 and served[0] in versions
     assert registry.alias_version("race") == served[0]
     assert registry.serving("race").version == served[0]
+
+
+def run_cli(server: str, *argv: str) -> subprocess.CompletedProcess:
+    """A reviewer's command as typed, with Python reporting every module it imports."""
+    env = os.environ | {"MLFLOW_TRACKING_URI": server, "PYTHONPROFILEIMPORTTIME": "1"}
+    done = subprocess.run([str(Path(sys.executable).parent / "fresh-solver"), *argv], env=env,
+                          capture_output=True, text=True, timeout=120)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert not [m for m in imported if m == "mlflow" or m.startswith("mlflow.")], argv
+    return done
+
+
+def test_reviewer_commands_speak_rest_without_loading_mlflow(server: str) -> None:
+    """`registry show/list/history/promote` against a server never import MLflow (its import
+    was most of their 8-30 s), and what they read and write is what MLflow's client sees."""
+    registry = ParameterRegistry()
+    v1, v2 = passed_version(registry, "rest", 1), passed_version(registry, "rest", 2)
+    registry.promote("rest", v1, "alice")
+
+    show = json.loads(run_cli(server, "registry", "show", "rest", "--json").stdout)
+    assert (show["serving"], show["path"], show["alias"]) == (v1, "both", v1)
+    assert {v["version"]: v["stage"] for v in show["versions"]} == {
+        v1: "Production", v2: "Staging"}
+    promote = run_cli(server, "registry", "promote", "rest", v2, "--approved-by", "bob")
+    assert promote.returncode == 0 and json.loads(promote.stdout) == {"serving": v2}
+    last = json.loads(run_cli(server, "registry", "history", "rest", "--json").stdout)[-1]
+    assert (last["event"], last["by"], last["from_version"], last["to_version"]) == (
+        "promote", "bob", v1, v2)
+    listed = json.loads(run_cli(server, "registry", "list", "--json").stdout)
+    assert {"template_id": "rest", "model": model_name("rest"), "serving": v2,
+            "versions": 2} in listed
+    # MLflow's client sees the same registry the REST calls left
+    assert production_versions(registry, "rest") == [v2]
+    assert registry.alias_version("rest") == v2
+    assert registry.serving("rest").version == v2
+
+    missing = run_cli(server, "registry", "promote", "rest", "99", "--approved-by", "bob")
+    assert missing.returncode == 2 and "has no version 99" in missing.stderr
+
+
+def test_a_reviewer_command_on_an_unreachable_server_says_so_without_a_traceback() -> None:
+    from fresh_solver.devstack import free_port
+
+    done = run_cli(f"http://127.0.0.1:{free_port()}", "registry", "show", "rest", "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "fresh-solver registry: error:" in done.stderr and "UNREACHABLE" in done.stderr

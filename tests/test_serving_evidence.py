@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fresh_solver import production
+from fresh_solver import production, tracking
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry import evidence as ev
@@ -28,6 +28,8 @@ from fresh_solver.registry.registry import (
     _parameters_run,
     model_name,
 )
+from fresh_solver.registry.rest import RestClient
+from tests.servers import using_mlflow_server
 from tests.test_registry import (
     assert_sole_production,
     config,
@@ -37,6 +39,19 @@ from tests.test_registry import (
     ui_alias,
     ui_stage,
 )
+
+
+@pytest.fixture(scope="module", params=["embedded", "server-rest"])
+def registry(request: pytest.FixtureRequest, tracking_home: Path,
+             tmp_path_factory: pytest.TempPathFactory):
+    """Every test on the embedded store through MLflow's client, and on a real `mlflow
+    server` through the REST client the reviewer commands use (the UI's edits and the test's
+    set-up go through MLflow's client there, as the UI's requests would)."""
+    if request.param == "embedded":
+        yield ParameterRegistry()
+        return
+    with using_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield ParameterRegistry(RestClient(url))
 
 
 def unvalidated(registry: ParameterRegistry, tid: str) -> str:
@@ -167,10 +182,9 @@ def test_a_version_without_recorded_verdict_is_refused_with_the_way_out(
 
 
 def _write(registry: ParameterRegistry, tid: str, cfg) -> str:
-    """``cfg`` as a parameters.json in a folder of its own beside the store."""
-    folder = Path(registry.client._tracking_client.tracking_uri.removeprefix("sqlite:///"))
-    path = folder.parent / f"params-{tid}-{cfg.hash}" / "parameters.json"
-    path.parent.mkdir()
+    """``cfg`` as a parameters.json in a folder of its own in the data folder."""
+    path = tracking.home() / f"params-{tid}-{cfg.hash}" / "parameters.json"
+    path.parent.mkdir(parents=True)
     path.write_text(json.dumps(cfg.to_dict()))
     return str(path)
 

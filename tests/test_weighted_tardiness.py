@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from fresh_solver.model import Assignment, Schedule, problem_from_dict
 from fresh_solver.model.generate import generate_mix
 from fresh_solver.model.problem import FORMAT
+from fresh_solver.params.options import switches_for
 from fresh_solver.solver import PLAIN, ModelOptions, check_schedule, solve
 from fresh_solver.solver.heuristic import placement_objective
-from fresh_solver.solver.options import switches_for
 from fresh_solver.solver.solve import build_model
 from fresh_solver.solver.tardiness_bound import weighted_tardiness_lower_bound
 from fresh_solver.solver.tardiness_dispatch import tardiness_dispatch

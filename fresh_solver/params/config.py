@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.params.options import ModelOptions
 from fresh_solver.params.sat import normalize_parameters
-from fresh_solver.solver.options import ModelOptions
 
 SECTIONS = ("cp_sat", "model")
 

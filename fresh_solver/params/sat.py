@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format, text_format
 from ortools.sat import sat_parameters_pb2
-from ortools.sat.python import cp_model
 
 from fresh_solver.errors import InputError
+
+if TYPE_CHECKING:  # only for annotations: cp_model loads the solver (seconds)
+    from ortools.sat.python import cp_model
 
 DEPRECATED_NAMES = {"num_search_workers": "num_workers"}
 

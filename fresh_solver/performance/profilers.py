@@ -45,6 +45,7 @@ from fresh_solver.measure import (
 from fresh_solver.model import Problem
 from fresh_solver.params import apply_parameters
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.options import switches_for
 from fresh_solver.performance.search_log import parse_search_log
 from fresh_solver.solver import ModelOptions, solve
 from fresh_solver.solver.constraints import (
@@ -57,7 +58,6 @@ from fresh_solver.solver.constraints import (
 )
 from fresh_solver.solver.heuristic import placement_objective
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
-from fresh_solver.solver.options import switches_for
 from fresh_solver.solver.solve import build_model
 from fresh_solver.solver.template_model import add_hints, warm_start
 from fresh_solver.solver.variables import add_task_variables

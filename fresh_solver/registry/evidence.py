@@ -96,13 +96,13 @@ def evidence(client, template_id: str, mv, read_hash: Callable[[], str]) -> Evid
     """The evidence for serving version ``mv`` of ``template_id`` (see the module docstring).
     ``read_hash()`` gives the hash of the version's ``parameters.json``; it is called only
     when a verdict or an override needs checking against it (a download)."""
-    from mlflow.exceptions import MlflowException
+    from fresh_solver.registry.rest import client_errors
 
     if not mv.run_id:
         return Evidence(False, "none", "no run recorded for this version")
     try:
         run = client.get_run(mv.run_id)
-    except MlflowException as exc:
+    except client_errors() as exc:
         if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
             raise
         return Evidence(False, "none", f"its run {mv.run_id} is gone")
@@ -224,12 +224,23 @@ def file_source(client, source: str) -> str:
 def download_text(client, source: str) -> str:
     """The text of a version's ``parameters.json`` (from its fixed ``source``, followed to the
     original when the version is a copy). FileNotFoundError when it is not there."""
+    from fresh_solver.registry.rest import RestClient
+
+    uri = file_source(client, source)
+    if isinstance(client, RestClient):
+        return client.read_artifact_text(uri)
+    return download_with_mlflow(client._tracking_client.tracking_uri, uri)
+
+
+def download_with_mlflow(tracking_uri: str, uri: str) -> str:
+    """The text of the ``parameters.json`` at ``uri`` (a file, or a folder holding one, as a
+    copy of a model would), through MLflow's artifact repositories (every scheme MLflow
+    knows)."""
     import mlflow.artifacts
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=file_source(client, source), dst_path=tmp,
-            tracking_uri=client._tracking_client.tracking_uri))
+            artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri))
         if path.is_dir():  # a folder holding the set, as a copy of one would
             path = path / "parameters.json"
         return path.read_text()

@@ -37,6 +37,7 @@ from typing import Any
 from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry import evidence as ev
+from fresh_solver.registry.rest import client_errors
 
 ALIAS = "production"
 HISTORY_PREFIX = "fresh_solver.history."
@@ -90,7 +91,7 @@ class ParameterRegistry:
     def version(self, template_id: str, version: str | int):
         try:
             return self.client.get_model_version(model_name(template_id), str(version))
-        except Exception as exc:
+        except client_errors() as exc:
             if _missing(exc):
                 raise InputError(f"{model_name(template_id)} has no version {version}") \
                     from None
@@ -106,7 +107,7 @@ class ParameterRegistry:
         try:
             return str(self.client.get_model_version_by_alias(model_name(template_id),
                                                               ALIAS).version)
-        except Exception as exc:
+        except client_errors() as exc:
             # With access control, asking about a model that does not exist yet is refused
             # (403) rather than not found: "none yet" only when the model really is absent.
             if _missing(exc) or (_denied(exc) and self._model(template_id) is None):
@@ -130,8 +131,6 @@ class ParameterRegistry:
         """Whether ``version`` (a number or a ModelVersion) may be served, and on what
         record (see :mod:`fresh_solver.registry.evidence`)."""
         mv = version if hasattr(version, "run_id") else self.version(template_id, version)
-        from mlflow.exceptions import MlflowException
-
         try:
             if (unsound := self._known_unsound(mv)) is not None:
                 return ev.Evidence(False, UNSOUND, unsound)
@@ -141,7 +140,7 @@ class ParameterRegistry:
             return ev.Evidence(False, "none", "its parameters.json is not JSON")
         except FileNotFoundError:
             return ev.Evidence(False, "none", "its parameters.json is gone")
-        except MlflowException as exc:  # one broken version must not stop the others
+        except client_errors() as exc:  # one broken version must not stop the others
             if _missing(exc):
                 return ev.Evidence(False, "none", "its parameters.json is gone")
             raise
@@ -314,13 +313,11 @@ class ParameterRegistry:
         when there is none, so two first promotions at once can both insert: the second
         fails on the alias's key (HTTP 400). The alias exists then, so setting it again
         updates it; any other error propagates."""
-        from mlflow.exceptions import MlflowException
-
         for attempt in range(attempts):
             try:
                 self.client.set_registered_model_alias(model_name(template_id), ALIAS, version)
                 return
-            except MlflowException as exc:
+            except client_errors() as exc:
                 if attempt + 1 == attempts or not _alias_collision(exc):
                     raise
                 time.sleep(0.05 * (attempt + 1))
@@ -363,11 +360,9 @@ class ParameterRegistry:
         (two reviewers promoting, a loader observing): MLflow's SQL store writes a tag by
         read-then-insert, so of two first writers one fails on the unique key; written again,
         the row exists and is updated."""
-        from mlflow.exceptions import MlflowException
-
         try:
             self.client.set_registered_model_tag(name, key, value)
-        except MlflowException as exc:
+        except client_errors() as exc:
             if "unique constraint" not in str(exc).lower():
                 raise
             self.client.set_registered_model_tag(name, key, value)

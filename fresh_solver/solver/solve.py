@@ -17,10 +17,10 @@ from ortools.sat.python import cp_model
 from fresh_solver.choices import MODELS
 from fresh_solver.model import Assignment, Problem, Schedule
 from fresh_solver.params import apply_parameters
+from fresh_solver.params.options import ModelOptions
 from fresh_solver.solver.baseline import build_baseline_model
 from fresh_solver.solver.built import BuiltModel
 from fresh_solver.solver.checker import check_schedule
-from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.template_model import build_template_model
 from fresh_solver.solver.workers import effective_workers
 

@@ -12,6 +12,7 @@ import time
 from ortools.sat.python import cp_model
 
 from fresh_solver.model import Problem
+from fresh_solver.params.options import ModelOptions
 from fresh_solver.solver.built import BuiltModel, TaskVars
 from fresh_solver.solver.constraints import (
     add_machine_resources,
@@ -25,7 +26,6 @@ from fresh_solver.solver.constraints import (
 )
 from fresh_solver.solver.heuristic import Placement, greedy_schedule, placement_objective
 from fresh_solver.solver.objective import add_makespan, add_weighted_tardiness
-from fresh_solver.solver.options import ModelOptions
 from fresh_solver.solver.tardiness_dispatch import tardiness_dispatch
 from fresh_solver.solver.variables import add_task_variables
 

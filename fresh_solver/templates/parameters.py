@@ -23,8 +23,8 @@ from ortools.sat import sat_parameters_pb2
 from ortools.sat.python import cp_model_helper
 
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.params.options import ModelOptions
 from fresh_solver.params.sat import normalize_parameters
-from fresh_solver.solver.options import ModelOptions
 
 _FIELDS = sat_parameters_pb2.SatParameters.DESCRIPTOR.fields_by_name
 
