@@ -158,9 +158,9 @@ class RestClient:
     def __getattr__(self, name: str):
         """Calls the registry makes rarely (register, record an override) go to MLflow's own
         client, loaded on first use."""
-        if name.startswith("__"):
+        if name.startswith("_"):  # never our own state (a half-built or copied client)
             raise AttributeError(name)
-        if self._mlflow_client is None:
+        if self.__dict__.get("_mlflow_client") is None:
             from fresh_solver import tracking
 
             self._mlflow_client = tracking.client()
