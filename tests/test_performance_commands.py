@@ -239,3 +239,27 @@ def test_heldout_noise_refuses_bad_arguments(tmp_path: Path,
     with pytest.raises(SystemExit) as exit_info:
         heldout_noise.main(["--workers", "1,x", "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err
+
+
+def _held(repeats: list[list[float]], controls: list[list[float]]) -> dict:
+    """A held-out result with these per-pair scores for the reference's runs and controls."""
+    def rows(scores):
+        return [{"instance": "i", "seed": k, "score": s} for k, s in enumerate(scores)]
+    held = {"reference": {"repeats": {f"defaults-{i}": rows(r) for i, r in enumerate(repeats)}}}
+    return held | {f"{tuning_benchmark.CONTROL}-{i}": {"runs": rows(c)}
+                   for i, c in enumerate(controls, 1)}
+
+
+def test_the_aa_rate_deals_the_defaults_runs_into_reference_and_candidate() -> None:
+    pairs = 24  # (with ties, scipy's exact test on 13 pairs or fewer takes a second a call)
+    same = [[1.0 + k for k in range(pairs)]] * 4  # four runs that agree on every pair
+    aa = tuning_benchmark.aa_rate(_held(same[:3], same[3:]), draws=200)
+    assert (aa["defaults_runs"], aa["reference_runs"], aa["draws"]) == (4, 3, 200)
+    assert aa["false_gain_rate"] == aa["false_loss_rate"] == 0.0
+    assert aa["speedup_low"] == aa["speedup_high"] == 1.0
+    # one run 3x faster on every pair: each pair that deals it the candidate gains 3x
+    ones = [[1.0] * pairs] * 3
+    aa = tuning_benchmark.aa_rate(_held(ones, [[1 / 3] * pairs]), draws=400)
+    assert 0 < aa["false_gain_rate"] <= 1 and aa["false_loss_rate"] == 0.0
+    assert aa["speedup_low"] >= 1.0 and 1.0 < aa["speedup_high"] < 3.0
+    assert tuning_benchmark.aa_rate(_held(ones, []), draws=10) is None  # no control
