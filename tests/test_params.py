@@ -505,3 +505,10 @@ def test_random_point_gives_a_valid_plain_config(seed: int) -> None:
 
     json.loads(config.canonical_json())  # plain values serialise
     apply_parameters(cp_model.CpSolver(), config.cp_sat)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("benchmarks/spaces/*.toml")),
+                         ids=lambda p: p.name)
+def test_the_kept_screened_spaces_load(path: Path) -> None:
+    """The spaces the README's benchmark commands name are valid spaces."""
+    assert load_space(str(path)).dimensions
