@@ -131,10 +131,9 @@ def held_out_speedups(configs: dict[str, SolverConfig], paths: list[str], seeds:
     measured: dict[str, SolverConfig] = {name: SolverConfig() for name in references}
     same_as: dict[str, str] = {}
     for name, config in configs.items():
-        if not name.startswith(CONTROL):
+        if not name.startswith(CONTROL):  # a set equal to the defaults finds REFERENCE first
             same_as[name] = next((other for other, seen in measured.items()
                                   if seen.hash == config.hash), name)
-            same_as[name] = REFERENCE if same_as[name] in references else same_as[name]
         if same_as.get(name, name) == name:
             measured[name] = config
     runs = measure_pairs(measured, instances, seeds, limit, target=SolverConfig(),
@@ -286,8 +285,8 @@ def aa_rate(held: dict[str, Any], draws: int = AA_DRAWS, seed: int = 0) -> dict[
     controls = [held[n] for n in held if n.startswith(CONTROL) and "same_as" not in held[n]]
     if not repeats or not controls:
         return None
-    by_run = [{(r["instance"], r["seed"]): r["score"] for r in rows["runs"]}
-              for rows in [*({"runs": v} for v in repeats.values()), *controls]]
+    by_run = [{(r["instance"], r["seed"]): r["score"] for r in rows}
+              for rows in [*repeats.values(), *(control["runs"] for control in controls)]]
     keys, k = sorted(by_run[0]), len(repeats)
     rng = random.Random(seed)
     speedups, gains, losses = [], 0, 0

@@ -262,10 +262,9 @@ class RestClient:
         ``mlflow-artifacts:`` URIs (a server that serves artifacts, as ``make up``'s does)
         are fetched from this server, ``file:`` URIs read where they are; any other scheme
         through MLflow. FileNotFoundError when the server or the disk has no such file."""
-        parsed = urlparse(uri)
         if not uri.endswith("parameters.json"):
             uri = f"{uri.rstrip('/')}/parameters.json"
-            parsed = urlparse(uri)
+        parsed = urlparse(uri)
         if parsed.scheme == "mlflow-artifacts":
             path = quote(parsed.path.lstrip("/"))
             try:
