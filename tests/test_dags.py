@@ -198,8 +198,9 @@ def test_retune_registers_a_validated_version_in_staging_and_survives_a_retried_
     run, tis, failures = wired_run
     assert run.state == "success"
     assert failures == ["trial", "tell"]
-    [retried] = [ti for ti in tis["trial_0"] if ti.map_index == 0]
-    assert retried.try_number == 2 and retried.state == "success"
+    # The first trial task to start dies; which map index Airflow starts first is its choice.
+    assert sorted(ti.try_number for ti in tis["trial_0"]) == [1, 2]
+    assert all(ti.state == "success" for ti in tis["trial_0"])
     [told] = tis["tell_0"]
     assert told.try_number == 2 and told.state == "success"
     # Past the budget (3 trials in rounds of 2) no task starts: tell_1 hands on no points.
