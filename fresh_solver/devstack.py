@@ -303,6 +303,15 @@ def airflow_env(home: Path, dags_folder: Path, port: int, env_extra: dict | None
     return env
 
 
+def with_preload(env: dict) -> dict:
+    """``env`` for a process that forks Airflow tasks (the LocalExecutor's scheduler, a Celery
+    worker): Airflow finds the project's ``airflow_local_settings`` there, which imports the
+    tasks' modules once before any fork (``fresh_solver.preload``)."""
+    folder = str(Path(__file__).resolve().parent / "airflow_settings")
+    path = env.get("PYTHONPATH")
+    return env | {"PYTHONPATH": f"{folder}{os.pathsep}{path}" if path else folder}
+
+
 def password_file(home: Path) -> Path:
     """Where SimpleAuthManager reads the Airflow login's password (JSON {user: password})."""
     return Path(home).resolve() / "airflow" / "simple_auth_manager_passwords.json.generated"
@@ -389,7 +398,10 @@ def _run_airflow(home: Path, env: dict, port: int, pool: bool = True,
     }
     try:
         for name in AIRFLOW_COMPONENTS:
-            _spawn(service, name, [airflow, *argv[name]], env, logs / f"airflow-{name}.log")
+            # The LocalExecutor forks every task from the scheduler: it imports their modules.
+            forks_tasks = name == "scheduler" and env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+            _spawn(service, name, [airflow, *argv[name]],
+                   with_preload(env) if forks_tasks else env, logs / f"airflow-{name}.log")
         if wait:
             wait_ready(service, "/api/v2/monitor/health", timeout)
     except BaseException:
@@ -788,7 +800,8 @@ def start_worker(home: Path, env: dict, name: str, queue: str, concurrency: int,
             "--concurrency", str(concurrency), "--celery-hostname", hostname,
             "--skip-serve-logs", "--without-mingle", "--without-gossip",
             "--pid", str(home / "airflow" / f"celery-{name}.pid")]
-    _spawn(service, "worker", argv, worker_env, home / "logs" / f"celery-{name}.log", cpus=cpus)
+    _spawn(service, "worker", argv, with_preload(worker_env),
+           home / "logs" / f"celery-{name}.log", cpus=cpus)
     return service
 
 

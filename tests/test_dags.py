@@ -9,6 +9,8 @@ under test here, not the speed of a configuration) or fail a task once to see it
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import subprocess
@@ -124,6 +126,43 @@ def test_dag_file_imports_nothing_heavy() -> None:
         out = subprocess.run([sys.executable, "-c", code, str(dag_file)], capture_output=True,
                              text=True, check=True, env=os.environ.copy())
         assert out.stdout.strip().splitlines()[-1] == "[]", dag_file.name
+
+
+def _modules_the_tasks_import() -> set[str]:
+    """Every ``fresh_solver`` module a DAG file's task functions import when they run."""
+    found = set()
+    for dag_file in DAGS.glob("*.py"):
+        for function in ast.walk(ast.parse(dag_file.read_text())):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and node.module.startswith("fresh_solver"):
+                    found |= {_module(node.module, alias.name) for alias in node.names}
+    return found
+
+
+def _module(module: str, name: str) -> str:
+    """``from module import name``: the submodule ``name``, else ``module`` itself."""
+    try:
+        return f"{module}.{name}" if importlib.util.find_spec(f"{module}.{name}") else module
+    except ModuleNotFoundError:  # ``module`` is not a package
+        return module
+
+
+def test_the_forking_process_has_imported_every_task_module() -> None:
+    """The scheduler and the Celery workers run ``airflow_local_settings`` (the stacks put it on
+    their PYTHONPATH): after it, what the tasks import (and MLflow, scikit-optimize, CP-SAT)
+    is loaded already, so no forked task pays for it."""
+    wanted = sorted(_modules_the_tasks_import()
+                    | {"mlflow", "skopt", "ortools.sat.python.cp_model"})
+    assert "fresh_solver.lifecycle.retune" in wanted
+    code = ("import sys, airflow_local_settings; "
+            "print([m for m in sys.argv[1:] if m not in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code, *wanted], capture_output=True, text=True,
+                         check=True, env=os.environ | {"PYTHONPATH": str(
+                             ROOT / "fresh_solver" / "airflow_settings")})
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "imported the tasks' modules before forking tasks" in out.stderr
 
 
 # ---- end to end -----------------------------------------------------------------------------

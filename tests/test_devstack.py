@@ -150,6 +150,9 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
             {"fresh_solver_trials"}
         outcome = api.xcom(DAG_ID, run_id, "notify")
         assert _listening_addresses(service) == {"127.0.0.1"}
+        preloaded = [r["name"] for r in service.processes
+                     if "imported the tasks' modules" in Path(r["log"]).read_text()]
+        assert preloaded == ["scheduler"]  # the LocalExecutor forks every task from it
         durations = {ti["task_id"]: ti.get("duration") for ti in instances}
         print(f"stack up in {up:.1f} s; retune run in {time.monotonic() - started - up:.1f} s; "
               f"task durations {durations}")

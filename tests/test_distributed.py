@@ -5,15 +5,16 @@ server on PostgreSQL with proxied artifacts, started as the README says: `make u
 One stack and one DAG run serve the module's tests, twice: with MLFLOW_AUTH=1 (the tasks run
 as MLflow's service account) and without (a run costs minutes on 2 cores). The stack is
 started with `make up-distributed`; with access control it is stopped with `make down` and
-started again on the kept databases (the restart a user makes), under a name of its own (STACK: its databases, Redis
-keys and worker names), with the two trial workers pinned to unlike CPU sets (WORKER_CPUS:
-one CPU, two CPUs), so their fingerprints differ as two machines' would. A second `make
-up-distributed` under the same name from another home is refused while the first runs. The
-run's one round maps four trials, two at a time (the pool holds the workers' two slots); once
-each worker has finished one, the worker running one of the next two is SIGKILLed with its
-whole session: the run must still succeed, the trial retried on the other worker, and every
-trial keep exactly one MLflow run. The last tests need no services: the record's retry and
-fingerprint rules on the embedded store, and `up --distributed` refusing a missing broker.
+started again on the kept databases (the restart a user makes), under a name of its own
+(STACK: its databases, Redis keys and worker names), with the two trial workers pinned to
+unlike CPU sets (WORKER_CPUS: one CPU, two CPUs), so their fingerprints differ as two
+machines' would. A second `make up-distributed` under the same name from another home is
+refused while the first runs. The run's one round maps four trials, two at a time (the pool
+holds the workers' two slots); once each worker has finished one, the worker running one of
+the next two is SIGKILLed with its whole session: the run must still succeed, the trial
+retried on the other worker, and every trial keep exactly one MLflow run. The last tests need
+no services: the record's retry and fingerprint rules on the embedded store, and `up
+--distributed` refusing a missing broker.
 """
 
 from __future__ import annotations
@@ -255,6 +256,10 @@ def test_trials_spread_over_both_workers_with_one_run_each(stack, retune, record
     instances = retune["instances"]
     trial_tis = [ti for ti in instances if ti["task_id"].startswith("trial_")]
     assert {ti["hostname"] for ti in trial_tis} == set(retune["workers"])
+    preloaded = {(s.name, r["name"]) for s in stack["services"] for r in s.processes
+                 if "imported the tasks' modules" in Path(r["log"]).read_text()}
+    assert preloaded == {(s.name, "worker") for s in stack["services"]
+                         if s.name.startswith("celery-")}  # they fork the tasks
     measuring = {"start", "race", "validate"} | {ti["task_id"] for ti in trial_tis}
     for ti in instances:
         if ti["state"] == "success":

@@ -482,6 +482,18 @@ def test_workers_consume_the_default_and_the_trial_queues():
         assert not worker.get(key), f"airflow-worker has {key}: it cannot scale"
 
 
+def test_only_the_workers_import_the_tasks_modules_before_forking():
+    """Celery workers fork every task: their PYTHONPATH holds the project's
+    airflow_local_settings (fresh_solver/preload.py), where the image installs the package."""
+    python = re.search(r"ARG PYTHON_IMAGE=python:(\d+\.\d+)",
+                       (DOCKER / "Dockerfile").read_text()).group(1)
+    folder = f"/opt/venv/lib/python{python}/site-packages/fresh_solver/airflow_settings"
+    assert (ROOT / "fresh_solver/airflow_settings/airflow_local_settings.py").is_file()
+    preloading = {name for name, service in services().items()
+                  if environment(service).get("PYTHONPATH") == folder}
+    assert preloading == {"airflow-worker", "airflow-trial-worker"}
+
+
 def test_the_mlflow_accounts_are_the_ones_the_accounts_tool_creates():
     from fresh_solver.registry import accounts
 
