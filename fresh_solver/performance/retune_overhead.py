@@ -1,10 +1,16 @@
 """Where a retune run's time goes: solving vs Airflow and MLflow overhead.
 
     make demo && python -m fresh_solver.performance.retune_overhead --out out/retune_overhead
+    python -m fresh_solver.performance.retune_overhead --on-stack --out out/retune_overhead
 
-Reads the newest `fresh_solver_retune` run of the Airflow metadata DB under
-``$FRESH_SOLVER_HOME/airflow`` (task instance durations: what each task cost, from process
-start-up to its last MLflow write) and that run's tuning session in MLflow (the wall time of
+The first reads what `make demo` (``airflow dags test``: one process) left. With
+``--on-stack`` it measures a real Airflow instead: it starts the local stack as `make up` does
+(in a fresh folder under ``--out``), unpauses the retune DAG, triggers the demo's settings over
+REST as a user would, waits for the run, stops the stack and reads that run.
+
+Either way it reads the newest `fresh_solver_retune` run of the Airflow metadata DB (task
+instance durations: what each task cost, from process start-up to its last MLflow write) and
+that run's tuning session in MLflow (the wall time of
 every solve: the reference's and the trials' per-run times, the race's and the validation's
 totals). A task's overhead is its duration minus its solving; the run's wall time also holds
 the scheduling gaps between tasks. Solve times include the model build.
@@ -13,14 +19,21 @@ the scheduling gaps between tasks. Solve times include the model build.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sqlite3
+import subprocess
+import sys
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fresh_solver.performance.record import rerun_command, write_results
 
 DAG_ID = "fresh_solver_retune"
+DAGS = Path(__file__).resolve().parents[2] / "dags"  # the checkout's DAG folder
 
 
 def task_instances(airflow_db: Path) -> tuple[str, float, list[dict[str, Any]]]:
@@ -75,6 +88,34 @@ def solve_seconds(run_id: str) -> dict[str, float]:
     return seconds
 
 
+@contextlib.contextmanager
+def run_on_stack(home: Path) -> Iterator[str]:
+    """One retune run of the demo's settings on `make up`'s stack in ``home``, started here;
+    yields the stack's MLflow URL (where the run's session is) and stops the stack after."""
+    from fresh_solver import devstack
+    from fresh_solver.demo import DEMO_CONF
+
+    command = [sys.executable, "-m", "fresh_solver.devstack", "--home", str(home)]
+    env = os.environ | {"FRESH_SOLVER_HOME": str(home), "FRESH_SOLVER_RETUNE_SCHEDULE": "none"}
+    subprocess.run([*command, "up", "--dags", str(DAGS), "--mlflow-port",
+                    str(devstack.free_port()), "--airflow-port", str(devstack.free_port())],
+                   env=env, check=True)
+    try:
+        services = {s.name: s for s in devstack.read_state(home)}
+        api = devstack.AirflowAPI(services["airflow"].url, devstack.AIRFLOW_USER,
+                                  devstack.airflow_password(home))
+        api.wait_for_dag(DAG_ID, timeout=180)
+        api.unpause(DAG_ID)
+        run_id = api.trigger(DAG_ID, DEMO_CONF)
+        print(f"retune run {run_id} triggered with the demo's settings ...", flush=True)
+        state = api.wait(DAG_ID, run_id, timeout=1800, poll=1.0)
+        if state != "success":
+            raise SystemExit(f"the retune run ended {state}; logs under {home / 'logs'}")
+        yield services["mlflow"].url
+    finally:
+        subprocess.run([*command, "down"], env=env, check=False)
+
+
 def kind(task_id: str) -> str:
     """Tasks grouped by what they do: tell_3 and tell_0 are both `tell`."""
     return task_id.rsplit("_", 1)[0] if task_id[-1].isdigit() else task_id
@@ -87,13 +128,23 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--airflow-db", type=Path,
-                        help="Airflow's SQLite DB (default $FRESH_SOLVER_HOME/airflow/airflow.db)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--airflow-db", type=Path,
+                       help="Airflow's SQLite DB (default $FRESH_SOLVER_HOME/airflow/airflow.db)")
+    where.add_argument("--on-stack", action="store_true",
+                       help="start `make up`'s stack under --out and measure a run on it")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    run_id, wall, tis = task_instances(args.airflow_db
-                                       or tracking.home() / "airflow" / "airflow.db")
-    solving = solve_seconds(run_id)
+    if args.on_stack:
+        home = Path(tempfile.mkdtemp(prefix="stack-", dir=args.out.resolve()))
+        with run_on_stack(home) as mlflow_url:
+            os.environ["MLFLOW_TRACKING_URI"] = mlflow_url  # what this process reads next
+            run_id, wall, tis = task_instances(home / "airflow" / "airflow.db")
+            solving = solve_seconds(run_id)
+    else:
+        run_id, wall, tis = task_instances(args.airflow_db
+                                           or tracking.home() / "airflow" / "airflow.db")
+        solving = solve_seconds(run_id)
     by_kind: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for ti in tis:
         key = ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"
@@ -109,16 +160,19 @@ def main(argv: list[str] | None = None) -> int:
              f"of which solving {total_solve:.1f} s ({100 * total_solve / wall:.0f} % of the "
              f"run's wall time); task overhead (start-up, MLflow, Airflow) "
              f"{total_duration - total_solve:.1f} s; between tasks (scheduling) "
-             f"{wall - total_duration:.1f} s.", "",
+             f"{wall - total_duration:.1f} s. Solving is "
+             f"{100 * total_solve / total_duration:.0f} % of the task time.", "",
              "| task | runs | duration s | solving s | overhead s |", "|---|---|---|---|---|"]
     for name, row in sorted(by_kind.items(), key=lambda kv: -kv[1]["duration_s"]):
         lines.append(f"| {name} | {int(row['tasks'])} | {row['duration_s']:.1f} | "
                      f"{row['solve_s']:.1f} | {row['duration_s'] - row['solve_s']:.1f} |")
     lines += ["", f"Machine: {machine_fingerprint()}", "",
-              f"Rerun: `{rerun_command('fresh_solver.performance.retune_overhead', argv)}` "
-              "after `make demo`"]
+              f"Rerun: `{rerun_command('fresh_solver.performance.retune_overhead', argv)}`"
+              + ("" if args.on_stack else " after `make demo`")]
     write_results(args.out, {"run_id": run_id, "wall_s": wall, "tasks": tis,
                              "by_kind": by_kind, "solve_s": total_solve,
+                             "on_stack": args.on_stack,
+                             "solve_share_of_task_time": total_solve / total_duration,
                              "machine": machine_fingerprint()}, "\n".join(lines) + "\n")
     return 0
 
