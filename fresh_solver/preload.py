@@ -28,6 +28,8 @@ MODULES = (
     "fresh_solver.registry.registry",
     "fresh_solver.validation.validator",
     "fresh_solver.model.generate",
+    "matplotlib.pyplot",  # the race's convergence plot, validation's chart (backend chosen there)
+    "skopt.plots",
 )
 
 
