@@ -307,8 +307,9 @@ def with_preload(env: dict) -> dict:
     """``env`` for a process that forks Airflow tasks (the LocalExecutor's scheduler, a Celery
     worker): Airflow finds the project's ``airflow_local_settings`` there, which imports the
     tasks' modules once before any fork (``fresh_solver.preload``)."""
-    folder = str(Path(__file__).resolve().parent / "airflow_settings")
-    path = env.get("PYTHONPATH")
+    from fresh_solver.preload import SETTINGS_FOLDER
+
+    folder, path = str(SETTINGS_FOLDER), env.get("PYTHONPATH")
     return env | {"PYTHONPATH": f"{folder}{os.pathsep}{path}" if path else folder}
 
 

@@ -8,12 +8,19 @@ and OR-Tools itself pays several seconds of imports (MLflow about 4 s, scikit-op
 Imported here, in the scheduler or the Celery worker before it forks, they reach every task
 already loaded (copy-on-write). Nothing here starts a thread or opens a connection: imports
 only, so forking afterwards is as safe as forking Airflow itself.
+
+Airflow runs this through the ``airflow_local_settings`` module in ``SETTINGS_FOLDER``, which
+a forking process finds on its PYTHONPATH; ``python -m fresh_solver.preload`` prints that
+folder (for a worker started by hand: ``PYTHONPATH="$(python -m fresh_solver.preload)"``).
 """
 
 from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
+
+SETTINGS_FOLDER = Path(__file__).resolve().parent / "airflow_settings"
 
 # The modules the DAGs' tasks import inside their functions, and what those import lazily.
 MODULES = (
@@ -39,3 +46,7 @@ def preload(modules: tuple[str, ...] = MODULES) -> float:
     for name in modules:
         importlib.import_module(name)
     return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    print(SETTINGS_FOLDER)
