@@ -1,13 +1,13 @@
 """Import what the lifecycle's tasks use, once, in the process that forks them.
 
 Airflow runs each task in a process of its own, forked from a long-lived one: the
-LocalExecutor's workers are forked from the scheduler, a Celery worker forks its pool, and
-either forks a supervisor and the task from there. A task that imports MLflow, scikit-optimize
+LocalExecutor's workers are forked from the scheduler and each forks its tasks; a Celery worker
+forks its pool processes, and they fork the tasks. A task that imports MLflow, scikit-optimize
 and OR-Tools itself pays several seconds of imports (MLflow about 4 s, scikit-optimize about
 4 s on this project's 2-core machine) for a trial that solves for a fraction of a second.
 Imported here, in the scheduler or the Celery worker before it forks, they reach every task
-already loaded (copy-on-write). Nothing here starts a thread or opens a connection: imports
-only, so forking afterwards is as safe as forking Airflow itself.
+already loaded (copy-on-write). Imports only: no connection, server or solver is started here
+(the BLAS threads numpy starts are OpenBLAS's, which handles a fork itself).
 
 Airflow runs this through the ``airflow_local_settings`` module in ``SETTINGS_FOLDER``, which
 a forking process finds on its PYTHONPATH; ``python -m fresh_solver.preload`` prints that
