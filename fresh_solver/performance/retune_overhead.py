@@ -6,7 +6,8 @@
 The first reads what `make demo` (``airflow dags test``: one process) left. With
 ``--on-stack`` it measures a real Airflow instead: it starts the local stack as `make up` does
 (in a fresh folder under ``--out``), unpauses the retune DAG, triggers the demo's settings over
-REST as a user would, waits for the run, stops the stack and reads that run.
+REST as a user would (``--runs`` times, one after another), waits, reads the last run and
+stops the stack.
 
 Either way it reads the newest `fresh_solver_retune` run of the Airflow metadata DB (task
 instance durations: what each task cost, from process start-up to its last MLflow write) and
@@ -89,9 +90,10 @@ def solve_seconds(run_id: str) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def run_on_stack(home: Path) -> Iterator[str]:
-    """One retune run of the demo's settings on `make up`'s stack in ``home``, started here;
-    yields the stack's MLflow URL (where the run's session is) and stops the stack after."""
+def run_on_stack(home: Path, runs: int = 1) -> Iterator[str]:
+    """``runs`` retune runs of the demo's settings, one after another, on `make up`'s stack in
+    ``home``, started here; yields the stack's MLflow URL (where the sessions are) and stops
+    the stack after."""
     from fresh_solver import devstack
     from fresh_solver.demo import DEMO_CONF
 
@@ -106,11 +108,13 @@ def run_on_stack(home: Path) -> Iterator[str]:
                                   devstack.airflow_password(home))
         api.wait_for_dag(DAG_ID, timeout=180)
         api.unpause(DAG_ID)
-        run_id = api.trigger(DAG_ID, DEMO_CONF)
-        print(f"retune run {run_id} triggered with the demo's settings ...", flush=True)
-        state = api.wait(DAG_ID, run_id, timeout=1800, poll=1.0)
-        if state != "success":
-            raise SystemExit(f"the retune run ended {state}; logs under {home / 'logs'}")
+        for n in range(1, runs + 1):
+            run_id = api.trigger(DAG_ID, DEMO_CONF)
+            print(f"retune run {n}/{runs} ({run_id}) triggered with the demo's settings ...",
+                  flush=True)
+            state = api.wait(DAG_ID, run_id, timeout=1800, poll=1.0)
+            if state != "success":
+                raise SystemExit(f"the retune run ended {state}; logs under {home / 'logs'}")
         yield services["mlflow"].url
     finally:
         subprocess.run([*command, "down"], env=env, check=False)
@@ -133,11 +137,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="Airflow's SQLite DB (default $FRESH_SOLVER_HOME/airflow/airflow.db)")
     where.add_argument("--on-stack", action="store_true",
                        help="start `make up`'s stack under --out and measure a run on it")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="with --on-stack: runs one after another, the last one measured "
+                             "(a long-lived stack's run, past its first task's start-up)")
     args = parser.parse_args(argv)
+    if args.runs < 1 or (args.runs > 1 and not args.on_stack):
+        parser.error("--runs: a count of 1 or more, with --on-stack")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.on_stack:
         home = Path(tempfile.mkdtemp(prefix="stack-", dir=args.out.resolve()))
-        with run_on_stack(home) as mlflow_url:
+        with run_on_stack(home, args.runs) as mlflow_url:
             os.environ["MLFLOW_TRACKING_URI"] = mlflow_url  # what this process reads next
             run_id, wall, tis = task_instances(home / "airflow" / "airflow.db")
             solving = solve_seconds(run_id)
