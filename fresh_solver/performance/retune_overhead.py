@@ -12,8 +12,9 @@ stops the stack.
 Either way it reads the newest `fresh_solver_retune` run of the Airflow metadata DB (task
 instance durations: what each task cost, from process start-up to its last MLflow write) and
 that run's tuning session in MLflow (the wall time of every solve: the reference's and the
-trials' per-run times, the race's and the validation's totals). A task's overhead is its duration minus its solving; the run's wall time also holds
-the scheduling gaps between tasks. Solve times include the model build.
+trials' per-run times, the race's and the validation's totals). A task's overhead is its
+duration minus its solving; the run's wall time also holds the scheduling gaps between tasks.
+Solve times include the model build.
 """
 
 from __future__ import annotations
