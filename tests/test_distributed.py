@@ -45,8 +45,10 @@ TOKEN = f"fsd_{os.getpid()}_{uuid.uuid4().hex[:6]}"
 # keeping the defaults on noise; the test is about the wiring, not the tuner.
 ONE_WORKER_SPACE = ('[cp_sat.num_workers]\nkind = "categorical"\nvalues = [1]\n'
                     '[cp_sat.cp_model_presolve]\nkind = "categorical"\nvalues = [false]\n')
+# 10 training instances x 20 seeds: a trial solves for about 4 s, long enough to be seen
+# running and killed (its task no longer pays seconds of imports: fresh_solver/preload.py).
 CONF = {"template_id": "dist", "generator_scale": "small", "generator_seed": 3,
-        "train_instances": 2, "held_out_instances": 2, "seeds": 3, "trials": 6,
+        "train_instances": 10, "held_out_instances": 2, "seeds": 20, "trials": 6,
         "batch_size": 6, "trial_time_limit": 0.3, "estimator": "random", "race": 0,
         "validation_seeds": 3, "validation_time_limit": 0.3, "min_speedup": 0.1,
         "max_p_value": 1.0, "min_speedup_vs_production": 0.1, "quality_tolerance": 1.0}

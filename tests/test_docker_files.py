@@ -33,6 +33,7 @@ TOOL_VARIABLES = {
     "REDISCLI_AUTH": "redis-cli (the health check)",
     "AIRFLOW_HOME": "Airflow",
     "PATH": "the shell",
+    "PYTHONPATH": "Python (the workers' airflow_local_settings: fresh_solver/preload.py)",
     "PYTHONUNBUFFERED": "Python",
 }
 TOOL_PREFIXES = {"UV_": "uv, in the Dockerfile's build stage"}
