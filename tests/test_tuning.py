@@ -484,45 +484,6 @@ def test_the_optimiser_models_log_scores_also_after_a_resume(
     assert resumed.optimizer().yi == pytest.approx(expected)
 
 
-def test_a_rebuilt_session_reads_each_finished_trial_from_mlflow_at_most_once(
-        instance_paths: tuple[str, ...], tracking_home: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every tell, the race and validation rebuild the session from its record: a finished
-    trial's results are downloaded once (kept by run id under the data folder), the trials
-    this process logged not at all; a copy cut short is read again."""
-    from fresh_solver.tuning import record as tuning_record
-
-    session, record = open_session(spec_for("read-once", instance_paths, trials=2))
-    start_reference(session, record)
-    for trial in session.tell(session.ask(2), [scoring.Evaluation(0.5),
-                                              scoring.Evaluation(4.0)]):
-        record.log_trial(trial, session.space)
-    downloads: list[str] = []
-    real_read_json = tuning_record.read_json
-
-    def counted(client, run_id, name):
-        downloads.append(run_id)
-        return real_read_json(client, run_id, name)
-
-    monkeypatch.setattr(tuning_record, "read_json", counted)
-    expected = [t.evaluation.to_dict() for t in session.trials]
-    rebuilt, _ = open_session(session.spec, resume_run_id=record.run_id)
-    assert [t.evaluation.to_dict() for t in rebuilt.trials] == expected
-    assert downloads == []  # logged here: kept as they were logged
-
-    ids = {run.info.run_id for run in record.trial_runs().values()}
-    assert len(ids) == 3  # the reference and two trials
-    kept = sorted(p for p in (tracking_home / "cache" / "trial-results").glob("*.json")
-                  if p.stem in ids)
-    assert len(kept) == 3
-    kept[0].unlink()
-    kept[1].write_text('{"cut sh')
-    for _ in range(2):
-        rebuilt, _ = open_session(session.spec, resume_run_id=record.run_id)
-        assert [t.evaluation.to_dict() for t in rebuilt.trials] == expected
-    assert sorted(downloads) == sorted(p.stem for p in kept[:2])
-
-
 # ---- resuming -------------------------------------------------------------------------------
 
 

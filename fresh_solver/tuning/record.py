@@ -13,7 +13,6 @@ the run a killed attempt left unfinished instead of adding one, so every point k
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -54,35 +53,6 @@ def read_json(client, run_id: str, name: str) -> Any:
     """A JSON artifact of the run."""
     with tempfile.TemporaryDirectory() as tmp:
         return json.loads(Path(client.download_artifacts(run_id, name, tmp)).read_text())
-
-
-def finished_results(client, run_id: str) -> Any:
-    """A finished trial run's ``results.json``, downloaded once per data folder.
-
-    Every task that rebuilds the session (each round's tell, the race, validation) reads every
-    earlier trial's results, so a 20-trial session downloads its artifacts again and again. A
-    finished trial's are never written again (:meth:`SessionRecord.log_trial` returns a
-    finished run as it is), so the first read is kept under ``FRESH_SOLVER_HOME/cache`` by
-    run id; call this only for FINISHED or FAILED runs."""
-    try:
-        return json.loads(_cached_results(run_id).read_text())
-    except (OSError, ValueError):  # not kept yet, or a copy cut short: read it from MLflow
-        pass
-    data = read_json(client, run_id, "results.json")
-    _keep_results(run_id, data)
-    return data
-
-
-def _cached_results(run_id: str) -> Path:
-    return tracking.home() / "cache" / "trial-results" / f"{run_id}.json"
-
-
-def _keep_results(run_id: str, data: Any) -> None:
-    cached = _cached_results(run_id)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text(json.dumps(data, default=str))  # as log_json writes it
-    partial.replace(cached)  # atomic: a concurrent reader sees all of it or nothing
 
 
 def spec_params(spec: TuningSpec, space: SearchSpace, instance_hash: str) -> dict[str, str]:
@@ -172,7 +142,6 @@ class SessionRecord:
                          trial.config.canonical_json() if trial.config else "null")])
         log_json(self.client, rid, "results.json", evaluation.to_dict())
         self.client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
-        _keep_results(rid, evaluation.to_dict())  # finished: what the next tasks read back
         return rid
 
     def tag_unsound(self, unsound: dict[int, str]) -> None:
@@ -186,7 +155,8 @@ class SessionRecord:
         """Every finished trial, in index order (the order they were told)."""
         trials = []
         for index, run in sorted(self.trial_runs().items()):
-            evaluation = Evaluation.from_dict(finished_results(self.client, run.info.run_id))
+            evaluation = Evaluation.from_dict(
+                read_json(self.client, run.info.run_id, "results.json"))
             stored = json.loads(run.data.tags["fresh_solver.config"])
             trials.append(Trial(index, json.loads(run.data.tags["fresh_solver.point"]),
                                 None if stored is None else SolverConfig.from_dict(stored),
