@@ -156,11 +156,12 @@ def test_the_forking_process_has_imported_every_task_module() -> None:
     wanted = sorted(_modules_the_tasks_import()
                     | {"mlflow", "skopt", "ortools.sat.python.cp_model"})
     assert "fresh_solver.lifecycle.retune" in wanted
+    from fresh_solver.preload import SETTINGS_FOLDER
+
     code = ("import sys, airflow_local_settings; "
             "print([m for m in sys.argv[1:] if m not in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code, *wanted], capture_output=True, text=True,
-                         check=True, env=os.environ | {"PYTHONPATH": str(
-                             ROOT / "fresh_solver" / "airflow_settings")})
+                         check=True, env=os.environ | {"PYTHONPATH": str(SETTINGS_FOLDER)})
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "imported the tasks' modules before forking tasks" in out.stderr
 

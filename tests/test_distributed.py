@@ -9,7 +9,7 @@ started again on the kept databases (the restart a user makes), under a name of 
 (STACK: its databases, Redis keys and worker names), with the two trial workers pinned to
 unlike CPU sets (WORKER_CPUS: one CPU, two CPUs), so their fingerprints differ as two
 machines' would. A second `make up-distributed` under the same name from another home is
-refused while the first runs. The run's one round maps four trials, two at a time (the pool
+refused while the first runs. The run's one round maps six trials, two at a time (the pool
 holds the workers' two slots); once each worker has finished one, the worker running one of
 the next two is SIGKILLed with its whole session: the run must still succeed, the trial
 retried on the other worker, and every trial keep exactly one MLflow run. The last tests need

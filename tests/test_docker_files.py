@@ -486,10 +486,12 @@ def test_workers_consume_the_default_and_the_trial_queues():
 def test_only_the_workers_import_the_tasks_modules_before_forking():
     """Celery workers fork every task: their PYTHONPATH holds the project's
     airflow_local_settings (fresh_solver/preload.py), where the image installs the package."""
+    from fresh_solver.preload import SETTINGS_FOLDER
+
     python = re.search(r"ARG PYTHON_IMAGE=python:(\d+\.\d+)",
                        (DOCKER / "Dockerfile").read_text()).group(1)
-    folder = f"/opt/venv/lib/python{python}/site-packages/fresh_solver/airflow_settings"
-    assert (ROOT / "fresh_solver/airflow_settings/airflow_local_settings.py").is_file()
+    folder = f"/opt/venv/lib/python{python}/site-packages/fresh_solver/{SETTINGS_FOLDER.name}"
+    assert (SETTINGS_FOLDER / "airflow_local_settings.py").is_file()
     preloading = {name for name, service in services().items()
                   if environment(service).get("PYTHONPATH") == folder}
     assert preloading == {"airflow-worker", "airflow-trial-worker"}
