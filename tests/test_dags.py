@@ -158,35 +158,12 @@ def test_the_forking_process_has_imported_every_task_module() -> None:
     assert "fresh_solver.lifecycle.retune" in wanted
     from fresh_solver.preload import SETTINGS_FOLDER
 
-    # What a task's parse of its DAG file imports: the DAG files' top-level imports.
-    wanted += ["airflow.providers.standard.operators.trigger_dagrun", "airflow.sdk",
-               "fresh_solver.lifecycle.pool", "fresh_solver.lifecycle.settings"]
     code = ("import sys, airflow_local_settings; "
             "print([m for m in sys.argv[1:] if m not in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code, *wanted], capture_output=True, text=True,
-                         check=True, env=os.environ | {"PYTHONPATH": str(SETTINGS_FOLDER),
-                                                       "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)})
+                         check=True, env=os.environ | {"PYTHONPATH": str(SETTINGS_FOLDER)})
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "imported the tasks' modules before forking tasks" in out.stderr
-    assert f"with the imports of the DAG files in {DAGS}" in out.stderr
-
-
-def test_the_preload_takes_dag_files_top_level_imports_and_skips_broken_ones(
-        tmp_path: Path) -> None:
-    """Only module-level absolute imports count (a task function's imports run in the task,
-    a relative one names no module by itself); a DAG file's import that fails is reported and
-    skipped, so a broken DAG file cannot stop the scheduler from starting."""
-    from fresh_solver.preload import dag_file_imports, preload
-
-    (tmp_path / "a_dag.py").write_text(
-        "from __future__ import annotations\nimport json, csv as table\nfrom os import path\n"
-        "from . import sibling\nimport fresh_solver_no_such_module\n\n"
-        "def task():\n    import wave\n")
-    (tmp_path / "broken.py").write_text("import (\n")
-    (tmp_path / "notes.txt").write_text("import shelve\n")
-    assert dag_file_imports(tmp_path) == ("csv", "fresh_solver_no_such_module", "json", "os")
-    seconds, failed = preload((), dags_folder=tmp_path)
-    assert failed == ["fresh_solver_no_such_module"] and seconds >= 0
 
 
 # ---- end to end -----------------------------------------------------------------------------
