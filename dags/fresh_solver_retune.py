@@ -3,9 +3,10 @@
 route → prepare → start → (trial × k → tell) × rounds → race → validate → register → notify
 
 ``start`` and each round's ``tell`` hand the next round its points (the ask), so no task of
-its own pays MLflow's import to ask. The DAG unrolls the most rounds a run may take; past the
-run's budget a tell hands on no points, and the scheduler skips the later rounds' tasks
-without starting them.
+its own pays MLflow's import to ask; a trial task scores one point, or several where trials
+solve for less than a task costs (``retune.trial_tasks``). The DAG unrolls the most rounds a
+run may take; past the run's budget a tell hands on no points, and the scheduler skips the
+later rounds' tasks without starting them.
 
 Wiring only: every task calls one function of ``fresh_solver.lifecycle.retune`` with small
 JSON-able values; the tuning session lives in MLflow and each task rebuilds it from there, so
@@ -100,8 +101,8 @@ def fresh_solver_retune():
 
         return retune.prepare(dict(get_current_context()["params"]), ROUNDS)
 
-    # Returns the first round's points (what the round maps over: Airflow maps only over a
-    # return value) and pushes the session's run id as the XCom "run_id".
+    # Returns the first round's trial tasks (what the round maps over: Airflow maps only over
+    # a return value) and pushes the session's run id as the XCom "run_id".
     @task(queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
     def start(plan: dict) -> list[dict]:
@@ -110,25 +111,26 @@ def fresh_solver_retune():
         context = get_current_context()
         started = retune.start(plan, session_key=context["run_id"])
         context["ti"].xcom_push(key="run_id", value=started["run_id"])
-        return started["items"]
+        return started["tasks"]
 
-    # A trial solves and returns its scores; its tell records them (no MLflow import here).
+    # A trial solves its points and returns their scores; the tell records them (no MLflow
+    # import here).
     @task(pool=TRIAL_POOL, queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
-    def trial(plan: dict, item: dict) -> dict:
+    def trial(plan: dict, points: list[dict]) -> list[dict]:
         from fresh_solver.lifecycle import retune
 
-        return retune.evaluate(plan, item)
+        return retune.evaluate(plan, points)
 
-    # Records the round and returns the next round's points (none past the budget, so the
-    # next round's mapped trials, and everything after them, skip without starting).
+    # Records the round and returns the next round's trial tasks (none past the budget, so
+    # the next round's mapped trials, and everything after them, skip without starting).
     @task
     @_bad_input_fails_at_once
-    def tell(plan: dict, tuning_run: str, round_: int, results) -> list[dict]:
+    def tell(plan: dict, tuning_run: str, round_: int, results) -> list[list[dict]]:
         from fresh_solver.lifecycle import retune
 
         return retune.tell(plan, tuning_run, round_,
-                           [results[i] for i in range(len(results or []))])["items"]
+                           [results[i] for i in range(len(results or []))])["tasks"]
 
     # The last round's tell is skipped when the budget ends earlier; a '*' run skips all.
     @task(queue=TRIAL_QUEUE, trigger_rule="none_failed_min_one_success")
@@ -163,13 +165,13 @@ def fresh_solver_retune():
     routed >> [confs, plan]
     TriggerDagRunOperator.partial(task_id="retune_each", trigger_dag_id=DAG_ID,
                                   retries=0).expand_kwargs(confs)
-    points = start(plan)
-    tuning_run = points["run_id"]
+    tasks = start(plan)
+    tuning_run = tasks["run_id"]
     for round_ in range(ROUNDS):
         results = trial.override(task_id=f"trial_{round_}").partial(plan=plan).expand(
-            item=points)
-        points = told = tell.override(task_id=f"tell_{round_}")(plan, tuning_run, round_,
-                                                                 results)
+            points=tasks)
+        tasks = told = tell.override(task_id=f"tell_{round_}")(plan, tuning_run, round_,
+                                                                results)
     candidate = race(plan, tuning_run, told)
     verdict = validate(plan, candidate)
     registered = register(plan, candidate, verdict)

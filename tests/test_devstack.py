@@ -145,7 +145,7 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
         instances = api.task_instances(DAG_ID, run_id)
         trials = sorted((ti["map_index"], ti["state"]) for ti in instances
                         if ti["task_id"] == "trial_0")
-        assert trials == [(0, "success"), (1, "success")]
+        assert trials == [(0, "success")]  # TINY's two short trials share a task
         assert {ti["pool"] for ti in instances if ti["task_id"].startswith("trial_")} == \
             {"fresh_solver_trials"}
         outcome = api.xcom(DAG_ID, run_id, "notify")

@@ -2,7 +2,9 @@
 
 prepare → start → (evaluate × k → tell) × rounds → race → validate → register → notify
 
-``start`` and each round's ``tell`` end by asking the next round's points (:func:`ask`).
+``start`` and each round's ``tell`` end by asking the next round's points (:func:`ask`) and
+handing them on as trial tasks (:func:`trial_tasks`): one point per task, or several where a
+trial solves for less than a task costs to start.
 
 Every function takes and returns small JSON-able values (settings, paths, run ids, points).
 The tuning session's state is its MLflow record: each task rebuilds the session from it
@@ -36,6 +38,10 @@ from fresh_solver.tuning.session import TuningSession, TuningSpec, why_defaults_
 log = logging.getLogger("fresh_solver.lifecycle")
 
 VALIDATION_KEY_TAG = "fresh_solver.tuning_run_id"
+# The solving a trial task is given, where its round has points enough: a task on a real
+# Airflow costs about 0.3 s of its own (its process, the execution API's calls, the XCom), so
+# trials that solve for tenths of a second are scored several to a task.
+MIN_TASK_SOLVING_S = 2.0
 MIXED_TAG = "fresh_solver.mixed_fingerprints"
 HELD_OUT_OFFSET = 1000  # generated held-out instance seeds start here, far from training's
 
@@ -212,7 +218,7 @@ def start(plan: dict[str, Any], session_key: str) -> dict[str, Any]:
     start_reference(session, record)
     log.info("retune %s: tuning session %s, reference score %.4g", plan["template_id"],
              record.run_id, session.reference.evaluation.score)
-    return {"run_id": record.run_id, "items": ask(plan, session, 0)}
+    return {"run_id": record.run_id, "tasks": trial_tasks(session, ask(plan, session, 0))}
 
 
 def _open(plan: dict[str, Any], run_id: str):
@@ -248,40 +254,64 @@ def ask(plan: dict[str, Any], session: TuningSession, round_: int) -> list[dict[
              "context": context} for i, point in enumerate(points)]
 
 
-def evaluate(plan: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    """Score one asked point on every training instance × seed, for :func:`tell` to record.
+def trial_tasks(session: TuningSession, items: list[dict[str, Any]]) -> list[list[dict]]:
+    """The round's points as trial tasks (what the round's trial task maps over): each task
+    gets as many points as make about :data:`MIN_TASK_SOLVING_S` of solving, at least one,
+    judged by the reference's solving time (a trial's is of its order); so a task per point
+    where trials solve for seconds, one task for a round of short trials. A function of the
+    recorded reference, so a retried task hands on the same tasks."""
+    if not items:
+        return []
+    solving = max(session.reference.evaluation.wall_time_s, 1e-3)
+    per_task = max(1, min(len(items), int(MIN_TASK_SOLVING_S / solving)))
+    count = -(-len(items) // per_task)
+    return [items[len(items) * k // count:len(items) * (k + 1) // count] for k in range(count)]
+
+
+def evaluate(plan: dict[str, Any], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Score a trial task's asked points, each on every training instance × seed, for
+    :func:`tell` to record.
 
     No MLflow here: the ask handed over what scoring takes, so a trial task (a new process
     on a real Airflow) pays only for the solver's import before solving, not MLflow's 4-5 s.
-    A point already recorded when asked (a cleared run) is not solved again."""
-    if item["recorded"]:
-        return {"index": item["index"], "point": item["point"], "recorded": True}
+    A point already recorded when asked (a cleared run) is not solved again. A pair's score
+    is the median of its repeats (``scoring.pair_score``), so a later point of the task,
+    solved in a process that has solved before, is not favoured by it."""
     from fresh_solver.fingerprint import fingerprint_id
     from fresh_solver.params.space import load_space
     from fresh_solver.tuning.session import TrialContext, load_instances, score_point
 
     spec = _spec(plan)
-    instances, _ = load_instances(spec.instance_paths)
-    evaluation = score_point(spec, load_space(spec.space_path), instances, item["point"],
-                             TrialContext.from_json(item["context"]))
-    return {"index": item["index"], "point": item["point"], "fingerprint": fingerprint_id(),
-            "evaluation": evaluation.to_dict()}
+    results, instances, space = [], None, None
+    for item in items:
+        if item["recorded"]:
+            results.append({"index": item["index"], "point": item["point"], "recorded": True})
+            continue
+        if instances is None:
+            instances, space = load_instances(spec.instance_paths)[0], load_space(
+                spec.space_path)
+        evaluation = score_point(spec, space, instances, item["point"],
+                                 TrialContext.from_json(item["context"]))
+        results.append({"index": item["index"], "point": item["point"],
+                        "fingerprint": fingerprint_id(), "evaluation": evaluation.to_dict()})
+    return results
 
 
 def tell(plan: dict[str, Any], run_id: str, round_: int,
-         results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Record the round's trials, each as its nested run (once: a retried tell finds the
-    runs it logged), log the best score so far as the session's progress, and ask the next
-    round's points of the session now in memory (``items``; none past the budget). Asking
-    here, not in a task of its own, saves each round a process that would import MLflow and
-    read the session back."""
+         results: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Record the round's trials (``results``: what each of its trial tasks returned), each as
+    its nested run (once: a retried tell finds the runs it logged), log the best score so far
+    as the session's progress, and ask the next round's points of the session now in memory
+    (``tasks``, as :func:`trial_tasks`; none past the budget). Asking here, not in a task of
+    its own, saves each round a process that would import MLflow and read the session back."""
     from fresh_solver.tuning.scoring import Evaluation
     from fresh_solver.tuning.session import Trial
 
     spec = _spec(plan)
     n = spec.round_size(round_)
     if n == 0:
-        return {"round": round_, "told": 0, "items": []}
+        return {"round": round_, "told": 0, "tasks": []}
+    results = [result for task in results for result in task]
     session, record = _open(plan, run_id)
     first = spec.first_index(round_)
     unexpected = [r["index"] for r in results if not first <= r["index"] < first + n]
@@ -313,7 +343,8 @@ def tell(plan: dict[str, Any], run_id: str, round_: int,
     log.info("retune %s: round %d told, best score %.4g (trial %d)", plan["template_id"],
              round_, best.evaluation.score, best.index)
     return {"round": round_, "told": n, "best_score": best.evaluation.score,
-            "best_trial": best.index, "items": ask(plan, session, round_ + 1)}
+            "best_trial": best.index,
+            "tasks": trial_tasks(session, ask(plan, session, round_ + 1))}
 
 
 def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:

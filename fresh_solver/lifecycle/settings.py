@@ -42,7 +42,8 @@ RETUNE_SETTINGS: dict[str, tuple[Any, dict[str, Any], str]] = {
     "trials": (20, {"type": "integer", "minimum": 1, "maximum": 500},
                "Trials besides the reference (CP-SAT defaults)."),
     "batch_size": (4, {"type": "integer", "minimum": 1, "maximum": 64},
-                   "Points asked per round; one mapped trial task each."),
+                   "Points asked per round; one mapped trial task each, or several to a "
+                   "task where a trial solves for under 2 s."),
     "trial_time_limit": (3.0, {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
                          "Seconds per solve in a trial."),
     "seeds": (1, {"type": "integer", "minimum": 1, "maximum": 20},
