@@ -105,7 +105,7 @@ def fresh_solver_retune():
     # a return value) and pushes the session's run id as the XCom "run_id".
     @task(queue=TRIAL_QUEUE)
     @_bad_input_fails_at_once
-    def start(plan: dict) -> list[dict]:
+    def start(plan: dict) -> list[list[dict]]:
         from fresh_solver.lifecycle import retune
 
         context = get_current_context()
