@@ -22,6 +22,9 @@ OBJECTIVES = ("makespan", "weighted_tardiness")
 
 @dataclass(frozen=True)
 class Machine:
+    """A resource tasks run on: ``capacity`` tasks at once (1: a unary machine, on which the
+    models use no-overlap; more: a cumulative one)."""
+
     id: str
     capacity: int = 1
 
@@ -36,6 +39,9 @@ class Mode:
 
 @dataclass(frozen=True)
 class Task:
+    """A step of a template: it runs once per job, in exactly one of its ``modes`` (machine
+    alternatives, each with its own duration)."""
+
     id: str
     modes: tuple[Mode, ...]
 
@@ -109,6 +115,10 @@ class Template:
 
 @dataclass(frozen=True)
 class Job:
+    """One instance of a template: its tasks may not start before ``release``; with a ``due``
+    date it adds ``weight`` × its lateness to weighted tardiness. Jobs of one template that
+    agree on these are interchangeable, which the template model exploits."""
+
     id: str
     template: str
     release: int = 0
@@ -123,6 +133,10 @@ class Job:
 
 @dataclass(frozen=True)
 class Problem:
+    """A validated scheduling problem (DESIGN §3): machines, job templates, the jobs built from
+    them and the objective. Immutable, so a model builder, the checker and a tuning session
+    can share one without copying."""
+
     name: str
     machines: tuple[Machine, ...]
     templates: tuple[Template, ...]

@@ -23,6 +23,9 @@ class Assignment:
 
 @dataclass(frozen=True)
 class Schedule:
+    """A solution as the `fresh-solver/schedule-v1` file holds it: each task's mode, start and
+    end, and the objective the solver claims for them (the checker recomputes it)."""
+
     problem: str
     objective_kind: str
     objective_value: int

@@ -26,6 +26,10 @@ SECTIONS = ("cp_sat", "model")
 
 @dataclass(frozen=True)
 class SolverConfig:
+    """A parameter set: the CP-SAT parameters it sets (the rest stay CP-SAT's defaults) and the
+    template model's options. What a tuning session tries, validation judges, the registry
+    versions and the loader serves; its :attr:`hash` identifies it across all of them."""
+
     cp_sat: dict[str, Any] = field(default_factory=dict)
     model: ModelOptions = field(default_factory=ModelOptions)
 

@@ -82,6 +82,9 @@ class Dimension:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """What a tuning session may change: one dimension per CP-SAT parameter or model option,
+    with its range or values, read from a TOML file (``source``)."""
+
     dimensions: tuple[Dimension, ...]
     source: str
 

@@ -63,6 +63,11 @@ class Promotion:
 
 
 class ParameterRegistry:
+    """Parameter sets as MLflow registered models, one per template (``fresh-solver-<id>``):
+    registering a validated set, promoting a version with its reviewer on record, and
+    resolving what serves, with the guard that refuses a version whose evidence does not
+    hold."""
+
     def __init__(self, client=None):
         from fresh_solver import tracking
 

@@ -25,6 +25,10 @@ class TaskVars:
 
 @dataclass(frozen=True)
 class BuiltModel:
+    """A CP-SAT model built for a problem, with the variables of every (job, task), so that a
+    solution can be read back as a :class:`~fresh_solver.model.schedule.Schedule` and the
+    objective recomputed from it."""
+
     kind: str  # "template" or "baseline"
     problem: Problem
     model: cp_model.CpModel

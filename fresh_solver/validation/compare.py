@@ -59,6 +59,11 @@ METRIC_NAMES = {"time_to_target": "time to target", "gap_integral": "primal gap 
 
 @dataclass(frozen=True)
 class PassRule:
+    """What a candidate must show on the held-out pairs to pass validation: a geometric-mean
+    speedup over the CP-SAT defaults of ``min_speedup`` that a one-sided Wilcoxon test finds
+    significant at ``max_p_value``, no clear loss against the Production set, and objectives
+    no worse than ``quality_tolerance`` allows."""
+
     min_speedup: float = 1.2  # vs the CP-SAT defaults, geometric mean
     max_p_value: float = 0.05  # one-sided Wilcoxon vs the defaults (needs >= 5 pairs)
     # vs Production: not clearly slower. Not 1.0: re-validating the Production set itself
