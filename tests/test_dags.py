@@ -294,6 +294,18 @@ def test_the_overhead_report_splits_task_time_into_solving_and_the_rest(
         (tmp_path / "report.md").read_text()
 
 
+def test_the_overhead_report_finds_each_trial_s_task_as_the_dag_split_the_round() -> None:
+    from fresh_solver.performance.retune_overhead import trial_task_keys
+
+    # 6 trials in rounds of 4: short trials share their round's task, long ones have their own
+    assert trial_task_keys(6, 4, 0.3) == {1: "trial_0[0]", 2: "trial_0[0]", 3: "trial_0[0]",
+                                          4: "trial_0[0]", 5: "trial_1[0]", 6: "trial_1[0]"}
+    assert trial_task_keys(6, 4, 3.0) == {1: "trial_0[0]", 2: "trial_0[1]", 3: "trial_0[2]",
+                                          4: "trial_0[3]", 5: "trial_1[0]", 6: "trial_1[1]"}
+    assert set(trial_task_keys(6, 4, 0.8).values()) == {"trial_0[0]", "trial_0[1]",
+                                                        "trial_1[0]"}
+
+
 def test_a_failed_validation_ends_the_run_successfully_and_registers_nothing(
         retune_dag, fixed_trial_scores) -> None:
     run, tis = run_dag(retune_dag, {"template_id": "too-strict", **TINY,

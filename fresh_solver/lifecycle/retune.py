@@ -260,9 +260,15 @@ def trial_tasks(session: TuningSession, items: list[dict[str, Any]]) -> list[lis
     judged by the reference's solving time (a trial's is of its order); so a task per point
     where trials solve for seconds, one task for a round of short trials. A function of the
     recorded reference, so a retried task hands on the same tasks."""
+    return split_into_tasks(items, session.reference.evaluation.wall_time_s)
+
+
+def split_into_tasks(items: list, reference_solving_s: float) -> list[list]:
+    """:func:`trial_tasks`'s split of a round's points, given the reference's solving
+    seconds: contiguous, in order, as even as the count allows."""
     if not items:
         return []
-    solving = max(session.reference.evaluation.wall_time_s, 1e-3)
+    solving = max(reference_solving_s, 1e-3)
     per_task = max(1, min(len(items), int(MIN_TASK_SOLVING_S / solving)))
     count = -(-len(items) // per_task)
     return [items[len(items) * k // count:len(items) * (k + 1) // count] for k in range(count)]

@@ -68,16 +68,16 @@ def solve_seconds(run_id: str) -> dict[str, float]:
         raise SystemExit(f"no tuning session with session key {run_id}")
     session = found[0]
     params = session.data.params
-    batch = int(params["batch"])
-    seconds: dict[str, float] = {}
     trials = client.search_runs(
         [session.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{session.info.run_id}'", max_results=10000)
-    for trial in trials:
-        index = int(trial.data.tags["fresh_solver.trial"])
-        runs = read_json(client, trial.info.run_id, "results.json")["runs"]
-        task = "start" if index == 0 else f"trial_{(index - 1) // batch}[{(index - 1) % batch}]"
-        seconds[task] = sum(r["wall_time_s"] for r in runs)
+    solved = {int(trial.data.tags["fresh_solver.trial"]): sum(
+        r["wall_time_s"] for r in read_json(client, trial.info.run_id, "results.json")["runs"])
+        for trial in trials}
+    seconds: dict[str, float] = {"start": solved.pop(0, 0.0)}
+    keys = trial_task_keys(int(params["trials"]), int(params["batch"]), seconds["start"])
+    for index, solving in solved.items():
+        seconds[keys[index]] = seconds.get(keys[index], 0.0) + solving
     names = {a.path for a in client.list_artifacts(session.info.run_id)}
     if "race.json" in names:
         seconds["race"] = read_json(client, session.info.run_id, "race.json").get(
@@ -87,6 +87,19 @@ def solve_seconds(run_id: str) -> dict[str, float]:
         seconds["validate"] = read_json(client, validation, "validation_report.json").get(
             "solve_seconds", 0.0)
     return seconds
+
+
+def trial_task_keys(trials: int, batch: int, reference_solving_s: float) -> dict[int, str]:
+    """Which mapped trial task scored each trial index: ``trial_<round>[<map index>]``, as the
+    DAG split each round's points (``retune.split_into_tasks``)."""
+    from fresh_solver.lifecycle.retune import split_into_tasks
+
+    keys = {}
+    for round_, first in enumerate(range(1, trials + 1, batch)):
+        points = list(range(first, min(first + batch, trials + 1)))
+        for map_index, task in enumerate(split_into_tasks(points, reference_solving_s)):
+            keys |= {index: f"trial_{round_}[{map_index}]" for index in task}
+    return keys
 
 
 @contextlib.contextmanager
