@@ -280,9 +280,10 @@ def evaluate(plan: dict[str, Any], items: list[dict[str, Any]]) -> list[dict[str
 
     No MLflow here: the ask handed over what scoring takes, so a trial task (a new process
     on a real Airflow) pays only for the solver's import before solving, not MLflow's 4-5 s.
-    A point already recorded when asked (a cleared run) is not solved again. A pair's score
-    is the median of its repeats (``scoring.pair_score``), so a later point of the task,
-    solved in a process that has solved before, is not favoured by it."""
+    A point already recorded when asked (a cleared run) is not solved again. A process's
+    one-time costs fall on its first solve, so on the task's first point; where solves are
+    short enough for points to share a task, a pair is solved several times and scored by the
+    median (``scoring.pair_score``), which that one slow solve barely moves."""
     from fresh_solver.fingerprint import fingerprint_id
     from fresh_solver.params.space import load_space
     from fresh_solver.tuning.session import TrialContext, load_instances, score_point
