@@ -122,6 +122,9 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
         "FRESH_SOLVER_RETRY_DELAY_S": "1", "FRESH_SOLVER_RETUNE_ROUNDS": "1"})
     try:
         up = time.monotonic() - started
+        # up waited for the tasks' execution API too (its first request builds it: ~2 s that
+        # the stack's first task would otherwise wait for)
+        assert devstack._get(service.url + "/execution/health")[0] == 200
         assert service.info["password_file"] == str(devstack.password_file(home))
         api = devstack.AirflowAPI(service.url, service.info["user"],
                                   devstack.airflow_password(home))
@@ -178,6 +181,15 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
     else:
         assert records["versions"] == [] and outcome["version"] is None
         assert "Nothing registered" in outcome["message"]
+
+
+def test_airflow_is_ready_when_its_execution_api_answers_too(monkeypatch):
+    asked = []
+    monkeypatch.setattr(devstack, "wait_ready", lambda service, path, timeout: asked.append(
+        (service, path, timeout)))
+    devstack.wait_airflow("airflow", 30.0)
+    assert asked == [("airflow", "/api/v2/monitor/health", 30.0),
+                     ("airflow", "/execution/health", 30.0)]
 
 
 def test_the_workers_hostname_callable_names_the_importable_module():
