@@ -328,19 +328,14 @@ def test_a_failed_validation_ends_the_run_successfully_and_registers_nothing(
 ])
 def test_a_round_s_points_go_to_as_few_trial_tasks_as_give_each_seconds_of_solving(
         solving_s: float, sizes: list[int]) -> None:
-    from types import SimpleNamespace
-
     from fresh_solver.lifecycle import retune
-    from fresh_solver.tuning.scoring import Evaluation, RunScore
 
-    run = RunScore("i", 0, 0.1, "OPTIMAL", 1, solving_s, False, True)
-    session = SimpleNamespace(reference=SimpleNamespace(evaluation=Evaluation(0.1, [run])))
     items = [{"index": i} for i in range(1, 5)]
-    tasks = retune.trial_tasks(session, items)
+    tasks = retune.trial_tasks(items, solving_s)
     assert [len(task) for task in tasks] == sizes
     assert [item for task in tasks for item in task] == items  # in order, each once
-    assert retune.trial_tasks(session, []) == []
-    assert len(retune.trial_tasks(session, items[:3])) == min(3, len(sizes))
+    assert retune.trial_tasks([], solving_s) == []
+    assert len(retune.trial_tasks(items[:3], solving_s)) == min(3, len(sizes))
 
 
 @pytest.mark.parametrize("race", [0, 1])

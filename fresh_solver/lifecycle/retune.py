@@ -218,7 +218,8 @@ def start(plan: dict[str, Any], session_key: str) -> dict[str, Any]:
     start_reference(session, record)
     log.info("retune %s: tuning session %s, reference score %.4g", plan["template_id"],
              record.run_id, session.reference.evaluation.score)
-    return {"run_id": record.run_id, "tasks": trial_tasks(session, ask(plan, session, 0))}
+    return {"run_id": record.run_id, "tasks": trial_tasks(
+        ask(plan, session, 0), session.reference.evaluation.wall_time_s)}
 
 
 def _open(plan: dict[str, Any], run_id: str):
@@ -254,18 +255,13 @@ def ask(plan: dict[str, Any], session: TuningSession, round_: int) -> list[dict[
              "context": context} for i, point in enumerate(points)]
 
 
-def trial_tasks(session: TuningSession, items: list[dict[str, Any]]) -> list[list[dict]]:
+def trial_tasks(items: list, reference_solving_s: float) -> list[list]:
     """The round's points as trial tasks (what the round's trial task maps over): each task
     gets as many points as make about :data:`MIN_TASK_SOLVING_S` of solving, at least one,
-    judged by the reference's solving time (a trial's is of its order); so a task per point
-    where trials solve for seconds, one task for a round of short trials. A function of the
-    recorded reference, so a retried task hands on the same tasks."""
-    return split_into_tasks(items, session.reference.evaluation.wall_time_s)
-
-
-def split_into_tasks(items: list, reference_solving_s: float) -> list[list]:
-    """:func:`trial_tasks`'s split of a round's points, given the reference's solving
-    seconds: contiguous, in order, as even as the count allows."""
+    judged by the reference's solving seconds (a trial's are of their order); so a task per
+    point where trials solve for seconds, one task for a round of short trials. Contiguous, in
+    order, as even as the count allows; a function of the recorded reference, so a retried
+    task hands on the same tasks."""
     if not items:
         return []
     solving = max(reference_solving_s, 1e-3)
@@ -351,7 +347,8 @@ def tell(plan: dict[str, Any], run_id: str, round_: int,
              round_, best.evaluation.score, best.index)
     return {"round": round_, "told": n, "best_score": best.evaluation.score,
             "best_trial": best.index,
-            "tasks": trial_tasks(session, ask(plan, session, round_ + 1))}
+            "tasks": trial_tasks(ask(plan, session, round_ + 1),
+                                 session.reference.evaluation.wall_time_s)}
 
 
 def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def task_instances(airflow_db: Path) -> tuple[str, float, list[dict[str, Any]]]:
 def solve_seconds(run_id: str) -> dict[str, float]:
     """Solve wall time per task id (``trial_<round>[i]`` for mapped trials)."""
     from fresh_solver import tracking
-    from fresh_solver.tuning.record import KEY_TAG, read_json
+    from fresh_solver.tuning.record import KEY_TAG, read_json, read_run_json
 
     client = tracking.client()
     found = client.search_runs(
@@ -72,7 +72,7 @@ def solve_seconds(run_id: str) -> dict[str, float]:
         [session.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{session.info.run_id}'", max_results=10000)
     solved = {int(trial.data.tags["fresh_solver.trial"]): sum(
-        r["wall_time_s"] for r in read_json(client, trial.info.run_id, "results.json")["runs"])
+        r["wall_time_s"] for r in read_run_json(client, trial, "results.json")["runs"])
         for trial in trials}
     seconds: dict[str, float] = {"start": solved.pop(0, 0.0)}
     keys = trial_task_keys(int(params["trials"]), int(params["batch"]), seconds["start"])
@@ -80,7 +80,7 @@ def solve_seconds(run_id: str) -> dict[str, float]:
         seconds[keys[index]] = seconds.get(keys[index], 0.0) + solving
     names = {a.path for a in client.list_artifacts(session.info.run_id)}
     if "race.json" in names:
-        seconds["race"] = read_json(client, session.info.run_id, "race.json").get(
+        seconds["race"] = read_run_json(client, session, "race.json").get(
             "solve_seconds", 0.0)
     validation = session.data.tags.get("fresh_solver.validation_run_id")
     if validation:
@@ -91,13 +91,13 @@ def solve_seconds(run_id: str) -> dict[str, float]:
 
 def trial_task_keys(trials: int, batch: int, reference_solving_s: float) -> dict[int, str]:
     """Which mapped trial task scored each trial index: ``trial_<round>[<map index>]``, as the
-    DAG split each round's points (``retune.split_into_tasks``)."""
-    from fresh_solver.lifecycle.retune import split_into_tasks
+    DAG split each round's points (``retune.trial_tasks``)."""
+    from fresh_solver.lifecycle.retune import trial_tasks
 
     keys = {}
     for round_, first in enumerate(range(1, trials + 1, batch)):
         points = list(range(first, min(first + batch, trials + 1)))
-        for map_index, task in enumerate(split_into_tasks(points, reference_solving_s)):
+        for map_index, task in enumerate(trial_tasks(points, reference_solving_s)):
             keys |= {index: f"trial_{round_}[{map_index}]" for index in task}
     return keys
 
