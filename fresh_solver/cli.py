@@ -14,15 +14,7 @@ from typing import Any
 
 from fresh_solver.choices import AUTO_METRIC, ESTIMATORS, METRICS, MODELS, VALIDATION_METRICS
 from fresh_solver.errors import InputError
-
-
-def _read_json(path: str, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{what} {path}: malformed JSON: {exc}") from None
+from fresh_solver.inputs import read_json
 
 
 def _writable(path: str, what: str) -> Path:
@@ -68,10 +60,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         resolved = production.get_solver_config(args.production)
         config, source = resolved.config, resolved.source
     if args.params:
-        try:
-            config = SolverConfig.from_dict(_read_json(args.params, "--params"))
-        except InputError as exc:
-            raise InputError([f"--params {args.params}: {p}" for p in exc.problems]) from None
+        config = SolverConfig.from_file(args.params, f"--params {args.params}")
         source = f"file:{args.params}"
     options = config.model
     if args.options:
@@ -205,15 +194,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_config(path: str) -> Any:
-    from fresh_solver.params.config import SolverConfig
-
-    try:
-        return SolverConfig.from_dict(_read_json(path, "--params"))
-    except InputError as exc:
-        raise InputError([f"--params {path}: {p}" for p in exc.problems]) from None
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from fresh_solver.params.config import SolverConfig
     from fresh_solver.registry.registry import ParameterRegistry
@@ -233,9 +213,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         run = tracking.get_run(registry.client, args.run_id)
         with tempfile.TemporaryDirectory() as tmp:
             path = registry.client.download_artifacts(run.info.run_id, "parameters.json", tmp)
-            candidate = SolverConfig.from_dict(json.loads(Path(path).read_text()))
+            candidate = SolverConfig.from_file(path, f"tuning run {args.run_id}'s parameters")
     else:
-        candidate = _read_config(args.params)
+        candidate = SolverConfig.from_file(args.params, f"--params {args.params}")
     serving = registry.serving(args.template_id).version
     production = registry.load_config(args.template_id, serving) if serving else None
     rule = PassRule(min_speedup=args.min_speedup, max_p_value=args.max_p_value,
@@ -262,13 +242,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_registry(args: argparse.Namespace) -> int:
     from fresh_solver import tracking
+    from fresh_solver.params.config import SolverConfig
     from fresh_solver.registry.registry import ParameterRegistry, model_name
 
-    registry = ParameterRegistry(tracking.registry_client())
     action = args.action
+    if action == "register":  # its files first: a bad one leaves the store untouched
+        config = SolverConfig.from_file(args.params, f"--params {args.params}")
+        report = read_json(args.validation, f"--validation {args.validation}") \
+            if args.validation else None
+    registry = ParameterRegistry(tracking.registry_client())
     if action == "register":
-        report = _read_json(args.validation, "--validation") if args.validation else None
-        version = registry.register(args.template_id, _read_config(args.params), report)
+        version = registry.register(args.template_id, config, report)
         out: Any = {"version": version}
     elif action == "promote":
         registry.promote(args.template_id, args.version, args.approved_by,

@@ -233,6 +233,30 @@ def test_params_file_not_an_object_is_exit_2(capsys, tmp_path, content: str) -> 
     assert_clean_error(err)
 
 
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "cannot read (No such file or directory)"),
+    (b"{not json", "malformed JSON"),
+    (b"\xff\xfe\x00binary", "not a text file"),
+    (b'{"num_workers": "many"}', "num_workers"),
+], ids=["missing", "malformed", "binary", "bad-value"])
+def test_params_file_errors_name_the_file_once(capsys, tmp_path, content, expected) -> None:
+    """Every way a --params file can be wrong is one line that names the flag and the file
+    once, for `solve` and `registry register` alike (they share SolverConfig.from_file)."""
+    params = tmp_path / "params.json"
+    if content is not None:
+        params.write_bytes(content)
+    problem = Path(__file__).resolve().parents[1] / "fresh_solver" / "examples" \
+        / "bracket_line.json"
+    for argv in (["solve", problem, "--params", params],
+                 ["registry", "register", "t", "--params", params]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, argv
+        assert out == ""
+        assert_clean_error(err)
+        assert expected in err
+        assert err.count(f"--params {params}") == 1, err
+
 @needs_ft06
 def test_options_unknown_name_is_exit_2(capsys) -> None:
     code, _, err = run(capsys, "solve", FT06, "--options", '{"no_such_option": true}')

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.inputs import read_toml
 
 EVERY_TEMPLATE = "*"
 
@@ -150,14 +151,7 @@ def resolve(conf: dict[str, Any] | None) -> dict[str, Any]:
 def scheduled_confs(path: str | Path) -> list[dict[str, Any]]:
     """The runs a scheduled retune starts: one conf per ``[[retune]]`` table of the TOML file
     (each a ``template_id`` and the settings it overrides), every one checked."""
-    import tomllib
-
-    try:
-        entries = tomllib.loads(Path(path).read_text()).get("retune", [])
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: malformed TOML: {exc}") from None
+    entries = read_toml(path).get("retune", [])
     problems = []
     for i, entry in enumerate(entries):
         if entry.get("template_id", EVERY_TEMPLATE) == EVERY_TEMPLATE:

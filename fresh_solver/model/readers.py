@@ -11,18 +11,14 @@ import json
 from pathlib import Path
 
 from fresh_solver.errors import InputError
+from fresh_solver.inputs import read_text
 from fresh_solver.model.problem import FORMAT, Problem, problem_from_dict
 
 
 def load_problem(path: str | Path) -> Problem:
     """Read any supported format, chosen by extension and then by content."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file") from None
+    text = read_text(path)
     if path.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             data = json.loads(text)

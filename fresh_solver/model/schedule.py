@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.inputs import read_json
 
 FORMAT = "fresh-solver/schedule-v1"
 
@@ -74,12 +75,7 @@ class Schedule:
 
 def load_schedule(path: str | Path) -> Schedule:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: malformed JSON: {exc}") from None
+    data = read_json(path)
     try:
         return Schedule.from_dict(data)
     except InputError as exc:

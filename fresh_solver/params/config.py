@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.inputs import read_json
 from fresh_solver.params.options import ModelOptions
 from fresh_solver.params.sat import normalize_parameters
 
@@ -55,6 +57,17 @@ class SolverConfig:
         if problems:
             raise InputError(problems)
         return cls(cp_sat, model)
+
+    @classmethod
+    def from_file(cls, path: str | Path, label: str | None = None) -> SolverConfig:
+        """The parameter set in a JSON file the user named; every problem is prefixed with
+        ``label`` (e.g. ``--params p.json``; the path by default)."""
+        label = label or str(path)
+        data = read_json(path, label)
+        try:
+            return cls.from_dict(data)
+        except InputError as exc:
+            raise InputError([f"{label}: {p}" for p in exc.problems]) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {"cp_sat": dict(sorted(self.cp_sat.items())), "model": self.model.to_dict()}

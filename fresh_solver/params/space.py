@@ -7,12 +7,12 @@ for its parameter on the installed OR-Tools, so a bad space fails fast with ever
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.inputs import read_toml
 from fresh_solver.params.config import SECTIONS, SolverConfig
 from fresh_solver.params.sat import normalize_parameters
 
@@ -193,12 +193,7 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
     """A search space from a TOML file, or a shipped one by name (``default``, ``demo``);
     every bad dimension is named at once."""
     path = SHIPPED_SPACES.get(str(path), Path(path)) if path else DEFAULT_SPACE
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: malformed TOML: {exc}") from None
+    data = read_toml(path)
     problems: list[str] = []
     dims: list[Dimension] = []
     for section in sorted(set(data) - set(SECTIONS)):

@@ -18,13 +18,13 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.inputs import read_toml
 
 if TYPE_CHECKING:
     from fresh_solver.params.config import SolverConfig
@@ -100,10 +100,7 @@ def known_unsound() -> tuple[UnsoundCombination, ...]:
 def _load(path: Path) -> tuple[UnsoundCombination, ...]:
     from fresh_solver.params.sat import normalize_parameters
 
-    try:
-        entries = tomllib.loads(path.read_text()).get("combination", [])
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"known-unsound list {path}: cannot read ({exc})") from None
+    entries = read_toml(path, f"known-unsound list {path}").get("combination", [])
     return tuple(UnsoundCombination(
         id=e["id"], cp_sat=normalize_parameters(e.get("cp_sat", {})),
         model=dict(e.get("model", {})), seen_on=tuple(e["seen_on"]),

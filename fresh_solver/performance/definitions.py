@@ -32,13 +32,12 @@ field names below at the top level; relative paths are read from the TOML file's
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.inputs import read_toml
 
 NAMED_CONFIGURATIONS = ("baseline", "template", "production")
 FILE_PREFIX = "file:"
@@ -116,12 +115,7 @@ def _is_int(value: Any) -> bool:
 def load_definition(path: str | Path) -> TemplateBenchmark:
     """A definition from a TOML file; unknown keys and wrong types are refused by name."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise InputError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"--config {path}: malformed TOML: {exc}") from None
+    data = read_toml(path, f"--config {path}")
     known = {f.name for f in fields(TemplateBenchmark)}
     problems = [f"--config {path}: {key}: unknown field (expected one of "
                 f"{', '.join(sorted(known))})" for key in sorted(set(data) - known)]
@@ -236,14 +230,4 @@ def production_template(definition: TemplateBenchmark, instances: dict[str, Any]
 def _read_config(path: str):
     from fresh_solver.params.config import SolverConfig
 
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(f"configuration file:{path}: cannot read ({exc.strerror or exc})"
-                         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"configuration file:{path}: malformed JSON: {exc}") from None
-    try:
-        return SolverConfig.from_dict(data)
-    except InputError as exc:
-        raise InputError([f"configuration file:{path}: {p}" for p in exc.problems]) from None
+    return SolverConfig.from_file(path, f"configuration file:{path}")

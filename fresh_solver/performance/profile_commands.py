@@ -42,21 +42,11 @@ def add_commands(subparsers) -> None:
 
 
 def _config(path: str | None):
-    from fresh_solver.errors import InputError
     from fresh_solver.params.config import SolverConfig
 
     if path is None:
         return SolverConfig(), "defaults"
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InputError(f"--params {path}: cannot read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"--params {path}: malformed JSON: {exc}") from None
-    try:
-        return SolverConfig.from_dict(data), f"file:{path}"
-    except InputError as exc:
-        raise InputError([f"--params {path}: {p}" for p in exc.problems]) from None
+    return SolverConfig.from_file(path, f"--params {path}"), f"file:{path}"
 
 
 def profile_problem(problem, config, *, time_limit: float, seed: int,

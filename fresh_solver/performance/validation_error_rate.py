@@ -136,15 +136,9 @@ def report(data: dict[str, Any]) -> str:
 
 
 def read_set(path: str | None, flag: str):
-    from fresh_solver.cli import _read_json
     from fresh_solver.params.config import SolverConfig
 
-    if path is None:
-        return None
-    try:
-        return SolverConfig.from_dict(_read_json(path, flag))
-    except InputError as exc:
-        raise InputError([f"{flag} {path}: {p}" for p in exc.problems]) from None
+    return None if path is None else SolverConfig.from_file(path, f"{flag} {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
