@@ -81,7 +81,7 @@ browser:
 	fi
 
 bench-core: venv
-	$(BIN)/python -m fresh_solver.performance.core_benchmark --out $(OUT)/core_benchmark
+	$(BIN)/python -m benchmarks.core_benchmark --out $(OUT)/core_benchmark
 
 clean:
 	rm -rf $(VENV) .uv-bootstrap $(OUT) .pytest_cache .ruff_cache

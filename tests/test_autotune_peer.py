@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import autotune_peer
 from fresh_solver.model.generate import generate_family
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance import autotune_peer
 from fresh_solver.solver import solve
 from fresh_solver.solver.solve import build_model
 

@@ -412,7 +412,7 @@ def test_settings_defaults_are_the_modest_daily_budget() -> None:
 def test_relative_power_runs_on_detector_power_results(tmp_path: Path) -> None:
     """The measurement behind the relative design, on a small synthetic results.json: a
     block-2 slow-down of the whole machine alarms the absolute check, not the relative one."""
-    from fresh_solver.performance import relative_power
+    from benchmarks import relative_power
 
     rng = random.Random(0)
     seeds = list(range(10))

@@ -280,7 +280,7 @@ def test_the_overhead_report_splits_task_time_into_solving_and_the_rest(
         wired_run, tmp_path: Path) -> None:
     """The reference (start) and validation solved for real; the trials' scores were fixed,
     so they solved nothing."""
-    from fresh_solver.performance import retune_overhead
+    from benchmarks import retune_overhead
 
     airflow_db = Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
     assert retune_overhead.main(["--out", str(tmp_path), "--airflow-db", str(airflow_db)]) == 0
@@ -295,7 +295,7 @@ def test_the_overhead_report_splits_task_time_into_solving_and_the_rest(
 
 
 def test_the_overhead_report_finds_each_trial_s_task_as_the_dag_split_the_round() -> None:
-    from fresh_solver.performance.retune_overhead import trial_task_keys
+    from benchmarks.retune_overhead import trial_task_keys
 
     # 6 trials in rounds of 4: short trials share their round's task, long ones have their own
     assert trial_task_keys(6, 4, 0.3) == {1: "trial_0[0]", 2: "trial_0[0]", 3: "trial_0[0]",
@@ -524,7 +524,7 @@ def test_a_param_of_the_wrong_type_is_refused_before_the_run(retune_dag) -> None
 @pytest.fixture
 def webhook_receiver():
     """A local webhook standing in for an alert destination; yields (url, bodies)."""
-    from fresh_solver.performance.faults import webhook_receiver as receiver
+    from benchmarks.faults import webhook_receiver as receiver
 
     with receiver() as server:
         yield server.url + "/hook", server.received

@@ -510,7 +510,7 @@ def test_the_load_test_answers_every_probe_while_idle_connections_cost_no_thread
     """`endpoint_load` runs `fresh-solver serve` as a user does, with probe clients and
     connections that never finish a request: every probe is answered, and the server's
     threads stay below the connections it holds open."""
-    from fresh_solver.performance import endpoint_load
+    from benchmarks import endpoint_load
 
     out = tmp_path / "load"
     assert endpoint_load.main(["--probes", "2", "--idle", "50", "--seconds", "3",

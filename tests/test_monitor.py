@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from benchmarks.faults import TcpForwarder
 from fresh_solver.devstack import free_port
 from fresh_solver.errors import InputError
 from fresh_solver.operations import store
@@ -35,7 +36,6 @@ from fresh_solver.operations.monitor import (
     health_score,
     status_of,
 )
-from fresh_solver.performance.faults import TcpForwarder
 from tests import monitor_workers as workers
 from tests import postgres
 
@@ -590,7 +590,7 @@ def test_a_spool_folder_that_cannot_be_written_makes_the_loss_visible(
 
 def test_the_spool_figure_command_counts_every_record_once(pg_admin, tmp_path: Path) -> None:
     """The README's figure (`spool_figure --solves 200`) at a size a test affords."""
-    from fresh_solver.performance import spool_figure
+    from benchmarks import spool_figure
 
     assert spool_figure.main(["--solves", "2", "--lossy", "1", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "results.json").read_text())

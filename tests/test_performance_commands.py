@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import heldout_noise, template_screen, tuning_benchmark
 from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import load_space
-from fresh_solver.performance import heldout_noise, template_screen, tuning_benchmark
 
 
 def test_template_screen_reports_every_variant(tmp_path: Path) -> None:
@@ -196,9 +196,9 @@ def test_registry_faults_reports_every_fault(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from fresh_solver.performance.registry_faults import FAULTS
+    from benchmarks.registry_faults import FAULTS
 
-    done = subprocess.run([sys.executable, "-m", "fresh_solver.performance.registry_faults",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.registry_faults",
                            "--threads", "2", "--solves", "1", "--delay", "0.2",
                            "--cli-runs", "1", "--out", str(tmp_path)],
                           capture_output=True, text=True)

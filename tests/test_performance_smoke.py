@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from benchmarks import core_benchmark, strength_benchmark
 from fresh_solver.cores import usable_cores
 from fresh_solver.measure import geometric_mean
-from fresh_solver.performance import core_benchmark, strength_benchmark
 from fresh_solver.solver.workers import default_workers
 
 
@@ -55,7 +55,7 @@ def test_production_benchmark_reports_resolution_and_overhead(tmp_path: Path) ->
     (a temporary folder, here under tmp_path)."""
     out = tmp_path / "production"
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "fresh_solver.performance.production_benchmark",
+    done = subprocess.run([sys.executable, "-m", "benchmarks.production_benchmark",
                            "--cold", "2", "--cached", "100", "--reps", "2", "--solve-limit",
                            "0.2", "--out", str(out)], capture_output=True, text=True, env=env,
                           timeout=600)

@@ -1,7 +1,7 @@
 """Fault injection on the production path: a real MLflow server (started as `make up` starts
 it) that hangs, dies, answers 500s or malformed JSON, or answers slowly, while application code
 solves. Every production solve must succeed with the last good set; loopback only, every test
-bounded in time. The cost of each fault is measured by `fresh_solver.performance.registry_faults`
+bounded in time. The cost of each fault is measured by `benchmarks.registry_faults`
 (a benchmark, not these tests).
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from benchmarks.registry_faults import injected
 from fresh_solver import devstack, production
 from fresh_solver.model.generate import generate_family
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance.registry_faults import injected
 
 pytestmark = pytest.mark.timeout(300)
 TEMPLATE = "part"

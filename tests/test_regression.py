@@ -267,7 +267,7 @@ def test_regress_command_exit_codes_and_json(runs: dict[str, str],
 
 def test_detector_power_smoke(tmp_path: Path) -> None:
     """The power benchmark runs end to end on tiny settings and reports every rate."""
-    from fresh_solver.performance import detector_power
+    from benchmarks import detector_power
 
     out = tmp_path / "power"
     assert detector_power.main(["--scale", "small", "--families", "1,2", "--seeds", "4",

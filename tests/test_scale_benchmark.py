@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import scale_benchmark as sb
 from fresh_solver.errors import InputError
-from fresh_solver.performance import scale_benchmark as sb
 
-EXAMPLE = Path(sb.__file__).parents[1] / "examples" / "bracket_line.json"
+EXAMPLE = Path(__file__).resolve().parents[1] / "fresh_solver" / "examples" / "bracket_line.json"
 
 
 def test_task_counts_become_whole_jobs_and_bad_counts_are_refused() -> None:

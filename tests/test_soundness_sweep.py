@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from benchmarks import soundness_sweep as ss
 from fresh_solver.model import problem_from_dict, problem_to_dict
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.unsound import CASES, unsound_match
-from fresh_solver.performance import soundness_sweep as ss
 from tests.test_soundness import FULL_POINT  # the point that first showed it
 
 CASE = json.loads((CASES / "symmetry4-strong-disjunctive.json").read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fresh_solver.performance import validation_error_rate as bench
+from benchmarks import validation_error_rate as bench
 
 
 def test_an_aa_measurement_reports_its_pass_rate_with_an_interval(tmp_path: Path,

@@ -23,7 +23,7 @@ per-pair ratio *Production time / defaults time* (same instance, seed and repeti
 back to back) with the same ratio in the baseline run: load that slows both cancels out. On
 the detector benchmark's measured solve times, at 8 repetitions, this relative comparison
 raised a false alarm in 2.3 % of later-block A/A trials where the absolute one did in 40 %,
-and caught a 1.5x slow-down in 91 % (``python -m fresh_solver.performance.relative_power``).
+and caught a 1.5x slow-down in 91 % (``python -m benchmarks.relative_power``).
 The absolute change and the defaults' own drift are reported beside the verdict, for reading
 only.
 

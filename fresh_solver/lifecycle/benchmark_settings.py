@@ -5,7 +5,7 @@ Light on purpose (no solver, MLflow or Airflow import): the DAG file imports it 
 The default budget is modest: per template 3 held-out instances x 1 seed x 8 repetitions x 2
 configurations at a 2 s cap, at most ~96 s of solving (the non-reference configuration stops
 once it reaches the reference's target, so usually much less). 8 repetitions is what
-``python -m fresh_solver.performance.detector_power`` recommends for the detector.
+``python -m benchmarks.detector_power`` recommends for the detector.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ search space — with the combination and its case named.
 
 The combinations live in ``known_unsound.toml`` beside this module, each with the OR-Tools
 versions it was seen on and a case (``unsound_cases/``) that reproduces it; the soundness sweep
-(``fresh_solver.performance.soundness_sweep``) finds new ones.
+(``benchmarks.soundness_sweep``) finds new ones.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ The test controls false alarms between times measured under the same conditions.
 measured at another time on a shared machine also carries the machine's drift (other load
 makes every solve slower), which the test cannot tell from a regression: keep baselines fresh,
 or re-measure the baseline configuration in the same benchmark run.
-``python -m fresh_solver.performance.detector_power`` measures both (interleaved and later-block
+``python -m benchmarks.detector_power`` measures both (interleaved and later-block
 A/A comparisons) together with the power to catch a 1.5x slow-down.
 
 The times compared are one column of ``runs.csv`` (default ``time_to_target_s``, the project's
@@ -225,7 +225,7 @@ def change_points(series: list[float], *, penalty: float | None = None,
     same at 0.1 s as at 10 s. The default penalty is ``5 * sigma^2 * log(n)``, sigma the noise
     of the log-times estimated from successive differences (median absolute deviation, so the
     steps themselves barely count), floored at 1 %. The factor 5 trades false alarms on a
-    flat history against missed steps; ``python -m fresh_solver.performance.detector_power``
+    flat history against missed steps; ``python -m benchmarks.detector_power``
     measures both on series built from measured solve times.
     """
     import numpy as np

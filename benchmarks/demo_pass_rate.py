@@ -1,7 +1,7 @@
 """How often does an honest `make demo` pass validation? The demo run N times, each verdict.
 
-    python -m fresh_solver.performance.demo_pass_rate --runs 8 --out out/demo_pass_rate
-    python -m fresh_solver.performance.demo_pass_rate --runs 4 --same-home --out ...
+    python -m benchmarks.demo_pass_rate --runs 8 --out out/demo_pass_rate
+    python -m benchmarks.demo_pass_rate --runs 4 --same-home --out ...
 
 Each run is the real main job (`python -m fresh_solver.demo`: the retune DAG through
 `airflow dags test`, promotion, production solve) with the demo's settings. By default every
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-from fresh_solver.performance.record import rerun_command, write_results
+from benchmarks.record import rerun_command, write_results
 
 
 def run_demo(home: Path, dags: Path, conf: str) -> dict:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"| {r['params_source']} "
                      f"| {r['command_s']} |")
     lines += ["", f"Machine: {machine_fingerprint()}", "",
-              f"Rerun: `{rerun_command('fresh_solver.performance.demo_pass_rate', argv)}`"]
+              f"Rerun: `{rerun_command('benchmarks.demo_pass_rate', argv)}`"]
     write_results(args.out, {"runs": rows, "passed": passed, "machine": machine_fingerprint(),
                              "same_home": args.same_home, "conf": args.conf},
                   "\n".join(lines) + "\n")

@@ -1,8 +1,8 @@
 """Which templates are worth tuning, and on which knobs? One-knob variants against the defaults.
 
-    python -m fresh_solver.performance.template_screen --scale large --templates 9,18,21 \
+    python -m benchmarks.template_screen --scale large --templates 9,18,21 \
         --out out/template_screen
-    python -m fresh_solver.performance.template_screen --scale large --templates 21 \
+    python -m benchmarks.template_screen --scale large --templates 21 \
         --space default --instances 3 --time-limit 5 --metric gap_integral \
         --write-space out/large-21.toml --out out/screen-21
 
@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.measure import TARGET, best_objectives, measure_pairs
@@ -42,7 +43,6 @@ from fresh_solver.model import Problem
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace, load_space
-from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.tuning.session import load_instances
 from fresh_solver.validation.compare import compare
 

@@ -1,7 +1,7 @@
 """Memory and scale: template model vs baseline model on one template's identical jobs, from
 tens to thousands of tasks (issue 9, "Memory and scale").
 
-    python -m fresh_solver.performance.scale_benchmark --out out/scale \\
+    python -m benchmarks.scale_benchmark --out out/scale \\
         --tasks 50,100,250,500,1000,2000,4000 --repetitions 3 --time-limit 5
 
 The instances are N identical jobs of one template (:func:`fresh_solver.model.instantiate.
@@ -43,7 +43,7 @@ growth, read here as "at most linear": an exponent <= 1 + :data:`LINEAR_TOLERANC
 
 Timings are CPU times of a 2-core machine shared with other work: medians and spread (min-max
 over repetitions) are reported, never the fastest run. Results go to ``results.json`` and
-``report.md`` in ``--out`` (:func:`fresh_solver.performance.record.write_results`).
+``report.md`` in ``--out`` (:func:`benchmarks.record.write_results`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from typing import Any
 
 from fresh_solver.errors import InputError
 
-MODULE = "fresh_solver.performance.scale_benchmark"
+MODULE = "benchmarks.scale_benchmark"
 MODELS = ("baseline", "template")
 DEFAULT_TASKS = "50,100,250,500,1000,2000,4000"
 # An exponent up to 1.1 counts as linear: a 2-core shared machine's timing noise and the
@@ -476,9 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--builds must be >= 1, got {args.builds}")
     import ortools
 
+    from benchmarks.record import rerun_command, write_results
     from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
     from fresh_solver.model import load_problem
-    from fresh_solver.performance.record import rerun_command, write_results
 
     args.out.mkdir(parents=True, exist_ok=True)
     template_file, template_id, described = _source(args, args.out)

@@ -1,8 +1,8 @@
 """How much does the held-out comparison of the tuning benchmark move when nothing changes?
 
-    python -m fresh_solver.performance.heldout_noise --template-seed 21 --seeds 4 \
+    python -m benchmarks.heldout_noise --template-seed 21 --seeds 4 \
         --out out/heldout_noise
-    python -m fresh_solver.performance.heldout_noise --from-runs out/heldout_noise/runs.json \
+    python -m benchmarks.heldout_noise --from-runs out/heldout_noise/runs.json \
         --out out/heldout_noise-again        # the report again, no solving
 
 The defaults and ``--copies`` more copies of them, and the defaults with only the worker count
@@ -31,13 +31,13 @@ from pathlib import Path
 from statistics import mean, median
 from typing import Any
 
-from fresh_solver.measure import geometric_mean, paired_speedup, wilcoxon_p
-from fresh_solver.performance.record import rerun_command, write_results
-from fresh_solver.performance.tuning_benchmark import (
+from benchmarks.record import rerun_command, write_results
+from benchmarks.tuning_benchmark import (
     HELD_OUT_METRICS,
     held_out_scores,
     write_instances,
 )
+from fresh_solver.measure import geometric_mean, paired_speedup, wilcoxon_p
 
 FLOOR = (0.8, 1.25)  # the noise floor the tuning benchmark's sets identical to the defaults need
 BOOTSTRAP_PAIRS = (24, 48, 72)

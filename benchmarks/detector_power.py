@@ -1,6 +1,6 @@
 """How often the RegressionDetector raises a false alarm, and how often it catches a slow-down.
 
-    python -m fresh_solver.performance.detector_power --out out/detector_power
+    python -m benchmarks.detector_power --out out/detector_power
 
 **Measured, then resampled.** Each instance (generated families, medium scale by default) is
 solved once per seed (0..N-1) with configuration A (the template model on CP-SAT defaults with
@@ -46,11 +46,11 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
 from fresh_solver.measure import geometric_mean, time_to_proof
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.regression import (
     DEFAULT_ALPHA,
     DEFAULT_THRESHOLD,

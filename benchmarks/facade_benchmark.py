@@ -1,6 +1,6 @@
 """What the source document's workflow costs, and how fast it alerts (issue 12's figures).
 
-    python -m fresh_solver.performance.facade_benchmark --out facade.json [--solves 20]
+    python -m benchmarks.facade_benchmark --out facade.json [--solves 20]
 
 In a fresh ``FRESH_SOLVER_HOME`` (a temporary folder unless one is set), with an embedded
 SQLite MLflow store and operations store, on one generated small problem:

@@ -1,7 +1,7 @@
 """Does tuning pay off on instances it never saw? And does it beat random search and a peer?
 
-    python -m fresh_solver.performance.tuning_benchmark --out out/tuning_benchmark
-    make peers-venv && python -m fresh_solver.performance.tuning_benchmark --trials 48 \
+    python -m benchmarks.tuning_benchmark --out out/tuning_benchmark
+    make peers-venv && python -m benchmarks.tuning_benchmark --trials 48 \
         --autotune .venv-peers/bin/python --out out/tuning_peers
 
 The default template, large-18, was picked by ``template_screen`` as one where the defaults
@@ -49,6 +49,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.measure import (
@@ -68,7 +69,6 @@ from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import load_space
-from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.solver.solve import build_model
 from fresh_solver.solver.workers import effective_workers
 from fresh_solver.validation.compare import timed

@@ -1,8 +1,8 @@
 """Primal strength and proofs: the template model beside the plain model at a fixed time.
 
-    python -m fresh_solver.performance.strength_benchmark --suite families --out DIR
-    python -m fresh_solver.performance.strength_benchmark --suite tardiness --out DIR
-    python -m fresh_solver.performance.strength_benchmark --suite shared --shared ../shared \\
+    python -m benchmarks.strength_benchmark --suite families --out DIR
+    python -m benchmarks.strength_benchmark --suite tardiness --out DIR
+    python -m benchmarks.strength_benchmark --suite shared --shared ../shared \\
         --out DIR
 
 Time to target (the core benchmark) asks how fast a model reaches what the other reached; this
@@ -37,6 +37,7 @@ from typing import Any
 
 import ortools
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.cores import usable_cores
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.measure import geometric_mean, time_to_proof, wilcoxon_p
@@ -44,7 +45,6 @@ from fresh_solver.model import Problem, load_problem
 from fresh_solver.model.generate import SCALES, generate_family, generate_mix
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.definitions import Configuration
-from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.solver import ModelOptions, SolveResult, solve
 
 

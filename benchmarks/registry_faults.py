@@ -1,6 +1,6 @@
 """What a sick registry costs a production solve: fault x {solves, succeeded, latency}.
 
-    python -m fresh_solver.performance.registry_faults --out out/registry_faults
+    python -m benchmarks.registry_faults --out out/registry_faults
 
 A real MLflow server (started as `make up` starts it, in a scratch folder) serves a promoted
 parameter set; the client has resolved it once, so its disk copy exists. Then, for each fault
@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.measure import percentile
-from fresh_solver.performance.record import rerun_command, write_results
 
 FAULTS = ("none", "hung", "dead", "500s", "malformed", "slow")
 ONE_SHOT_FAULTS = ("none", "hung", "dead")
@@ -43,8 +43,8 @@ TEMPLATE = "part"
 @contextmanager
 def injected(fault: str, service, delay: float):
     """The tracking URI that shows ``fault`` while the block runs."""
+    from benchmarks import faults
     from fresh_solver import devstack
-    from fresh_solver.performance import faults
 
     if fault == "none":
         yield service.url
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.threads} threads x {args.solves} solves per fault, parameter TTL 0.05 s, "
         f"registry budget {production.budget_seconds():g} s, slow proxy {args.delay:g} s.",
         "", *lines, "", f"Machine: {machine_fingerprint()}", "",
-        f"Rerun: `{rerun_command('fresh_solver.performance.registry_faults', argv)}`", ""])
+        f"Rerun: `{rerun_command('benchmarks.registry_faults', argv)}`", ""])
     write_results(args.out, {"rows": rows, "one_shot": cli_rows,
                              "machine": machine_fingerprint(),
                              "threads": args.threads, "solves": args.solves,

@@ -1,6 +1,6 @@
 """How often does validation pass what it should not? The gate's error rate, measured.
 
-    python -m fresh_solver.performance.validation_error_rate --setting dag --runs 100 \\
+    python -m benchmarks.validation_error_rate --setting dag --runs 100 \\
         --out out/validation_aa
     ... --setting api --runs 100 --busy --out ...            # the other core kept busy
     ... --candidate SET.json --production SET.json ...       # Production against itself
@@ -40,13 +40,13 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.choices import VALIDATION_METRICS
 from fresh_solver.errors import InputError
-from fresh_solver.performance.record import rerun_command, write_results
 
 SETTINGS = ("dag", "api")
 DEFAULT_FAMILY_SEED = 10  # the retune DAG's default generator seed: family medium-10
-MODULE = "fresh_solver.performance.validation_error_rate"
+MODULE = "benchmarks.validation_error_rate"
 
 
 def held_out_paths(setting: str, family_seed: int, scale: str | None = None

@@ -2,7 +2,7 @@
 
 Runs in its own environment (``make peers-venv`` → ``.venv-peers``), never the project's:
 
-    .venv-peers/bin/python fresh_solver/performance/autotune_peer.py \\
+    .venv-peers/bin/python benchmarks/autotune_peer.py \\
         --models a.txt b.txt c.txt --cpu-budget 300 --seed 0 --num-workers 8 --out best.json
 
 It is cpsat-autotune 0.6.0's ``tune_time_to_optimal`` (TPE over its suggested parameters, the

@@ -1,6 +1,6 @@
 """Template model vs baseline model, both on CP-SAT defaults, paired, time to target.
 
-    python -m fresh_solver.performance.core_benchmark --out out/core_benchmark
+    python -m benchmarks.core_benchmark --out out/core_benchmark
 
 For every generated identical-job family and every repetition seed, the baseline runs with the
 cap and sets the target (DESIGN §8); then each template configuration runs with the same seed
@@ -28,6 +28,7 @@ from typing import Any
 
 import ortools
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.cores import usable_cores
 from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
 from fresh_solver.measure import geometric_mean, paired_speedup, spread
@@ -35,7 +36,6 @@ from fresh_solver.model import load_problem
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.performance.definitions import Configuration
-from fresh_solver.performance.record import rerun_command, write_results
 from fresh_solver.performance.runner import run_pairs
 from fresh_solver.solver import PLAIN, ModelOptions, SolveResult, solve
 

@@ -1,6 +1,6 @@
 """How long a reviewer waits for `fresh-solver registry ...` against a tracking server.
 
-    python -m fresh_solver.performance.reviewer_commands --out out/reviewer_commands
+    python -m benchmarks.reviewer_commands --out out/reviewer_commands
 
 Starts an MLflow server as `make up` does (``mlflow_config/start_server.sh`` on 127.0.0.1 and
 a free port, its data in ``<out>/home``), registers ``--versions`` versions of one template
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from fresh_solver.performance.record import rerun_command, write_results
+from benchmarks.record import rerun_command, write_results
 
 CLIENTS = ("rest", "mlflow")
 TEMPLATE = "review"

@@ -1,6 +1,6 @@
 """Does `fresh-solver serve` answer every probe while others hold connections open?
 
-    python -m fresh_solver.performance.endpoint_load --probes 8 --idle 300 --seconds 30 \
+    python -m benchmarks.endpoint_load --probes 8 --idle 300 --seconds 30 \
         --out out/endpoint_load
 
 Starts ``fresh-solver serve`` as a user does (its own process, a scratch FRESH_SOLVER_HOME,
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.measure import percentile
 from fresh_solver.operations.server import PATHS
-from fresh_solver.performance.record import rerun_command, write_results
 
 
 def start_serve(home: Path, port: int) -> subprocess.Popen:

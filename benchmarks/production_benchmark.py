@@ -1,6 +1,6 @@
 """What the production path costs: parameter resolution and the overhead of a production solve.
 
-    python -m fresh_solver.performance.production_benchmark --out out/production_benchmark
+    python -m benchmarks.production_benchmark --out out/production_benchmark
 
 In a scratch SQLite registry (its own FRESH_SOLVER_HOME) a parameter set is registered and
 promoted. Measured, after `import mlflow` (paid once per process, not per solve):
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fresh_solver.performance.record import rerun_command
+from benchmarks.record import rerun_command
 
 
 def main(argv: list[str] | None = None) -> int:

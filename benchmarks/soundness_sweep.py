@@ -1,6 +1,6 @@
 """Soundness sweep: does CP-SAT keep its optimality claim across the tuning space?
 
-    python -m fresh_solver.performance.soundness_sweep --points N --problems M \\
+    python -m benchmarks.soundness_sweep --points N --problems M \\
         [--space default] [--time-limit S] [--seed K] [--solver-seed 0] --out DIR
 
 An answer labelled OPTIMAL is a promise, and tuning may pick any point of its search space, so
@@ -43,6 +43,7 @@ from typing import Any
 
 import ortools
 
+from benchmarks.record import rerun_command
 from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import machine_fingerprint
 from fresh_solver.model import Problem, problem_from_dict, problem_to_dict
@@ -50,10 +51,9 @@ from fresh_solver.model.generate import generate_family, generate_identical, gen
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace, load_space, plain_value
 from fresh_solver.params.unsound import known_unsound, unsound_match
-from fresh_solver.performance.record import rerun_command
 from fresh_solver.solver import ModelOptions, SolveResult, solve
 
-MODULE = "fresh_solver.performance.soundness_sweep"
+MODULE = "benchmarks.soundness_sweep"
 SCALE = "medium"  # 20-50 tasks: most candidates are proved by the defaults in well under 1 s
 REFERENCE_LIMIT_S = 2.0
 REFERENCE_SEED = 0

@@ -1,8 +1,8 @@
 """Does judging a configuration relative to the defaults measured beside it survive machine drift?
 
-    python -m fresh_solver.performance.relative_power [RESULTS_JSON] [--out DIR]
+    python -m benchmarks.relative_power [RESULTS_JSON] [--out DIR]
 
-Reads the measured solve times of ``python -m fresh_solver.performance.detector_power`` (its
+Reads the measured solve times of ``python -m benchmarks.detector_power`` (its
 ``results.json``: per instance and seed, configuration A and a slower B interleaved in block 1,
 then again in a later block 2) and resamples, for each repetition count, trials of the
 benchmark DAG's question "is B slower than in its baseline?" with the baseline from block 1
@@ -79,7 +79,7 @@ def measure(results: dict[str, Any], repetitions: list[int], trials: int,
 def report(results_path: Path, results: dict[str, Any], rows: list[dict[str, Any]],
            trials: int) -> str:
     lines = ["# Relative vs absolute regression checks across time blocks", "",
-             f"Command: `python -m fresh_solver.performance.relative_power {results_path}`  ",
+             f"Command: `python -m benchmarks.relative_power {results_path}`  ",
              f"Data: `{results.get('command')}` (machine {results.get('fingerprint')}, "
              f"{len(results['instances'])} instances x {len(results['seeds'])} seeds, "
              f"num_workers {results.get('num_workers')}, cap {results.get('time_limit_s')} s); "
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SystemExit(f"{path}: cannot read detector_power's results ({exc}); run "
-                         "python -m fresh_solver.performance.detector_power first") from None
+                         "python -m benchmarks.detector_power first") from None
     rows = measure(results, [int(r) for r in args.repetitions.split(",")], args.trials)
     text = report(path, results, rows, args.trials)
     out = Path(args.out)

@@ -1,6 +1,6 @@
 """What operations cost and how fast they react: recording, the endpoint, time to alert.
 
-    python -m fresh_solver.performance.operations_benchmark --out out/operations
+    python -m benchmarks.operations_benchmark --out out/operations
 
 Three parts (``--parts``), all on 127.0.0.1, in a scratch data folder:
 
@@ -40,8 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks.record import rerun_command, write_results
 from fresh_solver.measure import percentile
-from fresh_solver.performance.record import rerun_command, write_results
 
 TEMPLATE = "ops"
 
@@ -223,11 +223,11 @@ def endpoint(stored: int, clients: int, load_s: float, log) -> dict[str, Any]:
 
 def alert_latency(args, log) -> dict[str, Any]:
     """The alert part (see the module doc)."""
+    from benchmarks.faults import webhook_receiver
     from fresh_solver import production
     from fresh_solver.model.problem import problem_to_dict
     from fresh_solver.operations import cycle
     from fresh_solver.params.config import SolverConfig
-    from fresh_solver.performance.faults import webhook_receiver
     from fresh_solver.registry.registry import ParameterRegistry
     from fresh_solver.validation.validator import validate
 
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     from fresh_solver.fingerprint import machine_fingerprint
 
     data: dict[str, Any] = {"command": rerun_command(
-        "fresh_solver.performance.operations_benchmark", argv),
+        "benchmarks.operations_benchmark", argv),
         "machine": machine_fingerprint(), "args": vars(args)}
 
     def log(message: str) -> None:

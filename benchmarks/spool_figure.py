@@ -1,6 +1,6 @@
 """No production record lost while the operations store is down: the figure for the README.
 
-    python -m fresh_solver.performance.spool_figure --solves 200 --out out/spool
+    python -m benchmarks.spool_figure --solves 200 --out out/spool
 
 N one-shot ``fresh-solver solve --production`` processes run while their PostgreSQL store is
 unreachable (a port nothing listens on, in front of this machine's server); each keeps its
@@ -21,10 +21,10 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks.faults import TcpForwarder
+from benchmarks.record import rerun_command, write_results
 from fresh_solver import devstack
 from fresh_solver.fingerprint import machine_fingerprint
-from fresh_solver.performance.faults import TcpForwarder
-from fresh_solver.performance.record import rerun_command, write_results
 
 TEMPLATE = "spool"
 

@@ -1,7 +1,7 @@
 """Where a retune run's time goes: solving vs Airflow and MLflow overhead.
 
-    make demo && python -m fresh_solver.performance.retune_overhead --out out/retune_overhead
-    python -m fresh_solver.performance.retune_overhead --on-stack --out out/retune_overhead
+    make demo && python -m benchmarks.retune_overhead --out out/retune_overhead
+    python -m benchmarks.retune_overhead --on-stack --out out/retune_overhead
 
 The first reads what `make demo` (``airflow dags test``: one process) left. With
 ``--on-stack`` it measures a real Airflow instead: it starts the local stack as `make up` does
@@ -31,10 +31,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fresh_solver.performance.record import rerun_command, write_results
+from benchmarks.record import rerun_command, write_results
 
 DAG_ID = "fresh_solver_retune"
-DAGS = Path(__file__).resolve().parents[2] / "dags"  # the checkout's DAG folder
+DAGS = Path(__file__).resolve().parents[1] / "dags"  # the checkout's DAG folder
 
 
 def task_instances(airflow_db: Path) -> tuple[str, float, list[dict[str, Any]]]:
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {int(row['tasks'])} | {row['duration_s']:.1f} | "
                      f"{row['solve_s']:.1f} | {row['duration_s'] - row['solve_s']:.1f} |")
     lines += ["", f"Machine: {machine_fingerprint()}", "",
-              f"Rerun: `{rerun_command('fresh_solver.performance.retune_overhead', argv)}`"
+              f"Rerun: `{rerun_command('benchmarks.retune_overhead', argv)}`"
               + ("" if args.on_stack else " after `make demo`")]
     write_results(args.out, {"run_id": run_id, "wall_s": wall, "tasks": tis,
                              "by_kind": by_kind, "solve_s": total_solve,
