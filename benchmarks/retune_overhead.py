@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.record import rerun_command, write_results
+from fresh_solver.tracking import names
 
 DAG_ID = "fresh_solver_retune"
 DAGS = Path(__file__).resolve().parents[1] / "dags"  # the checkout's DAG folder
@@ -57,32 +58,33 @@ def task_instances(airflow_db: Path) -> tuple[str, float, list[dict[str, Any]]]:
 def solve_seconds(run_id: str) -> dict[str, float]:
     """Solve wall time per task id (``trial_<round>[i]`` for mapped trials)."""
     from fresh_solver import tracking
-    from fresh_solver.tuning.record import KEY_TAG, read_json, read_run_json
+    from fresh_solver.tuning.record import read_json, read_run_json
 
     client = tracking.client()
     found = client.search_runs(
         [e.experiment_id for e in client.search_experiments()
          if e.name.startswith("fresh-solver/tuning/")],
-        filter_string=f"tags.`{KEY_TAG}` = '{run_id}'", max_results=1)
+        filter_string=names.runs_where({names.SESSION_KEY: run_id}), max_results=1)
     if not found:
         raise SystemExit(f"no tuning session with session key {run_id}")
     session = found[0]
     params = session.data.params
     trials = client.search_runs(
         [session.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{session.info.run_id}'", max_results=10000)
-    solved = {int(trial.data.tags["fresh_solver.trial"]): sum(
+        filter_string=names.runs_where({names.PARENT_RUN: session.info.run_id}),
+        max_results=10000)
+    solved = {int(trial.data.tags[names.TRIAL]): sum(
         r["wall_time_s"] for r in read_run_json(client, trial, "results.json")["runs"])
         for trial in trials}
     seconds: dict[str, float] = {"start": solved.pop(0, 0.0)}
     keys = trial_task_keys(int(params["trials"]), int(params["batch"]), seconds["start"])
     for index, solving in solved.items():
         seconds[keys[index]] = seconds.get(keys[index], 0.0) + solving
-    names = {a.path for a in client.list_artifacts(session.info.run_id)}
-    if "race.json" in names:
+    artifacts = {a.path for a in client.list_artifacts(session.info.run_id)}
+    if "race.json" in artifacts:
         seconds["race"] = read_run_json(client, session, "race.json").get(
             "solve_seconds", 0.0)
-    validation = session.data.tags.get("fresh_solver.validation_run_id")
+    validation = session.data.tags.get(names.VALIDATION_RUN_ID)
     if validation:
         seconds["validate"] = read_json(client, validation, "validation_report.json").get(
             "solve_seconds", 0.0)

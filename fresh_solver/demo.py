@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fresh_solver.errors import InputError
+from fresh_solver.tracking import names
 
 DEMO_TEMPLATE = "demo"
 # The demo's budget, measured on a 2-core machine (README, "The main job"): the template of
@@ -85,8 +86,8 @@ def session_since(template_id: str, since_ms: int):
         return None
     found = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.fresh_solver.kind = 'tuning-session' and "
-                      f"attributes.start_time >= {since_ms}",
+        filter_string=names.runs_where({names.KIND: names.TUNING_SESSION})
+        + f" and attributes.start_time >= {since_ms}",
         order_by=["attributes.start_time ASC"], max_results=1)
     return found[0] if found else None
 
@@ -120,9 +121,9 @@ def run(dags: Path, conf: dict[str, Any]) -> dict[str, Any]:
     tags = session.data.tags
     summary |= {"tuning_run_id": session.info.run_id,
                 "dag_seconds": round(time.monotonic() - started, 1)}
-    verdict = _verdict(tags.get("fresh_solver.validation_run_id"))  # None: race kept defaults
+    verdict = _verdict(tags.get(names.VALIDATION_RUN_ID))  # None: race kept defaults
     summary["validation"] = verdict
-    registered = tags.get("fresh_solver.registered_version")
+    registered = tags.get(names.REGISTERED_VERSION)
 
     from fresh_solver.registry.registry import ParameterRegistry, model_name
 

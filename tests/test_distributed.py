@@ -385,7 +385,8 @@ def test_a_retry_completes_the_run_a_killed_attempt_left(record):
 
 def test_trials_from_two_machines_flag_the_session(record, caplog):
     from fresh_solver.fingerprint import fingerprint_id
-    from fresh_solver.lifecycle.retune import MIXED_TAG, flag_mixed_fingerprints
+    from fresh_solver.lifecycle.retune import flag_mixed_fingerprints
+    from fresh_solver.tracking.names import MIXED_FINGERPRINTS as MIXED_TAG
 
     record, space = record
     record.log_trial(_trial(0, 0.5), space)

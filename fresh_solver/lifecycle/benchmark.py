@@ -49,16 +49,14 @@ from fresh_solver.lifecycle.benchmark_settings import (
     resolve,
     selected,
 )
+from fresh_solver.tracking import names
 
 log = logging.getLogger("fresh_solver.lifecycle")
 
 PRODUCTION, DEFAULTS = "production", "template"
 CONFIGURATIONS = (DEFAULTS, PRODUCTION)  # the first is the reference: it sets the targets
-AIRFLOW_RUN_TAG = "fresh_solver.airflow_run"
-BENCHMARK_KEY_TAG = "fresh_solver.benchmark_key"
 VERDICT_TAG = "fresh_solver.regression"
 VERDICT_ARTIFACT = "regression.json"
-REVALIDATES_TAG = "fresh_solver.revalidates"
 RULE_KEYS = ("min_speedup", "max_p_value", "min_speedup_vs_production", "quality_tolerance")
 # The detector's severities as the alert channels' (critical, warning, info).
 ALERT_SEVERITY = {"minor": "warning", "major": "warning", "critical": "critical"}
@@ -162,14 +160,14 @@ def _validation_set(registry, template_id: str, version: str) -> tuple[str, list
     except (OSError, MlflowException, ValueError):
         raise _Skip(f"not in retune_templates.toml, and v{version}'s validation run {run_id} "
                     "has no readable validation_report.json") from None
-    names, expected = report.get("instances") or [], report.get("instance_set")
+    instances, expected = report.get("instances") or [], report.get("instance_set")
     folder = tracking.home() / "instances" / template_id
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-        paths = [str(sub / name) for name in names]
-        if names and all(Path(p).is_file() for p in paths) and \
+        paths = [str(sub / name) for name in instances]
+        if instances and all(Path(p).is_file() for p in paths) and \
                 instance_set_hash(paths) == expected:
             return f"the held-out set v{version} was validated on", paths
-    raise _Skip(f"not in retune_templates.toml, and the {len(names)} instances v{version} was "
+    raise _Skip(f"not in retune_templates.toml, and the {len(instances)} instances v{version} was "
                 f"validated on (set {expected}) are not under {folder}")
 
 
@@ -208,10 +206,9 @@ def benchmark(template_plan: dict[str, Any], run_key: str | None = None) -> dict
     if run_key:
         done = client.search_runs(
             [tracking.experiment_id(client, EXPERIMENT)],
-            filter_string=f"tags.`fresh_solver.kind` = 'benchmark' and "
-                          f"tags.`fresh_solver.template_id` = '{_quoted(template_id)}' and "
-                          f"tags.`{AIRFLOW_RUN_TAG}` = '{_quoted(run_key)}' and "
-                          "attributes.status = 'FINISHED'",
+            filter_string=names.runs_where({names.KIND: names.BENCHMARK,
+                                            names.TEMPLATE_ID: template_id,
+                                            names.AIRFLOW_RUN: run_key}, finished=True),
             order_by=["start_time DESC"], max_results=1)
         if done:
             _, summary = load_benchmark(done[0].info.run_id)
@@ -225,7 +222,7 @@ def benchmark(template_plan: dict[str, Any], run_key: str | None = None) -> dict
         seeds=tuple(range(settings["seeds"])), configurations=CONFIGURATIONS)
     suite = run_benchmark(definition, progress=False)
     if run_key:
-        client.set_tag(suite.run_id, AIRFLOW_RUN_TAG, run_key)
+        client.set_tag(suite.run_id, names.AIRFLOW_RUN, run_key)
     measured = _measured(template_id, suite.run_id, suite.summary, reused=False)
     log.info("benchmark %s: run %s, Production (%s) %s vs the CP-SAT defaults", template_id,
              suite.run_id, measured["params_source"], _speedup_text(measured["speedup"]))
@@ -272,8 +269,8 @@ def detect(template_plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     client = tracking.client()
     run = tracking.get_run(client, run_id)
     tags, params = run.data.tags, run.data.params
-    if tags.get("fresh_solver.kind") != "benchmark" or \
-            tags.get("fresh_solver.template_id") != template_id:
+    if tags.get(names.KIND) != names.BENCHMARK or \
+            tags.get(names.TEMPLATE_ID) != template_id:
         raise InputError(f"MLflow run {run_id} is not a benchmark of template {template_id!r}")
     if set(params.get("configurations", "").split(",")) != set(CONFIGURATIONS):
         raise InputError(f"benchmark run {run_id} compares {params.get('configurations')!r}, "
@@ -318,7 +315,7 @@ def _judge(client, plan_: dict[str, Any], run) -> dict[str, Any]:
                                         alpha=settings["alpha"]).establish_baseline(
                 template_id, from_run=run_id, configuration=PRODUCTION)
             baseline = (stored.run_id, run_id)
-        client.set_tag(baseline[0], BENCHMARK_KEY_TAG, context["key"])  # again on a retry
+        client.set_tag(baseline[0], names.BENCHMARK_KEY, context["key"])  # again on a retry
         return verdict | {"status": "baseline_established", "baseline_run": baseline[0],
                           "baseline_source_run": run_id, "message": (
             f"baseline established (run {baseline[0]}) from benchmark run {run_id} for "
@@ -421,20 +418,19 @@ def _find_baseline(client, template_id: str, context: dict[str, str],
 
     found = client.search_runs(
         [tracking.experiment_id(client, EXPERIMENT)],
-        filter_string=f"tags.`fresh_solver.kind` = 'baseline' and "
-                      f"tags.`fresh_solver.template_id` = '{_quoted(template_id)}' and "
-                      f"params.configuration = '{PRODUCTION}' and "
-                      f"params.config_hash = '{context['config_hash']}' and "
-                      f"params.fingerprint = '{context['fingerprint']}' and "
-                      f"params.ortools_version = '{context['ortools_version']}' and "
-                      "params.evidence = 'distribution' and attributes.status = 'FINISHED'",
+        filter_string=names.runs_where(
+            {names.KIND: names.BASELINE, names.TEMPLATE_ID: template_id},
+            {"configuration": PRODUCTION, "config_hash": context["config_hash"],
+             "fingerprint": context["fingerprint"],
+             "ortools_version": context["ortools_version"], "evidence": "distribution"},
+            finished=True),
         order_by=["start_time DESC"], max_results=200)
     for candidate in found:
         if candidate.data.params.get("source_run") == run_id:
             return candidate.info.run_id, run_id
     for candidate in found:
         source = candidate.data.params.get("source_run")
-        if not source or candidate.data.tags.get(BENCHMARK_KEY_TAG) != context["key"]:
+        if not source or candidate.data.tags.get(names.BENCHMARK_KEY) != context["key"]:
             continue
         source_run = tracking.get_run(client, source)
         if source_run.info.status == "FINISHED" and \
@@ -574,11 +570,10 @@ def _recorded_revalidation(client, template_id: str, subject: str, config_hash: 
         return None
     found = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{REVALIDATES_TAG}` = '{_quoted(subject)}' and "
-                      f"tags.`fresh_solver.config_hash` = '{config_hash}' and "
-                      f"params.machine_fingerprint = '{fingerprint}' and "
-                      f"tags.ortools_version = '{ortools_version}' and "
-                      "attributes.status = 'FINISHED'",
+        filter_string=names.runs_where(
+            {names.REVALIDATES: subject, names.CONFIG_HASH: config_hash,
+             "ortools_version": ortools_version},
+            {"machine_fingerprint": fingerprint}, finished=True),
         order_by=["start_time DESC"], max_results=1)
     return read_json(client, found[0].info.run_id, "validation_report.json") if found else None
 
@@ -607,7 +602,7 @@ def _run_revalidation(registry, plan_: dict[str, Any], mv, config, subject: str,
         "time_limit_s", FALLBACK_REVALIDATION_TIME_LIMIT))
     rule = PassRule(**{k: float(validated[k]) for k in RULE_KEYS}) if all(
         k in validated for k in RULE_KEYS) else PassRule()
-    tags = {REVALIDATES_TAG: subject, **({AIRFLOW_RUN_TAG: run_key} if run_key else {})}
+    tags = {names.REVALIDATES: subject, **({names.AIRFLOW_RUN: run_key} if run_key else {})}
     report = validate(template_id, config, tuple(plan_["held_out"]), list(range(seeds)),
                       time_limit, rule, None, tags=tags,
                       log=lambda message: log.info("benchmark %s: re-validation: %s",
@@ -648,7 +643,3 @@ def summarise(planned: dict[str, Any], outcomes: list[dict[str, Any]]) -> dict[s
             "baselines_established": established, "revalidated": revalidated,
             "lines": lines, "message": "\n".join(lines)}
 
-
-def _quoted(value: str) -> str:
-    """``value`` safe inside a single-quoted MLflow filter string."""
-    return value.replace("'", "\\'")

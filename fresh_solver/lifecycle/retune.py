@@ -33,16 +33,15 @@ from fresh_solver.choices import AUTO_METRIC, validation_metric
 from fresh_solver.cores import usable_cores
 from fresh_solver.errors import InputError
 from fresh_solver.lifecycle.settings import EVERY_TEMPLATE, max_rounds, resolve
+from fresh_solver.tracking import names
 from fresh_solver.tuning.session import TuningSession, TuningSpec, why_defaults_kept
 
 log = logging.getLogger("fresh_solver.lifecycle")
 
-VALIDATION_KEY_TAG = "fresh_solver.tuning_run_id"
 # The solving a trial task is given, where its round has points enough: a task on a real
 # Airflow costs about 0.3 s of its own (its process, the execution API's calls, the XCom), so
 # trials that solve for tenths of a second are scored several to a task.
 MIN_TASK_SOLVING_S = 2.0
-MIXED_TAG = "fresh_solver.mixed_fingerprints"
 HELD_OUT_OFFSET = 1000  # generated held-out instance seeds start here, far from training's
 
 
@@ -214,7 +213,7 @@ def start(plan: dict[str, Any], session_key: str) -> dict[str, Any]:
     from fresh_solver.tuning.record import open_session, start_reference
 
     session, record = open_session(_spec(plan), session_key=session_key, reopen=False)
-    record.client.set_tag(record.run_id, "fresh_solver.held_out_set", plan["held_out_set"])
+    record.client.set_tag(record.run_id, names.HELD_OUT_SET, plan["held_out_set"])
     start_reference(session, record)
     log.info("retune %s: tuning session %s, reference score %.4g", plan["template_id"],
              record.run_id, session.reference.evaluation.score)
@@ -356,7 +355,7 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     session already closed returns what it recorded."""
     client = tracking.client()
     run = tracking.get_run(client, run_id)
-    if "fresh_solver.best_trial" not in run.data.tags:  # not raced yet (finish sets it last)
+    if names.BEST_TRIAL not in run.data.tags:  # not raced yet (finish sets it last)
         spec = _spec(plan)
         session, record = _open(plan, run_id)
         if len(session.searched) < spec.trials:
@@ -367,13 +366,13 @@ def race(plan: dict[str, Any], run_id: str) -> dict[str, Any]:
         record.finish(session, winner, race_result)
         run = client.get_run(run_id)
     tags, metrics = run.data.tags, run.data.metrics
-    tuned = tags["fresh_solver.best_trial"] != "0"
+    tuned = tags[names.BEST_TRIAL] != "0"
     why = None if tuned else why_not_tuned(plan, run_id, client)
     log.info("retune %s: race %s (best trial %s, score %.4g vs defaults %.4g)",
              plan["template_id"], "kept a tuned set" if tuned else "kept the CP-SAT defaults",
-             tags["fresh_solver.best_trial"], metrics["best_score"], metrics["default_score"])
-    return {"run_id": run_id, "tuned": tuned, "best_trial": int(tags["fresh_solver.best_trial"]),
-            "config_hash": tags["fresh_solver.best_config_hash"],
+             tags[names.BEST_TRIAL], metrics["best_score"], metrics["default_score"])
+    return {"run_id": run_id, "tuned": tuned, "best_trial": int(tags[names.BEST_TRIAL]),
+            "config_hash": tags[names.BEST_CONFIG_HASH],
             "best_score": metrics["best_score"], "default_score": metrics["default_score"],
             "why_defaults_kept": why}
 
@@ -411,7 +410,7 @@ def flag_mixed_fingerprints(plan: dict[str, Any], record, stage: str) -> list[st
         log.warning("retune %s: %s: the trials were measured on %d machines (%s): their "
                     "scores compare times across machines; the race and validation re-measure "
                     "on one machine each", plan["template_id"], stage, len(machines), listed)
-        record.client.set_tag(record.run_id, MIXED_TAG, ",".join(sorted(machines)))
+        record.client.set_tag(record.run_id, names.MIXED_FINGERPRINTS, ",".join(sorted(machines)))
     return sorted(machines)
 
 
@@ -431,15 +430,15 @@ def validate(plan: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any]:
         tracking.validation_experiment(template_id))
     done = [] if experiment is None else registry.client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{VALIDATION_KEY_TAG}` = '{run_id}' and "
-                      f"tags.fresh_solver.config_hash = '{candidate['config_hash']}' and "
-                      "attributes.status = 'FINISHED'", max_results=1)
+        filter_string=names.runs_where({names.TUNING_RUN_ID: run_id,
+                                        names.CONFIG_HASH: candidate["config_hash"]},
+                                       finished=True), max_results=1)
     if done:
         report = read_json(registry.client, done[0].info.run_id, "validation_report.json")
     else:
         report = _run_validation(plan, run_id, registry)
     verdict = verdict_of(report)
-    registry.client.set_tag(run_id, "fresh_solver.validation_run_id", report["run_id"])
+    registry.client.set_tag(run_id, names.VALIDATION_RUN_ID, report["run_id"])
     log.info("retune %s: validation %s: %s", template_id,
              "PASSED" if report["passed"] else "FAILED", report["summary"])
     return verdict
@@ -458,7 +457,7 @@ def _run_validation(plan: dict[str, Any], run_id: str, registry) -> dict[str, An
     report = validate_candidate(
         template_id, candidate, tuple(plan["held_out"]), list(range(settings["seeds"])),
         settings["time_limit"], PassRule(**settings["rule"]), production,
-        tags={VALIDATION_KEY_TAG: run_id}, metric=settings["metric"],
+        tags={names.TUNING_RUN_ID: run_id}, metric=settings["metric"],
         log=lambda message: log.info("retune %s: validation: %s", template_id, message))
     return report.to_dict()
 
@@ -505,9 +504,9 @@ def register(plan: dict[str, Any], run_id: str, verdict: dict[str, Any]) -> dict
         version = registry.register(template_id, SolverConfig.from_dict(report["candidate"]),
                                     report, tuning_run_id=run_id)
     for linked in (run_id, verdict["validation_run_id"]):
-        registry.client.set_tag(linked, "fresh_solver.registered_version",
+        registry.client.set_tag(linked, names.REGISTERED_VERSION,
                                 f"{model_name(template_id)}/{version}")
-    mixed = registry.client.get_run(run_id).data.tags.get(MIXED_TAG)
+    mixed = registry.client.get_run(run_id).data.tags.get(names.MIXED_FINGERPRINTS)
     if mixed:  # set by tell/race: the reviewer sees it on the version
         log.warning("retune %s: version %s was tuned on trials measured on several machines "
                     "(%s); its validation ran on one", template_id, version, mixed)

@@ -9,9 +9,9 @@ from typing import Any
 
 from fresh_solver.measure import percentile
 from fresh_solver.operations.monitor import ANSWERED, PerformanceMonitor
+from fresh_solver.tracking import names
 
 EXPERIMENT = "fresh-solver/production"
-KEY_TAG = "fresh_solver.rollup_key"
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -44,13 +44,14 @@ def write_rollups(monitor: PerformanceMonitor, start: float, end: float
     written = []
     for template_id, group in sorted(grouped.items()):
         key = f"{template_id}@{int(start)}-{int(end)}"
-        found = client.search_runs([experiment], f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
+        found = client.search_runs([experiment], names.runs_where({names.ROLLUP_KEY: key}),
+                                   max_results=1)
         if found:
             written.append({"template_id": template_id, "run_id": found[0].info.run_id,
                             "new": False})
             continue
         run = client.create_run(experiment, tags={
-            "mlflow.runName": f"production-{template_id}-{int(start)}", KEY_TAG: key,
+            "mlflow.runName": f"production-{template_id}-{int(start)}", names.ROLLUP_KEY: key,
             "template_id": template_id})
         summary = summarise(group)
         versions = sorted({r["version"] or "none" for r in group})
@@ -81,7 +82,7 @@ def log_solve_run(record) -> str:
     experiment = tracking.experiment_id(client, EXPERIMENT)
     run = client.create_run(experiment, tags={
         "mlflow.runName": f"solve-{record.template_id}", "template_id": record.template_id,
-        "fresh_solver.kind": "production_solve"})
+        names.KIND: names.PRODUCTION_SOLVE})
     at_ms = int(record.at * 1000)
     metrics = {"solve_time_s": record.solve_time_s, "build_time_s": record.build_time_s,
                "objective": record.objective, "best_bound": record.best_bound,

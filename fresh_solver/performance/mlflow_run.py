@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fresh_solver.tracking import names
+
 EXPERIMENT = "fresh-solver/benchmarks"
-KIND = "benchmark"
 MAX_PARAM = 6000  # MLflow's limit on a param value
 
 
@@ -106,9 +107,9 @@ def start(definition, instances: dict[str, Any], configurations, machine: dict[s
     template_id = template_tag(definition, instances)
     reference = configurations[0].name
     run = client.create_run(tracking.experiment_id(client, EXPERIMENT), tags={
-        "mlflow.runName": f"benchmark-{template_id}", "fresh_solver.kind": KIND,
-        "fresh_solver.template_id": template_id, "fresh_solver.fingerprint": fingerprint,
-        "fresh_solver.reference": reference, "ortools_version": ortools.__version__})
+        "mlflow.runName": f"benchmark-{template_id}", names.KIND: names.BENCHMARK,
+        names.TEMPLATE_ID: template_id, names.FINGERPRINT: fingerprint,
+        names.REFERENCE: reference, "ortools_version": ortools.__version__})
     params: dict[str, Any] = {
         "definition": definition.to_dict(), "template_id": template_id,
         "configurations": ",".join(c.name for c in configurations), "reference": reference,
@@ -169,9 +170,9 @@ def load_benchmark(run_id: str) -> tuple[Any, dict[str, Any]]:
 
     client = tracking.client()
     run = tracking.get_run(client, run_id)
-    if run.data.tags.get("fresh_solver.kind") != KIND:
+    if run.data.tags.get(names.KIND) != names.BENCHMARK:
         raise InputError(f"MLflow run {run_id} is not a benchmark run "
-                         f"(fresh_solver.kind = {run.data.tags.get('fresh_solver.kind')!r})")
+                         f"(fresh_solver.kind = {run.data.tags.get(names.KIND)!r})")
     if run.info.status != "FINISHED":
         raise InputError(f"benchmark run {run_id} did not finish ({run.info.status})")
     with tempfile.TemporaryDirectory() as tmp:

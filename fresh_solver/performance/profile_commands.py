@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROFILE_KIND = "profile"
+from fresh_solver.tracking import names
 
 
 def add_commands(subparsers) -> None:
@@ -98,9 +98,9 @@ def log_profile(profile: dict[str, Any], search_log: str, params_source: str) ->
 
     client = tracking.client()
     run = client.create_run(tracking.experiment_id(client, EXPERIMENT), tags={
-        "mlflow.runName": f"profile-{profile['problem']}", "fresh_solver.kind": PROFILE_KIND,
-        "fresh_solver.template_id": profile["template_id"],
-        "fresh_solver.fingerprint": profile["fingerprint"],
+        "mlflow.runName": f"profile-{profile['problem']}", names.KIND: names.PROFILE,
+        names.TEMPLATE_ID: profile["template_id"],
+        names.FINGERPRINT: profile["fingerprint"],
         "ortools_version": ortools.__version__})
     rid = run.info.run_id
     params = {k: profile[k] for k in ("problem", "template_id", "jobs", "tasks", "config_hash",

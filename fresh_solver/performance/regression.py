@@ -71,9 +71,8 @@ from fresh_solver.measure import (
     median_ratio_ci,
 )
 from fresh_solver.performance.mlflow_run import EXPERIMENT, metric_key
+from fresh_solver.tracking import names
 
-BENCHMARK_KIND = "benchmark"
-BASELINE_KIND = "baseline"
 BASELINE_ARTIFACT = "baseline.json"
 BASELINE_FORMAT = "fresh-solver/baseline-v1"
 METRICS = ("time_to_target_s", "wall_time_s", "time_to_first_s", "time_to_optimum_s")
@@ -317,12 +316,12 @@ class RegressionDetector:
         medians = [median(t) for t in base.times.values()]
         run = client.create_run(tracking.experiment_id(client, EXPERIMENT), tags={
             "mlflow.runName": f"baseline-{base.template_id}-{base.configuration}",
-            "fresh_solver.kind": BASELINE_KIND, "fresh_solver.template_id": base.template_id,
-            "fresh_solver.configuration": base.configuration,
-            "fresh_solver.evidence": base.evidence,
-            "fresh_solver.fingerprint": ",".join(base.fingerprints),
+            names.KIND: names.BASELINE, names.TEMPLATE_ID: base.template_id,
+            names.CONFIGURATION: base.configuration,
+            names.EVIDENCE: base.evidence,
+            names.FINGERPRINT: ",".join(base.fingerprints),
             "ortools_version": ",".join(base.ortools_versions),
-            **({"fresh_solver.source_run": base.source_run} if base.source_run else {})})
+            **({names.SOURCE_RUN: base.source_run} if base.source_run else {})})
         rid = run.info.run_id
         params = {"template_id": base.template_id, "configuration": base.configuration,
                   "metric": base.metric, "evidence": base.evidence,
@@ -345,10 +344,10 @@ class RegressionDetector:
         """The latest baseline of ``template_id`` (of ``configuration`` when given)."""
         from fresh_solver import tracking
 
-        query = (f"tags.`fresh_solver.kind` = '{BASELINE_KIND}' and "
-                 f"tags.`fresh_solver.template_id` = '{_quoted(template_id)}'")
+        tags = {names.KIND: names.BASELINE, names.TEMPLATE_ID: template_id}
         if configuration is not None:
-            query += f" and tags.`fresh_solver.configuration` = '{_quoted(configuration)}'"
+            tags[names.CONFIGURATION] = configuration
+        query = names.runs_where(tags)
         runs = self.client.search_runs([tracking.experiment_id(self.client, EXPERIMENT)],
                                        filter_string=query, order_by=["start_time DESC"],
                                        max_results=1)
@@ -365,10 +364,10 @@ class RegressionDetector:
         from fresh_solver import tracking
 
         run = tracking.get_run(self.client, run_id)
-        kind = run.data.tags.get("fresh_solver.kind")
-        if kind == BASELINE_KIND:
+        kind = run.data.tags.get(names.KIND)
+        if kind == names.BASELINE:
             return self._load_baseline(run, configuration)
-        if kind != BENCHMARK_KIND:
+        if kind != names.BENCHMARK:
             raise InputError(f"MLflow run {run_id} is neither a benchmark nor a baseline run "
                              f"(fresh_solver.kind = {kind!r})")
         if run.info.status != "FINISHED":
@@ -412,15 +411,15 @@ class RegressionDetector:
         if missing:
             raise InputError(f"benchmark run {rid}: runs.csv lacks column(s) "
                              f"{', '.join(missing)}")
-        names = list(dict.fromkeys(frame["configuration"].astype(str)))
+        configurations = list(dict.fromkeys(frame["configuration"].astype(str)))
         if configuration is None:
-            if len(names) != 1:
-                raise InputError(f"benchmark run {rid} compares {', '.join(names)}: name one "
-                                 "with --configuration (configuration=...)")
-            configuration = names[0]
-        if configuration not in names:
+            if len(configurations) != 1:
+                raise InputError(f"benchmark run {rid} compares {', '.join(configurations)}: "
+                                 "name one with --configuration (configuration=...)")
+            configuration = configurations[0]
+        if configuration not in configurations:
             raise InputError(f"benchmark run {rid} has no configuration {configuration!r} "
-                             f"(it has {', '.join(names)})")
+                             f"(it has {', '.join(configurations)})")
         rows = frame[frame["configuration"].astype(str) == configuration]
         values = rows[metric].astype(float)
         if values.isna().any():
@@ -434,7 +433,7 @@ class RegressionDetector:
             times.setdefault(instance, []).append(float(value))
         params = run.data.params
         return Distribution(
-            template_id=run.data.tags.get("fresh_solver.template_id", params.get(
+            template_id=run.data.tags.get(names.TEMPLATE_ID, params.get(
                 "template_id", "")),
             configuration=configuration, metric=metric, times=times,
             config_hash=params.get(f"config_hash.{metric_key(configuration)}"),
@@ -489,7 +488,7 @@ class RegressionDetector:
         from fresh_solver import tracking
 
         run = tracking.get_run(self.client, run_id)
-        if run.data.tags.get("fresh_solver.kind") != BENCHMARK_KIND:
+        if run.data.tags.get(names.KIND) != names.BENCHMARK:
             raise InputError(f"MLflow run {run_id} is not a benchmark run")
         if run.info.status != "FINISHED":
             raise InputError(f"benchmark run {run_id} did not finish ({run.info.status})")
@@ -573,9 +572,8 @@ class RegressionDetector:
         first, each with the geometric mean of its per-instance medians (``value``)."""
         from fresh_solver import tracking
 
-        query = (f"tags.`fresh_solver.kind` = '{BENCHMARK_KIND}' and "
-                 f"tags.`fresh_solver.template_id` = '{_quoted(template_id)}' and "
-                 "attributes.status = 'FINISHED'")
+        query = names.runs_where({names.KIND: names.BENCHMARK, names.TEMPLATE_ID: template_id},
+                                 finished=True)
         runs = self.client.search_runs([tracking.experiment_id(self.client, EXPERIMENT)],
                                        filter_string=query, order_by=["start_time DESC"],
                                        max_results=max_runs)
@@ -639,7 +637,3 @@ def _context_warnings(base: Distribution, current: Distribution) -> list[str]:
                             f"{', '.join(b) or '?'}")
     return problems
 
-
-def _quoted(value: str) -> str:
-    """``value`` safe inside a single-quoted MLflow filter string."""
-    return value.replace("'", "\\'")

@@ -38,10 +38,10 @@ from fresh_solver.errors import InputError
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry import evidence as ev
 from fresh_solver.registry.rest import client_errors
+from fresh_solver.tracking import names
 
 ALIAS = "production"
 HISTORY_PREFIX = "fresh_solver.history."
-OBSERVED_TAG = "fresh_solver.observed"
 UNSOUND = "unsound"  # the evidence basis of a set that holds a known-unsound combination
 
 
@@ -171,7 +171,7 @@ class ParameterRegistry:
     def _observed(self, template_id: str) -> dict[str, Any] | None:
         """What the last promote or reconcile saw (alias, Production versions, when)."""
         model = self._model(template_id)
-        return json.loads((model.tags if model else {}).get(OBSERVED_TAG, "null") or "null")
+        return json.loads((model.tags if model else {}).get(names.OBSERVED, "null") or "null")
 
     def _model(self, template_id: str):
         """The registered model, or None. Searched, not fetched: with access control a fetch
@@ -358,7 +358,7 @@ class ParameterRegistry:
         state = {"alias": alias, "alias_seen_ms": seen, "production": production,
                  "production_seen": {v: first_seen.get(v, now) for v in production},
                  "at_ms": now}
-        self._upsert_model_tag(model_name(template_id), OBSERVED_TAG, json.dumps(state))
+        self._upsert_model_tag(model_name(template_id), names.OBSERVED, json.dumps(state))
 
     def _upsert_model_tag(self, name: str, key: str, value: str) -> None:
         """Set a registered model's tag that other processes may be setting at the same moment
@@ -498,7 +498,7 @@ def _parameters_run(client, template_id: str, config: SolverConfig,
     exp = tracking.experiment_id(client, tracking.validation_experiment(template_id))
     run = client.create_run(exp, tags={"mlflow.runName": f"register-{config.hash}",
                                        "validation_status": validation_status,
-                                       "fresh_solver.config_hash": config.hash})
+                                       names.CONFIG_HASH: config.hash})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "parameters.json"
         path.write_text(json.dumps(config.to_dict(), indent=1))

@@ -24,14 +24,10 @@ from fresh_solver.errors import InputError
 from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import SearchSpace
+from fresh_solver.tracking import names
 from fresh_solver.tuning.scoring import Evaluation
 from fresh_solver.tuning.session import Trial, TuningSession, TuningSpec
 
-SESSION_KIND = "tuning-session"
-KEY_TAG = "fresh_solver.session_key"
-FINGERPRINT_TAG = "fresh_solver.fingerprint"
-# On a trial run whose configuration made CP-SAT claim a wrong optimum: the reason.
-UNSOUND_TAG = "fresh_solver.unsound"
 # What decides the scores must match when a session is resumed; the trial budget may grow.
 RESUME_KEYS = ("template_id", "metric", "trial_time_limit_s", "seeds", "instance_set",
                "estimator", "tuner_seed", "space", "cap_factor")
@@ -93,10 +89,10 @@ class SessionRecord:
     def trial_runs(self) -> dict[int, Any]:
         """Finished (or failed) trial runs by index; an unfinished one is a killed attempt."""
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+            [self.experiment_id], filter_string=names.runs_where({names.PARENT_RUN: self.run_id}),
             max_results=10000)
-        return {int(r.data.tags["fresh_solver.trial"]): r for r in runs
-                if r.info.status in ("FINISHED", "FAILED") and "fresh_solver.trial" in r.data.tags}
+        return {int(r.data.tags[names.TRIAL]): r for r in runs
+                if r.info.status in ("FINISHED", "FAILED") and names.TRIAL in r.data.tags}
 
     def fingerprints(self) -> dict[str, list[int]]:
         """The trials' measuring machines: fingerprint id -> trial indices (trials logged
@@ -104,8 +100,8 @@ class SessionRecord:
         scores compare times taken on different machines."""
         machines: dict[str, list[int]] = {}
         for index, run in sorted(self.trial_runs().items()):
-            if FINGERPRINT_TAG in run.data.tags:
-                machines.setdefault(run.data.tags[FINGERPRINT_TAG], []).append(index)
+            if names.FINGERPRINT in run.data.tags:
+                machines.setdefault(run.data.tags[names.FINGERPRINT], []).append(index)
         return machines
 
     def log_trial(self, trial: Trial, space: SearchSpace, fingerprint: str | None = None) -> str:
@@ -119,30 +115,30 @@ class SessionRecord:
 
         earlier = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and "
-                          f"tags.fresh_solver.trial = '{trial.index}'")
+            filter_string=names.runs_where({names.PARENT_RUN: self.run_id,
+                                            names.TRIAL: trial.index}))
         for run in earlier:
             if run.info.status in ("FINISHED", "FAILED"):
                 return run.info.run_id
         evaluation = trial.evaluation
-        tags = {"mlflow.parentRunId": self.run_id, "fresh_solver.trial": str(trial.index),
-                FINGERPRINT_TAG: fingerprint or fingerprint_id(),
-                "fresh_solver.role": "reference" if trial.point is None else "trial",
-                "fresh_solver.point": json.dumps(trial.point),
-                "fresh_solver.config_hash": trial.config.hash if trial.config else "invalid",
-                "fresh_solver.status": "failed" if evaluation.failed else "ok",
+        tags = {names.PARENT_RUN: self.run_id, names.TRIAL: str(trial.index),
+                names.FINGERPRINT: fingerprint or fingerprint_id(),
+                names.ROLE: "reference" if trial.point is None else "trial",
+                names.POINT: json.dumps(trial.point),
+                names.CONFIG_HASH: trial.config.hash if trial.config else "invalid",
+                names.STATUS: "failed" if evaluation.failed else "ok",
                 "mlflow.runName": f"trial-{trial.index:03d}" if trial.point is not None
                 else "reference-defaults"}
         if evaluation.failed:
-            tags["fresh_solver.error"] = evaluation.failed[:4000]
+            tags[names.ERROR] = evaluation.failed[:4000]
         if evaluation.unsound:
-            tags[UNSOUND_TAG] = evaluation.failed[:4000]
+            tags[names.UNSOUND] = evaluation.failed[:4000]
         if earlier:  # the killed attempt's run (params are the point's: the same values)
             rid = earlier[0].info.run_id
             self.client.update_run(rid, status="RUNNING")
             self.client.log_batch(rid, tags=[RunTag(k, v) for k, v in tags.items()])
-            if "fresh_solver.error" in earlier[0].data.tags and not evaluation.failed:
-                self.client.delete_tag(rid, "fresh_solver.error")
+            if names.ERROR in earlier[0].data.tags and not evaluation.failed:
+                self.client.delete_tag(rid, names.ERROR)
         else:
             rid = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         params = trial.params or {d.key: v for d, v in zip(space.dimensions, trial.point)}
@@ -151,7 +147,7 @@ class SessionRecord:
         self.client.log_batch(
             rid, metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
             params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag("fresh_solver.config",
+            tags=[RunTag(names.CONFIG,
                          trial.config.canonical_json() if trial.config else "null")])
         log_json(self.client, rid, "results.json", evaluation.to_dict())
         self.client.set_terminated(rid, "FAILED" if evaluation.failed else "FINISHED")
@@ -161,16 +157,16 @@ class SessionRecord:
         """Tag every unsound trial's run with its reason, including trials whose proofs a
         later trial's schedule refuted after they were logged."""
         for index, run in self.trial_runs().items():
-            if index in unsound and run.data.tags.get(UNSOUND_TAG) != unsound[index][:4000]:
-                self.client.set_tag(run.info.run_id, UNSOUND_TAG, unsound[index][:4000])
+            if index in unsound and run.data.tags.get(names.UNSOUND) != unsound[index][:4000]:
+                self.client.set_tag(run.info.run_id, names.UNSOUND, unsound[index][:4000])
 
     def load_trials(self) -> list[Trial]:
         """Every finished trial, in index order (the order they were told)."""
         trials = []
         for index, run in sorted(self.trial_runs().items()):
             evaluation = Evaluation.from_dict(read_run_json(self.client, run, "results.json"))
-            stored = json.loads(run.data.tags["fresh_solver.config"])
-            trials.append(Trial(index, json.loads(run.data.tags["fresh_solver.point"]),
+            stored = json.loads(run.data.tags[names.CONFIG])
+            trials.append(Trial(index, json.loads(run.data.tags[names.POINT]),
                                 None if stored is None else SolverConfig.from_dict(stored),
                                 evaluation))
         return trials
@@ -202,8 +198,8 @@ class SessionRecord:
                            ("trials", len(session.searched)),
                            ("unsound_trials", len(unsound))):
             client.log_metric(run_id, key, float(value))
-        client.set_tag(run_id, "fresh_solver.best_config_hash", winner.config.hash)
-        client.set_tag(run_id, "fresh_solver.best_trial", str(winner.index))
+        client.set_tag(run_id, names.BEST_CONFIG_HASH, winner.config.hash)
+        client.set_tag(run_id, names.BEST_TRIAL, str(winner.index))
         client.set_terminated(run_id, "FINISHED")
         return {"run_id": run_id, "experiment": tracking.tuning_experiment(
                     session.spec.template_id),
@@ -244,7 +240,7 @@ def open_session(spec: TuningSpec, resume_run_id: str | None = None,
     params = spec_params(spec, session.space, session.instance_hash)
     if session_key and not resume_run_id:
         found = client.search_runs([experiment_id],
-                                   filter_string=f"tags.`{KEY_TAG}` = '{session_key}'",
+                                   filter_string=names.runs_where({names.SESSION_KEY: session_key}),
                                    max_results=1)
         resume_run_id = found[0].info.run_id if found else None
     if resume_run_id:
@@ -265,10 +261,10 @@ def open_session(spec: TuningSpec, resume_run_id: str | None = None,
 
     from mlflow.entities import Param
 
-    tags = {"mlflow.runName": f"tune-{spec.template_id}", "fresh_solver.kind": SESSION_KIND,
+    tags = {"mlflow.runName": f"tune-{spec.template_id}", names.KIND: names.TUNING_SESSION,
             **{f"machine.{k}": v for k, v in machine_fingerprint().items()}}
     if session_key:
-        tags[KEY_TAG] = session_key
+        tags[names.SESSION_KEY] = session_key
     run = client.create_run(experiment_id, tags=tags)
     client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
     log_json(client, run.info.run_id, "search_space.json", session.space.as_dict())

@@ -31,6 +31,7 @@ from fresh_solver.measure import (
 )
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.unsound import refuse_known_unsound
+from fresh_solver.tracking import names
 from fresh_solver.validation.compare import (
     METRIC_NAMES,
     Comparison,
@@ -216,7 +217,7 @@ def _log_report(report: ValidationReport, tags: dict[str, str]) -> str:
         "mlflow.runName": f"validate-{report.candidate.hash}",
         "validation_status": "passed" if report.passed else "failed",
         "template_id": report.template_id, "ortools_version": report.ortools_version,
-        "fresh_solver.config_hash": report.candidate.hash, **tags})
+        names.CONFIG_HASH: report.candidate.hash, **tags})
     rid = run.info.run_id
     report.run_id = rid
     now = int(time.time() * 1000)
