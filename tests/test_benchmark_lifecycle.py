@@ -172,7 +172,7 @@ def test_benchmark_is_idempotent_and_its_first_verdict_establishes_the_baseline(
     assert first["params_source"] == "registry:fresh-solver-bm-gen/1"
     assert set(first["solved"]) == {"template", "production"}
     run = client().get_run(first["run_id"])
-    assert run.data.tags[lifecycle.AIRFLOW_RUN_TAG] == "manual__bench-1"
+    assert run.data.tags["fresh_solver.airflow_run"] == "manual__bench-1"
     assert run.data.params["configurations"] == "template,production"  # defaults set targets
 
     verdict = lifecycle.detect(served, first["run_id"])

@@ -386,13 +386,12 @@ def test_a_retry_completes_the_run_a_killed_attempt_left(record):
 def test_trials_from_two_machines_flag_the_session(record, caplog):
     from fresh_solver.fingerprint import fingerprint_id
     from fresh_solver.lifecycle.retune import flag_mixed_fingerprints
-    from fresh_solver.tracking.names import MIXED_FINGERPRINTS as MIXED_TAG
 
     record, space = record
     record.log_trial(_trial(0, 0.5), space)
     plan = {"template_id": "unit"}
     assert flag_mixed_fingerprints(plan, record, "round 0") == [fingerprint_id()]
-    assert MIXED_TAG not in record.client.get_run(record.run_id).data.tags
+    assert "fresh_solver.mixed_fingerprints" not in record.client.get_run(record.run_id).data.tags
 
     other = record.client.create_run(record.experiment_id, tags={
         "mlflow.parentRunId": record.run_id, "fresh_solver.trial": "1",
@@ -401,7 +400,8 @@ def test_trials_from_two_machines_flag_the_session(record, caplog):
     with caplog.at_level("WARNING", logger="fresh_solver.lifecycle"):
         ids = flag_mixed_fingerprints(plan, record, "race")
     assert ids == sorted([fingerprint_id(), "0123456789ab"])
-    assert record.client.get_run(record.run_id).data.tags[MIXED_TAG] == ",".join(ids)
+    tags = record.client.get_run(record.run_id).data.tags
+    assert tags["fresh_solver.mixed_fingerprints"] == ",".join(ids)
     assert "measured on 2 machines" in caplog.text and "trials 1" in caplog.text
 
 

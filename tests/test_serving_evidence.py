@@ -23,12 +23,12 @@ from fresh_solver.params.config import SolverConfig
 from fresh_solver.registry import evidence as ev
 from fresh_solver.registry.registry import (
     HISTORY_PREFIX,
-    OBSERVED_TAG,
     ParameterRegistry,
     _parameters_run,
     model_name,
 )
 from fresh_solver.registry.rest import RestClient
+from fresh_solver.tracking import names
 from tests.servers import using_mlflow_server
 from tests.test_registry import (
     assert_sole_production,
@@ -87,7 +87,7 @@ def _history(registry: ParameterRegistry, tid: str, good: str, bad: str) -> None
 def _observed(registry: ParameterRegistry, tid: str, good: str, bad: str) -> None:
     state = {"alias": bad, "alias_seen_ms": 0, "production": [bad],
              "at_ms": int(time.time() * 1000) + 60_000}
-    registry.client.set_registered_model_tag(model_name(tid), OBSERVED_TAG, json.dumps(state))
+    registry.client.set_registered_model_tag(model_name(tid), names.OBSERVED, json.dumps(state))
 
 
 def _override_of_another_version(registry: ParameterRegistry, tid: str, good: str,
