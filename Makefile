@@ -69,7 +69,8 @@ down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m fresh_solver.devstack down; fi
 
 test: venv browser
-	$(BIN)/ruff check fresh_solver tests dags
+	$(BIN)/ruff check fresh_solver tests dags benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 # The UI end-to-end test needs Debian's Chromium and its driver. CI (which runs as root with

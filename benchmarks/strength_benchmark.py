@@ -55,7 +55,7 @@ def _configuration(name: str, model: str, cp_sat: dict[str, Any] | None = None,
 
 
 # "template" runs the project's defaults: the worker count follows the problem's shape
-# (fresh_solver.solver.workers); "-per-core" and "-8w" pin it.
+# (fresh_solver.params.workers); "-per-core" and "-8w" pin it.
 CONFIGS = {c.name: c for c in [
     _configuration("baseline", "baseline"),
     _configuration("baseline-8w", "baseline", {"num_workers": 8}),

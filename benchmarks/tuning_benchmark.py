@@ -69,8 +69,8 @@ from fresh_solver.model import problem_to_dict
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
 from fresh_solver.params.space import load_space
+from fresh_solver.params.workers import effective_workers
 from fresh_solver.solver.solve import build_model
-from fresh_solver.solver.workers import effective_workers
 from fresh_solver.validation.compare import timed
 
 PEER_DRIVER = Path(__file__).with_name("autotune_peer.py")

@@ -241,16 +241,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    from fresh_solver import tracking
     from fresh_solver.params.config import SolverConfig
     from fresh_solver.registry.registry import ParameterRegistry, model_name
+    from fresh_solver.registry.rest import registry_client
 
     action = args.action
     if action == "register":  # its files first: a bad one leaves the store untouched
         config = SolverConfig.from_file(args.params, f"--params {args.params}")
         report = read_json(args.validation, f"--validation {args.validation}") \
             if args.validation else None
-    registry = ParameterRegistry(tracking.registry_client())
+    registry = ParameterRegistry(registry_client())
     if action == "register":
         version = registry.register(args.template_id, config, report)
         out: Any = {"version": version}

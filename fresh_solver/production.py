@@ -44,6 +44,7 @@ from fresh_solver.background import DaemonExecutor
 from fresh_solver.errors import InputError
 from fresh_solver.model import Problem
 from fresh_solver.params.config import SolverConfig
+from fresh_solver.registry.errors import registry_errors
 
 log = logging.getLogger("fresh_solver.production")
 
@@ -89,14 +90,6 @@ def budget_seconds() -> float | None:
     if not tracking.tracking_uri().startswith(("http://", "https://")):
         return None
     return float(os.environ.get("FRESH_SOLVER_REGISTRY_BUDGET_S", "0.9"))
-
-
-def registry_errors() -> tuple[type[BaseException], ...]:
-    """What asking the registry may raise that is the registry's or the network's fault."""
-    from mlflow.exceptions import MlflowException
-    from requests.exceptions import RequestException
-
-    return (MlflowException, RequestException, OSError, json.JSONDecodeError)
 
 
 def _disk_cache(template_id: str) -> Path:

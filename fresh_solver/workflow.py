@@ -140,7 +140,7 @@ def _record(perf_monitor, template_id: str, problem, solution: SolutionResult) -
 def _regression(template_id: str, solve_time: float):
     """The detector's verdict on this solve, or None when there is nothing to compare with."""
     from fresh_solver.performance.regression import RegressionDetector
-    from fresh_solver.production import registry_errors
+    from fresh_solver.registry.errors import registry_errors
 
     try:
         return RegressionDetector().check_regression(template_id, solve_time)

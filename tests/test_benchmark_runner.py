@@ -21,10 +21,10 @@ from fresh_solver.fingerprint import fingerprint_id
 from fresh_solver.model import problem_from_dict, problem_to_dict
 from fresh_solver.model.generate import generate_family
 from fresh_solver.model.instantiate import instantiate_template
+from fresh_solver.params.workers import default_workers
 from fresh_solver.performance.definitions import TemplateBenchmark, load_definition
 from fresh_solver.performance.runner import COLUMNS, run_benchmark
 from fresh_solver.performance.summary import scale_of
-from fresh_solver.solver.workers import default_workers
 
 SHOP = {
     "format": "fresh-solver/problem-v1", "name": "shop",

@@ -18,7 +18,7 @@ import pytest
 from benchmarks import core_benchmark, strength_benchmark
 from fresh_solver.cores import usable_cores
 from fresh_solver.measure import geometric_mean
-from fresh_solver.solver.workers import default_workers
+from fresh_solver.params.workers import default_workers
 
 
 def test_core_benchmark_pairs_every_ablation_with_the_baseline(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from ortools.sat.python import cp_model
 
 from fresh_solver.model.generate import generate_family, generate_mix
 from fresh_solver.params import apply_parameters
+from fresh_solver.params.workers import default_workers, effective_workers
 from fresh_solver.solver import solve
-from fresh_solver.solver.workers import default_workers, effective_workers
 
 
 @pytest.fixture

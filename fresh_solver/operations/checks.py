@@ -239,7 +239,7 @@ class HealthChecker:
         """Per registered template: reachable, one Production version with the alias, the
         served set loads and applies here, validated, validated on this OR-Tools and machine."""
         from fresh_solver.operations.registry_check import registry_verdicts
-        from fresh_solver.production import registry_errors
+        from fresh_solver.registry.errors import registry_errors
 
         self._templates, self._baselines = None, {}  # nothing from an earlier run is reused
         try:
@@ -370,7 +370,7 @@ class HealthChecker:
     def check_baseline_compliance(self) -> _Verdict:
         """Every served set was validated at least as fast as its baseline (speedup ≥ 1)."""
         from fresh_solver.operations.registry_check import registry_verdicts
-        from fresh_solver.production import registry_errors
+        from fresh_solver.registry.errors import registry_errors
 
         try:
             if self._templates is None and self._registry_ran:

@@ -21,7 +21,7 @@ def reconcile_all(by: str = "health-dag") -> dict[str, Any]:
     """`registry reconcile` for every registered template: one Production version with the
     alias. Returns per template what was found and changed, or ``unreachable``."""
     from fresh_solver import tracking
-    from fresh_solver.production import registry_errors
+    from fresh_solver.registry.errors import registry_errors
     from fresh_solver.registry.registry import ParameterRegistry
 
     try:
@@ -38,7 +38,7 @@ def _reconcile_one(registry, template_id: str, by: str) -> dict[str, Any]:
     registry is still observed (the alias-move window depends on it). On a server with access
     control the service account may not make a version Production that no reviewer marked
     (e.g. a decision from the history): that needs a reviewer's reconcile."""
-    from fresh_solver.production import registry_errors
+    from fresh_solver.registry.errors import registry_errors
 
     try:
         return registry.reconcile(template_id, by=by)

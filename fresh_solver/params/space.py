@@ -107,7 +107,7 @@ class SearchSpace:
         nothing."""
         from ortools.sat import sat_parameters_pb2
 
-        from fresh_solver.solver.workers import effective_workers
+        from fresh_solver.params.workers import effective_workers
 
         defaults = sat_parameters_pb2.SatParameters()
         switches = config.model.to_dict()

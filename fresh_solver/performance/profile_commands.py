@@ -56,12 +56,12 @@ def profile_problem(problem, config, *, time_limit: float, seed: int,
     from dataclasses import asdict
 
     from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
+    from fresh_solver.params.workers import effective_workers
     from fresh_solver.performance.profilers import (
         ConstraintProfiler,
         MemoryProfiler,
         SolverProfiler,
     )
-    from fresh_solver.solver.workers import effective_workers
 
     constraints = ConstraintProfiler()
     groups = constraints.profile_template_model(problem, config.model)

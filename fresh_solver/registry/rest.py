@@ -50,6 +50,21 @@ class RestError(Exception):
         self.status = status
 
 
+def registry_client():
+    """The client of the registry's reviewer commands: against a tracking server, MLflow's
+    REST API spoken directly (:class:`RestClient`: a command answers without
+    paying MLflow's import first); against a database store, MLflow's client. MLflow's
+    client also with ``FRESH_SOLVER_REGISTRY_CLIENT=mlflow``, or when ``MLFLOW_TRACKING_AUTH``
+    names an MLflow auth plugin (which only MLflow's client can run)."""
+    from fresh_solver import tracking
+
+    uri = tracking.tracking_uri()
+    if (not uri.startswith(("http://", "https://")) or os.environ.get("MLFLOW_TRACKING_AUTH")
+            or os.environ.get("FRESH_SOLVER_REGISTRY_CLIENT", "rest") == "mlflow"):
+        return tracking.client()
+    return RestClient(uri)
+
+
 def client_errors() -> tuple[type[Exception], ...]:
     """What a registry client's call raises for the server's answer: :class:`RestError`, and
     MLflow's ``MlflowException`` once MLflow is loaded (a call that went through MLflow's

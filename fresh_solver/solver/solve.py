@@ -18,11 +18,11 @@ from fresh_solver.choices import MODELS
 from fresh_solver.model import Assignment, Problem, Schedule
 from fresh_solver.params import apply_parameters
 from fresh_solver.params.options import ModelOptions
+from fresh_solver.params.workers import effective_workers
 from fresh_solver.solver.baseline import build_baseline_model
 from fresh_solver.solver.built import BuiltModel
 from fresh_solver.solver.checker import check_schedule
 from fresh_solver.solver.template_model import build_template_model
-from fresh_solver.solver.workers import effective_workers
 
 log = logging.getLogger("fresh_solver.solver")
 
@@ -152,7 +152,7 @@ def solve(
     the search as soon as an incumbent reaches that objective (time-to-target runs);
     ``on_improvement(seconds, objective)`` is called for every better solution (progress).
     Without a ``num_workers`` in ``params`` the worker count follows the problem's shape
-    (:mod:`fresh_solver.solver.workers`).
+    (:mod:`fresh_solver.params.workers`).
     """
     params = dict(params or {})
     workers = effective_workers(params, model, problem.objective)

@@ -64,21 +64,6 @@ def client():
     return mlflow_client
 
 
-def registry_client():
-    """The client of the registry's reviewer commands: against a tracking server, MLflow's
-    REST API spoken directly (:mod:`fresh_solver.registry.rest`: a command answers without
-    paying MLflow's import first); against a database store, MLflow's client. MLflow's
-    client also with ``FRESH_SOLVER_REGISTRY_CLIENT=mlflow``, or when ``MLFLOW_TRACKING_AUTH``
-    names an MLflow auth plugin (which only MLflow's client can run)."""
-    uri = tracking_uri()
-    if (not uri.startswith(("http://", "https://")) or os.environ.get("MLFLOW_TRACKING_AUTH")
-            or os.environ.get("FRESH_SOLVER_REGISTRY_CLIENT", "rest") == "mlflow"):
-        return client()
-    from fresh_solver.registry.rest import RestClient
-
-    return RestClient(uri)
-
-
 _opened: set[str] = set()  # SQLite stores this process has opened (created and migrated)
 # Alembic's `context` and `op` are process-wide proxies: MLflow's migrations and the
 # operations store's, run by two threads at once, clobber each other ("'NoneType' object has
