@@ -11,7 +11,7 @@ of a run is its wall time to the proven optimum (build included; PAR2 = 2 x the 
 not prove one).
 
 Then, without new solves, trials draw ``r`` seeds per instance (the repetition count) and run
-the detector's own decision (:func:`~fresh_solver.performance.regression.compare_instances`:
+the detector's own decision (:func:`~fresh_solver.performance.regression_stats.compare_instances`:
 one-sided Mann-Whitney per instance, Holm across instances, ratio of medians >= 1.2x) on:
 
 - **A/A, interleaved**: A against its twin, measured at the same time: any alarm is a false
@@ -30,7 +30,7 @@ one-sided Mann-Whitney per instance, Holm across instances, ratio of medians >= 
 The recommended repetition count is the smallest evaluated with an interleaved A/A
 false-positive rate of at most 5 % (both seed modes) and the exact 1.5x found in at least 90 %
 of trials (same seeds, as benchmark runs of one definition have). Change points
-(:func:`~fresh_solver.performance.regression.change_points`) are measured on histories of 20
+(:func:`~fresh_solver.performance.regression_stats.change_points`) are measured on histories of 20
 runs, each run the geometric mean of per-instance medians of ``r`` draws: a flat history of A
 (false alarms) and 12 runs of A then B (the step found within one run of where it is).
 """
@@ -51,7 +51,7 @@ from fresh_solver.fingerprint import fingerprint_id, machine_fingerprint
 from fresh_solver.measure import geometric_mean, time_to_proof
 from fresh_solver.model.generate import SCALES, generate_family
 from fresh_solver.params.config import SolverConfig
-from fresh_solver.performance.regression import (
+from fresh_solver.performance.regression_stats import (
     DEFAULT_ALPHA,
     DEFAULT_THRESHOLD,
     change_points,

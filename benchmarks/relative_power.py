@@ -15,7 +15,7 @@ and the current run from block 2 (no real change, only the machine's drift betwe
 
 The false-alarm rate of each (A/A across blocks, disjoint seeds) and its power against an exact
 1.5x slow-down of B in block 2 (B's times multiplied by 1.5: synthetic, stated as such). The
-decision is the detector's (:func:`fresh_solver.performance.regression.compare_instances`:
+decision is the detector's (:func:`fresh_solver.performance.regression_stats.compare_instances`:
 one-sided Mann-Whitney per instance, Holm, ratio of medians >= 1.2; an alarm when any instance
 is flagged).
 """
@@ -47,7 +47,7 @@ def _ratios(series: dict[str, Any], num: str, den: str, instances: list[str],
 def measure(results: dict[str, Any], repetitions: list[int], trials: int,
             seed: int = 0) -> list[dict[str, Any]]:
     """Per repetition count, the share of trials that alarmed in each of :data:`CASES`."""
-    from fresh_solver.performance.regression import compare_instances
+    from fresh_solver.performance.regression_stats import compare_instances
 
     series, instances = results["series"], results["instances"]
     n_seeds = len(results["seeds"])

@@ -180,7 +180,7 @@ def test_benchmark_is_idempotent_and_its_first_verdict_establishes_the_baseline(
     assert verdict["baseline_source_run"] == first["run_id"]
     assert lifecycle.detect(served, first["run_id"]) == verdict  # recorded, not redone
     tags = client().get_run(first["run_id"]).data.tags
-    assert tags[lifecycle.VERDICT_TAG] == "baseline_established"
+    assert tags["fresh_solver.regression"] == "baseline_established"
     assert tags["fresh_solver.baseline_run"] == verdict["baseline_run"]
 
 
@@ -292,7 +292,7 @@ def test_detect_judges_production_relative_to_the_defaults(
     assert sorted(verdict["regressed"]) == sorted(BASE_TIMES)
     assert verdict["performance_change"] > 1.0 and verdict["p_value"] < 0.05
     run = client().get_run(slower)
-    assert run.data.tags[lifecycle.VERDICT_TAG] == "regression"
+    assert run.data.tags["fresh_solver.regression"] == "regression"
     assert run.data.params["regression.status"] == "regression"
     assert run.data.params["regression.baseline_run"] == verdict["baseline_run"]
     assert run.data.metrics["regression.performance_change"] == verdict["performance_change"]
@@ -318,7 +318,7 @@ def test_a_benchmark_on_the_fallback_set_is_not_compared(served: dict[str, Any])
                            source="fallback:registry unreachable (OSError); defaults")
     verdict = lifecycle.detect(template_plan, run_id)
     assert verdict["status"] == "not_compared" and "fallback:" in verdict["message"]
-    assert client().get_run(run_id).data.tags[lifecycle.VERDICT_TAG] == "not_compared"
+    assert client().get_run(run_id).data.tags["fresh_solver.regression"] == "not_compared"
 
 
 def test_ratios_pair_the_configurations_by_instance_seed_and_repetition() -> None:
@@ -338,7 +338,9 @@ def test_ratios_pair_the_configurations_by_instance_seed_and_repetition() -> Non
         {"configuration": "production", "instance": "b", "seed": 1, "repetition": 0,
          "time_to_target_s": 0.0},
     ])
-    assert lifecycle.ratios(runs) == {"a": [0.5, 0.25], "b": [1.0]}
+    from fresh_solver.performance.regression_stats import relative_ratios
+
+    assert relative_ratios(runs, "production", "template") == {"a": [0.5, 0.25], "b": [1.0]}
 
 
 # ---- revalidate -----------------------------------------------------------------------------

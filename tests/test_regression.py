@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from fresh_solver.errors import InputError
-from fresh_solver.performance.regression import (
+from fresh_solver.performance.regression import RegressionDetector
+from fresh_solver.performance.regression_stats import (
     SEVERITIES,
-    RegressionDetector,
     change_points,
     compare_instances,
     severity_of,

@@ -55,7 +55,6 @@ log = logging.getLogger("fresh_solver.lifecycle")
 
 PRODUCTION, DEFAULTS = "production", "template"
 CONFIGURATIONS = (DEFAULTS, PRODUCTION)  # the first is the reference: it sets the targets
-VERDICT_TAG = "fresh_solver.regression"
 VERDICT_ARTIFACT = "regression.json"
 RULE_KEYS = ("min_speedup", "max_p_value", "min_speedup_vs_production", "quality_tolerance")
 # The detector's severities as the alert channels' (critical, warning, info).
@@ -275,7 +274,7 @@ def detect(template_plan: dict[str, Any], run_id: str) -> dict[str, Any]:
     if set(params.get("configurations", "").split(",")) != set(CONFIGURATIONS):
         raise InputError(f"benchmark run {run_id} compares {params.get('configurations')!r}, "
                          f"not {' and '.join(CONFIGURATIONS)}")
-    if VERDICT_TAG in tags:
+    if names.REGRESSION in tags:
         verdict = read_json(client, run_id, VERDICT_ARTIFACT)
         log.info("benchmark %s: run %s already judged: %s", template_id, run_id,
                  verdict["message"])
@@ -291,6 +290,7 @@ def detect(template_plan: dict[str, Any], run_id: str) -> dict[str, Any]:
 def _judge(client, plan_: dict[str, Any], run) -> dict[str, Any]:
     from fresh_solver.performance.mlflow_run import load_benchmark
     from fresh_solver.performance.regression import RegressionDetector
+    from fresh_solver.performance.regression_stats import compare_relative
 
     template_id, settings = plan_["template_id"], plan_["settings"]
     run_id, params = run.info.run_id, run.data.params
@@ -325,79 +325,9 @@ def _judge(client, plan_: dict[str, Any], run) -> dict[str, Any]:
     before, _ = load_benchmark(source_run)
     now, _ = load_benchmark(run_id)
     return verdict | {"baseline_run": baseline_run, "baseline_source_run": source_run} | \
-        compare_relative(before, now, threshold=settings["threshold"], alpha=settings["alpha"])
-
-
-def ratios(runs) -> dict[str, list[float]]:
-    """Per instance, the ratio Production / defaults of each (instance, seed, repetition)
-    pair's time to target (both floored like every time of the project), from a benchmark's
-    ``runs.csv`` frame."""
-    from fresh_solver.measure import floor_time
-
-    pairs: dict[tuple, dict[str, float]] = {}
-    for row in runs.itertuples(index=False):
-        pairs.setdefault((str(row.instance), row.seed, row.repetition), {})[
-            str(row.configuration)] = float(row.time_to_target_s)
-    out: dict[str, list[float]] = {}
-    for (instance, _, _), times in pairs.items():
-        if PRODUCTION in times and DEFAULTS in times:
-            out.setdefault(instance, []).append(
-                floor_time(times[PRODUCTION]) / floor_time(times[DEFAULTS]))
-    return out
-
-
-def _median_change(before, now, configuration: str) -> float | None:
-    """Geometric mean over instances of this configuration's median time now / before."""
-    from statistics import median
-
-    from fresh_solver.measure import floor_time, geometric_mean
-
-    changes = []
-    for instance, group in now[now.configuration == configuration].groupby("instance"):
-        old = before[(before.configuration == configuration) & (before.instance == instance)]
-        if not old.empty:
-            changes.append(floor_time(median(group.time_to_target_s))
-                           / floor_time(median(old.time_to_target_s)))
-    return geometric_mean(changes) if changes else None
-
-
-def compare_relative(before, now, *, threshold: float, alpha: float) -> dict[str, Any]:
-    """The verdict fields of ``now`` against ``before`` (two benchmark ``runs.csv`` frames):
-    per instance the detector's test on the Production / defaults ratios (:func:`ratios`);
-    ``performance_change`` is the geometric mean over instances of (median ratio now / median
-    ratio before) less one. ``absolute_change`` (Production's own times) and ``machine_drift``
-    (the defaults' own times) are for reading only: both carry the machine's load."""
-    from dataclasses import asdict
-
-    from fresh_solver.measure import geometric_mean
-    from fresh_solver.performance.regression import SEVERITIES, compare_instances
-
-    base, current = ratios(before), ratios(now)
-    rows = compare_instances(base, current, threshold=threshold, alpha=alpha)
-    if not rows:
-        return {"status": "not_compared", "rows": [], "message": (
-            f"not compared: no instance in common with the baseline run (baseline "
-            f"{sorted(base)}, now {sorted(current)})")}
-    regressed = [r for r in rows if r.regression]
-    severity = max((r.severity for r in regressed), key=SEVERITIES.index, default="none")
-    change = geometric_mean([r.ratio for r in rows]) - 1
-    adjusted = [r.p_adjusted for r in rows if r.p_adjusted is not None]
-    drift, absolute = _median_change(before, now, DEFAULTS), _median_change(before, now,
-                                                                             PRODUCTION)
-    status = "regression" if regressed else "no_regression"
-    message = (f"{'REGRESSION (' + severity + ')' if regressed else 'no regression'}: "
-               f"Production relative to the defaults {change:+.1%} vs the baseline run "
-               f"(p = {min(adjusted):.3g} after Holm over {len(rows)} instance(s))"
-               + (f", slower on {', '.join(r.instance for r in regressed)}" if regressed
-                  else "")
-               + (f"; machine drift (defaults' own times) {drift - 1:+.1%}, Production's "
-                  f"absolute change {absolute - 1:+.1%}, for reading only"
-                  if drift is not None and absolute is not None else ""))
-    return {"status": status, "severity": severity, "performance_change": change,
-            "p_value": min(adjusted), "regressed": [r.instance for r in regressed],
-            "rows": [asdict(r) for r in rows],
-            "machine_drift": None if drift is None else drift - 1,
-            "absolute_change": None if absolute is None else absolute - 1, "message": message}
+        compare_relative(before, now, candidate=PRODUCTION, reference=DEFAULTS,
+                         labels=("Production", "the defaults"),
+                         threshold=settings["threshold"], alpha=settings["alpha"])
 
 
 def _benchmark_key(params: dict[str, str]) -> str:
@@ -461,10 +391,10 @@ def _record(client, run_id: str, verdict: dict[str, Any]) -> None:
         if verdict.get(k) is not None}
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
                      metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-    client.set_tag(run_id, f"{VERDICT_TAG}.severity", verdict["severity"])
+    client.set_tag(run_id, names.REGRESSION_SEVERITY, verdict["severity"])
     if verdict.get("baseline_run"):
-        client.set_tag(run_id, "fresh_solver.baseline_run", verdict["baseline_run"])
-    client.set_tag(run_id, VERDICT_TAG, verdict["status"])
+        client.set_tag(run_id, names.BASELINE_RUN, verdict["baseline_run"])
+    client.set_tag(run_id, names.REGRESSION, verdict["status"])
 
 
 def _alert_regression(verdict: dict[str, Any]) -> None:

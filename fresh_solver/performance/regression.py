@@ -15,21 +15,8 @@ which MLflow never lets anyone edit; artifact ``baseline.json``). The seed's sin
 ``establish_baseline(template_id, baseline_time=5.2)``, is accepted and recorded as such, with
 ``evidence="single_number"``: weak evidence, since one number says nothing about the spread.
 
-**The decision, per instance**: the current times are slower than the baseline's when
-
-- a one-sided Mann-Whitney U test (current stochastically greater) gives a p-value that stays
-  at or below ``alpha`` (default 0.05) after a Holm adjustment across the instances compared
-  (family-wise: an A/A comparison raises an alarm on any instance at most ``alpha`` of the time;
-  ``correction="bh"`` for Benjamini-Hochberg), **and**
-- the ratio of medians (current / baseline) is at least ``threshold`` (default **1.2**, i.e.
-  20 % slower): on a shared machine a significant 5 % is real but not worth an alarm.
-
-Against a single-number baseline no test is possible: the threshold alone decides and the result
-says ``evidence="single_number"`` (``weak_evidence`` true, ``p_value`` None).
-
-Severity, from the ratio of medians of a regressed instance: ``minor`` from the threshold,
-``major`` from 1.5x, ``critical`` from 2x (never below the threshold): monotone in the effect.
-The result's severity is its worst instance's; ``none`` without a regression.
+**The decision** is :mod:`fresh_solver.performance.regression_stats`'s, the same
+the daily benchmark DAG makes.
 
 The result's ``performance_change`` is the relative change of the median (0.5 = 50 % slower):
 over several instances the geometric mean of the per-instance ratios, less one; ``baseline_time``
@@ -62,25 +49,21 @@ from statistics import median
 from typing import Any
 
 from fresh_solver.errors import InputError
-from fresh_solver.measure import (
-    P_ADJUSTMENTS,
-    adjust_p_values,
-    floor_time,
-    geometric_mean,
-    mann_whitney_slower_p,
-    median_ratio_ci,
-)
+from fresh_solver.measure import P_ADJUSTMENTS, floor_time, geometric_mean
 from fresh_solver.performance.mlflow_run import EXPERIMENT, metric_key
+from fresh_solver.performance.regression_stats import (
+    DEFAULT_ALPHA,
+    DEFAULT_THRESHOLD,
+    SEVERITIES,
+    InstanceComparison,
+    change_points,
+    compare_instances,
+)
 from fresh_solver.tracking import names
 
 BASELINE_ARTIFACT = "baseline.json"
 BASELINE_FORMAT = "fresh-solver/baseline-v1"
 METRICS = ("time_to_target_s", "wall_time_s", "time_to_first_s", "time_to_optimum_s")
-DEFAULT_THRESHOLD = 1.2
-DEFAULT_ALPHA = 0.05
-SEVERITIES = ("none", "minor", "major", "critical")
-MAJOR_RATIO = 1.5
-CRITICAL_RATIO = 2.0
 ALL_INSTANCES = "*"  # the instance name a single number or a plain list of times stands for
 REQUIRED_COLUMNS = ("configuration", "instance", "ortools_version", "fingerprint")
 
@@ -110,24 +93,6 @@ class Distribution:
         values["ortools_versions"] = tuple(values.get("ortools_versions", ()))
         values["fingerprints"] = tuple(values.get("fingerprints", ()))
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class InstanceComparison:
-    """One instance's verdict. ``ratio`` = current median / baseline median (> 1 slower)."""
-
-    instance: str
-    n_baseline: int
-    n_current: int
-    baseline_median: float
-    current_median: float
-    ratio: float
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    p_adjusted: float | None
-    regression: bool
-    severity: str
 
 
 @dataclass
@@ -168,78 +133,6 @@ class RegressionResult:
         """The ``benchmark regress --json`` object: ``regression`` first, then the rest."""
         data = asdict(self)
         return {"regression": self.is_significant, "weak_evidence": self.weak_evidence, **data}
-
-
-def severity_of(ratio: float, threshold: float = DEFAULT_THRESHOLD) -> str:
-    """The severity a slow-down by ``ratio`` (current / baseline) earns (module docstring)."""
-    if ratio >= max(CRITICAL_RATIO, threshold):
-        return "critical"
-    if ratio >= max(MAJOR_RATIO, threshold):
-        return "major"
-    return "minor" if ratio >= threshold else "none"
-
-
-def compare_instances(baseline: dict[str, list[float]], current: dict[str, list[float]], *,
-            threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
-            correction: str = "holm", n_resamples: int = 2000,
-            single_number: bool = False) -> list[InstanceComparison]:
-    """The per-instance verdicts on the instances both sides have (module docstring).
-
-    ``n_resamples`` = 0 skips the bootstrap interval (it is reported, it does not decide):
-    the detector's power benchmark calls this thousands of times. ``single_number``: the
-    baseline is one number, so the threshold alone decides and there are no p-values.
-    """
-    instances = [name for name in baseline if name in current]
-    ratios, intervals, p_values = [], [], []
-    for name in instances:
-        base, cur = baseline[name], current[name]
-        if n_resamples and not single_number:
-            ratio, low, high = median_ratio_ci(base, cur, n_resamples=n_resamples)
-            intervals.append((low, high))
-        else:
-            ratio = median(cur) / floor_time(median(base))
-            intervals.append((None, None))
-        ratios.append(ratio)
-        p_values.append(None if single_number else mann_whitney_slower_p(base, cur))
-    adjusted = (adjust_p_values(p_values, correction) if not single_number
-                else [None] * len(instances))
-    rows = []
-    for name, ratio, (low, high), p, p_adj in zip(instances, ratios, intervals, p_values,
-                                                  adjusted):
-        slower = ratio >= threshold and (p_adj is None or p_adj <= alpha)
-        rows.append(InstanceComparison(
-            instance=name, n_baseline=len(baseline[name]), n_current=len(current[name]),
-            baseline_median=median(baseline[name]), current_median=median(current[name]),
-            ratio=ratio, ci_low=low, ci_high=high, p_value=p, p_adjusted=p_adj,
-            regression=slower, severity=severity_of(ratio, threshold) if slower else "none"))
-    return rows
-
-
-def change_points(series: list[float], *, penalty: float | None = None,
-                  min_size: int = 2) -> list[int]:
-    """Where the level of a history of times changes: the indices at which a new regime
-    starts (index ``i`` = the ``i``-th run is the first of the new level), in order.
-
-    PELT (``ruptures``, least-squares cost) on the log of the times, so a 1.5x step counts the
-    same at 0.1 s as at 10 s. The default penalty is ``5 * sigma^2 * log(n)``, sigma the noise
-    of the log-times estimated from successive differences (median absolute deviation, so the
-    steps themselves barely count), floored at 1 %. The factor 5 trades false alarms on a
-    flat history against missed steps; ``python -m benchmarks.detector_power``
-    measures both on series built from measured solve times.
-    """
-    import numpy as np
-    import ruptures
-
-    x = np.log(np.maximum(np.asarray(series, float), 1e-4))
-    n = len(x)
-    if n < 2 * min_size:
-        return []
-    if penalty is None:
-        diffs = np.diff(x)
-        sigma = float(np.median(np.abs(diffs - np.median(diffs)))) / 0.6745 / math.sqrt(2)
-        penalty = 5 * max(sigma, 0.01) ** 2 * math.log(n)
-    breaks = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(x).predict(pen=penalty)
-    return [int(b) for b in breaks[:-1]]
 
 
 class RegressionDetector:

@@ -38,6 +38,9 @@ UNSOUND = "fresh_solver.unsound"  # why a trial's configuration made CP-SAT clai
 # A benchmark run started by the daily DAG, and the baseline it refreshed.
 AIRFLOW_RUN = "fresh_solver.airflow_run"  # the Airflow run that measured it (retries reuse it)
 BENCHMARK_KEY = "fresh_solver.benchmark_key"
+REGRESSION = "fresh_solver.regression"  # the regression verdict's status on a benchmark run
+REGRESSION_SEVERITY = "fresh_solver.regression.severity"
+BASELINE_RUN = "fresh_solver.baseline_run"  # the baseline a benchmark run was judged against
 
 # A validation run, a registered version, a production roll-up, a re-validation.
 TUNING_RUN_ID = "fresh_solver.tuning_run_id"  # the session a validation judged (its key)
