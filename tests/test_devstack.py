@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fresh_solver import devstack
+from fresh_solver.devstack import airflow_server, processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,7 @@ def _listening_addresses(service: devstack.Service) -> set[str]:
 
     addresses = set()
     for row in service.processes:
-        for pid in devstack._session_members(row["pid"]):
+        for pid in processes._session_members(row["pid"]):
             try:
                 connections = psutil.Process(pid).net_connections(kind="inet")
             except psutil.Error:
@@ -124,7 +125,7 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
         up = time.monotonic() - started
         # up waited for the tasks' execution API too (its first request builds it: ~2 s that
         # the stack's first task would otherwise wait for)
-        assert devstack._get(service.url + "/execution/health")[0] == 200
+        assert processes.http_get(service.url + "/execution/health")[0] == 200
         assert service.info["password_file"] == str(devstack.password_file(home))
         api = devstack.AirflowAPI(service.url, service.info["user"],
                                   devstack.airflow_password(home))
@@ -141,7 +142,7 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
         assert set(ran.values()) == {("skipped", 0)}, ran  # nothing else even started
         run_id = api.trigger(DAG_ID, TINY)
         state = api.wait(DAG_ID, run_id, timeout=420, poll=1.0)
-        logs = "\n".join(f"--- {r['log']}\n{devstack._tail(r['log'], 20)}"
+        logs = "\n".join(f"--- {r['log']}\n{processes.log_tail(r['log'], 20)}"
                          for r in service.processes)
         assert state == "success", logs
 
@@ -185,7 +186,7 @@ def test_real_airflow_runs_the_retune_dag_triggered_over_rest(tmp_path):
 
 def test_airflow_is_ready_when_its_execution_api_answers_too(monkeypatch):
     asked = []
-    monkeypatch.setattr(devstack, "wait_ready", lambda service, path, timeout: asked.append(
+    monkeypatch.setattr(airflow_server, "wait_ready", lambda service, path, timeout: asked.append(
         (service, path, timeout)))
     devstack.wait_airflow("airflow", 30.0)
     assert asked == [("airflow", "/api/v2/monitor/health", 30.0),
@@ -193,16 +194,14 @@ def test_airflow_is_ready_when_its_execution_api_answers_too(monkeypatch):
 
 
 def test_the_workers_hostname_callable_names_the_importable_module():
-    """Run as ``python -m fresh_solver.devstack`` (``make up-distributed``) the module is
-    ``__main__``; Airflow imports the callable by name in every worker, so it must name the
-    package module, as imported or as run."""
+    """Airflow imports the callable by name in every worker. ``python -m fresh_solver.devstack``
+    (``make up-distributed``) runs the package's ``__main__``, never the module that defines
+    it, so the name is always the importable one."""
     import importlib
-    import runpy
 
-    as_run = runpy.run_module("fresh_solver.devstack", run_name="__main__alike", alter_sys=True)
-    for name in (devstack.HOSTNAME_CALLABLE, as_run["HOSTNAME_CALLABLE"]):
-        module, _, attribute = name.rpartition(".")
-        assert getattr(importlib.import_module(module), attribute) is devstack.worker_hostname
+    module, _, attribute = devstack.HOSTNAME_CALLABLE.rpartition(".")
+    assert module == "fresh_solver.devstack.distributed"
+    assert getattr(importlib.import_module(module), attribute) is devstack.worker_hostname
 
 
 def test_a_stack_name_makes_its_own_databases_keys_and_workers():

@@ -214,7 +214,7 @@ def retune(stack, tmp_path_factory):
                 print(f"[test_distributed] killed {killed}", flush=True)
         time.sleep(0.5)
     phase(timings, "retune run (with a worker killed)", started)
-    logs = "\n".join(f"--- {r['log']}\n{devstack._tail(r['log'], 15)}"
+    logs = "\n".join(f"--- {r['log']}\n{devstack.processes.log_tail(r['log'], 15)}"
                      for s in stack["services"] for r in s.processes)
     assert state == "success", f"run {run_id} ended {state}\n{logs}"
     assert killed, "no trial was seen running after each worker had finished one: " \

@@ -50,6 +50,8 @@ def test_experiments_live_outside_the_package() -> None:
     commands = {".".join(path.relative_to(package).with_suffix("").parts)
                 for path in package.rglob("*.py")
                 if '__name__ == "__main__"' in path.read_text()}
+    commands |= {".".join(path.parent.relative_to(package).parts)
+                 for path in package.rglob("__main__.py")}
     assert commands == ENTRY_POINTS
 
 
