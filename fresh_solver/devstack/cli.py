@@ -318,7 +318,9 @@ def cmd_ensure_database(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``up``/``down``/``status`` of the local stack (``make up``/``make down``)."""
     parser = argparse.ArgumentParser(prog="python -m fresh_solver.devstack",
-                                     description=__doc__.split("\n\n")[0])
+                                     description="The local hands-on stack: an MLflow "
+                                     "server and a real Airflow, started and stopped as "
+                                     "processes.")
     parser.add_argument("--home",
                         help="data folder (default $FRESH_SOLVER_HOME, else ./.fresh_solver)")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -192,11 +192,16 @@ def compare_relative(before, now, *, candidate: str, reference: str, threshold: 
                f"(p = {min(adjusted):.3g} after Holm over {len(rows)} instance(s))"
                + (f", slower on {', '.join(r.instance for r in regressed)}" if regressed
                   else "")
-               + (f"; machine drift ({reference_named}, own times) {drift - 1:+.1%}, "
-                  f"{named}, absolute change {absolute - 1:+.1%}, for reading only"
+               + (f"; machine drift ({_possessive(reference_named)} own times) "
+                  f"{drift - 1:+.1%}, {_possessive(named)} absolute change "
+                  f"{absolute - 1:+.1%}, for reading only"
                   if drift is not None and absolute is not None else ""))
     return {"status": status, "severity": severity, "performance_change": change,
             "p_value": min(adjusted), "regressed": [r.instance for r in regressed],
             "rows": [asdict(r) for r in rows],
             "machine_drift": None if drift is None else drift - 1,
             "absolute_change": None if absolute is None else absolute - 1, "message": message}
+
+
+def _possessive(label: str) -> str:
+    return f"{label}'" if label.endswith("s") else f"{label}'s"

@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fresh_solver.tracking import names
+
 VERDICT = "verdict"
 CANDIDATE_HASH = "candidate_hash"
 TEMPLATE = "template_id"
@@ -155,8 +157,8 @@ def find_override(client, template_id: str, version: str, read_hash: Callable[[]
             return None
         experiment_id = experiment.experiment_id
     runs = client.search_runs(
-        [experiment_id], f"params.{VERDICT} = '{OVERRIDE}' and "
-        f"params.{MODEL_VERSION} = '{version}'", max_results=20)
+        [experiment_id], names.runs_where(params={VERDICT: OVERRIDE, MODEL_VERSION: version}),
+        max_results=20)
     for run in runs:
         params = run.data.params
         if _unsigned(params, run.info.run_id):
