@@ -35,11 +35,8 @@ import sys
 def add_actions(actions) -> None:
     """Add ``regress`` and ``baseline`` to the ``benchmark`` command's actions."""
     from fresh_solver.measure import P_ADJUSTMENTS
-    from fresh_solver.performance.regression import (
-        DEFAULT_ALPHA,
-        DEFAULT_THRESHOLD,
-        METRICS,
-    )
+    from fresh_solver.performance.regression import METRICS
+    from fresh_solver.performance.regression_stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 
     a = actions.add_parser(
         "regress", help="is a benchmark run slower than a baseline? (exit 1 if so)",

@@ -54,10 +54,10 @@ from fresh_solver.performance.mlflow_run import EXPERIMENT, metric_key
 from fresh_solver.performance.regression_stats import (
     DEFAULT_ALPHA,
     DEFAULT_THRESHOLD,
-    SEVERITIES,
     InstanceComparison,
     change_points,
     compare_instances,
+    overall,
 )
 from fresh_solver.tracking import names
 
@@ -438,20 +438,16 @@ class RegressionDetector:
             raise InputError(f"no instance in common: baseline has {sorted(base.times)}, "
                              f"current has {sorted(current_times)}")
         unmatched = sorted(set(base.times) ^ set(current_times))
-        effect = geometric_mean([r.ratio for r in rows])
-        regressed = [r for r in rows if r.regression]
-        adjusted = [r.p_adjusted for r in rows if r.p_adjusted is not None]
+        verdict = overall(rows)
         evidence = "single_number" if single or current.evidence == "single_number" else (
             "distribution")
         return RegressionResult(
             template_id=base.template_id, configuration=current.configuration,
-            metric=current.metric, evidence=evidence, is_significant=bool(regressed),
-            performance_change=effect - 1, effect=effect,
+            metric=current.metric, evidence=evidence, is_significant=bool(verdict.regressed),
+            performance_change=verdict.effect - 1, effect=verdict.effect,
             baseline_time=geometric_mean([floor_time(r.baseline_median) for r in rows]),
             current_time=geometric_mean([floor_time(r.current_median) for r in rows]),
-            p_value=min(adjusted) if adjusted else None,
-            severity=max((r.severity for r in regressed), key=SEVERITIES.index,
-                         default="none"),
+            p_value=verdict.p_value, severity=verdict.severity,
             rows=rows, threshold=self.threshold, alpha=self.alpha, correction=self.correction,
             mixed=bool(_context_warnings(base, current)), warnings=warnings,
             unmatched=unmatched, baseline_run_id=base.run_id or base.source_run,

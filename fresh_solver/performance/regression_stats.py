@@ -109,6 +109,27 @@ def compare_instances(baseline: dict[str, list[float]], current: dict[str, list[
     return rows
 
 
+@dataclass(frozen=True)
+class Overall:
+    """The per-instance verdicts rolled up: ``effect`` is the geometric mean of the ratios
+    (current / baseline), ``p_value`` the smallest adjusted one (None without a test), the
+    severity the worst regressed instance's."""
+
+    effect: float
+    regressed: list[InstanceComparison]
+    p_value: float | None
+    severity: str
+
+
+def overall(rows: list[InstanceComparison]) -> Overall:
+    """:class:`Overall` of :func:`compare_instances`' rows (at least one)."""
+    regressed = [r for r in rows if r.regression]
+    adjusted = [r.p_adjusted for r in rows if r.p_adjusted is not None]
+    return Overall(geometric_mean([r.ratio for r in rows]), regressed,
+                   min(adjusted) if adjusted else None,
+                   max((r.severity for r in regressed), key=SEVERITIES.index, default="none"))
+
+
 def change_points(series: list[float], *, penalty: float | None = None,
                   min_size: int = 2) -> list[int]:
     """Where the level of a history of times changes: the indices at which a new regime
@@ -180,16 +201,14 @@ def compare_relative(before, now, *, candidate: str, reference: str, threshold: 
         return {"status": "not_compared", "rows": [], "message": (
             f"not compared: no instance in common with the baseline run (baseline "
             f"{sorted(base)}, now {sorted(current)})")}
-    regressed = [r for r in rows if r.regression]
-    severity = max((r.severity for r in regressed), key=SEVERITIES.index, default="none")
-    change = geometric_mean([r.ratio for r in rows]) - 1
-    adjusted = [r.p_adjusted for r in rows if r.p_adjusted is not None]
+    verdict = overall(rows)
+    regressed, severity, change = verdict.regressed, verdict.severity, verdict.effect - 1
     drift = median_change(before, now, reference)
     absolute = median_change(before, now, candidate)
     status = "regression" if regressed else "no_regression"
     message = (f"{'REGRESSION (' + severity + ')' if regressed else 'no regression'}: "
                f"{named} relative to {reference_named} {change:+.1%} vs the baseline run "
-               f"(p = {min(adjusted):.3g} after Holm over {len(rows)} instance(s))"
+               f"(p = {verdict.p_value:.3g} after Holm over {len(rows)} instance(s))"
                + (f", slower on {', '.join(r.instance for r in regressed)}" if regressed
                   else "")
                + (f"; machine drift ({_possessive(reference_named)} own times) "
@@ -197,7 +216,7 @@ def compare_relative(before, now, *, candidate: str, reference: str, threshold: 
                   f"{absolute - 1:+.1%}, for reading only"
                   if drift is not None and absolute is not None else ""))
     return {"status": status, "severity": severity, "performance_change": change,
-            "p_value": min(adjusted), "regressed": [r.instance for r in regressed],
+            "p_value": verdict.p_value, "regressed": [r.instance for r in regressed],
             "rows": [asdict(r) for r in rows],
             "machine_drift": None if drift is None else drift - 1,
             "absolute_change": None if absolute is None else absolute - 1, "message": message}
