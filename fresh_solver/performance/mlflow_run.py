@@ -172,7 +172,7 @@ def load_benchmark(run_id: str) -> tuple[Any, dict[str, Any]]:
     run = tracking.get_run(client, run_id)
     if run.data.tags.get(names.KIND) != names.BENCHMARK:
         raise InputError(f"MLflow run {run_id} is not a benchmark run "
-                         f"(fresh_solver.kind = {run.data.tags.get(names.KIND)!r})")
+                         f"({names.KIND} = {run.data.tags.get(names.KIND)!r})")
     if run.info.status != "FINISHED":
         raise InputError(f"benchmark run {run_id} did not finish ({run.info.status})")
     with tempfile.TemporaryDirectory() as tmp:

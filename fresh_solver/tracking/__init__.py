@@ -2,8 +2,8 @@
 
 The tracking URI comes from ``MLFLOW_TRACKING_URI``; the embedded default is a SQLite store in
 the project's data folder (``FRESH_SOLVER_HOME``, default ``./.fresh_solver``) with artifacts
-beside it, so a laptop needs no server. ``import mlflow`` costs seconds: callers import this
-module lazily, only when they track.
+beside it, so a laptop needs no server. ``import mlflow`` costs seconds: this package imports
+it only inside the functions that track, so importing it (or ``names``) is free.
 """
 
 from __future__ import annotations

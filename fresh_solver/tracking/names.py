@@ -44,7 +44,8 @@ BASELINE_RUN = "fresh_solver.baseline_run"  # the baseline a benchmark run was j
 
 # A validation run, a registered version, a production roll-up, a re-validation.
 TUNING_RUN_ID = "fresh_solver.tuning_run_id"  # the session a validation judged (its key)
-OBSERVED = "fresh_solver.observed"  # on a version: production's observed solve times
+# On a registered model: the alias and Production versions the last promote or reconcile saw.
+OBSERVED = "fresh_solver.observed"
 ROLLUP_KEY = "fresh_solver.rollup_key"
 REVALIDATES = "fresh_solver.revalidates"  # the version a benchmark-triggered validation checks
 
